@@ -1,0 +1,48 @@
+# Two commands set up a fresh machine:  `make run` (whole pipeline)  and  `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+PYTEST_ARGS ?=
+
+.PHONY: install run test lint unit integration bench lock ui broker clean
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -r requirements.lock
+	$(BIN)/python -m pip install -q --no-deps --no-build-isolation -e .
+	rm -f $(VENV)/.installed-* && touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install the locked stack
+
+run: install  ## the whole pipeline on embedded defaults (no services needed)
+	$(BIN)/dvc repro
+	$(BIN)/dvc metrics show
+
+test: install lint  ## lint, then every test tier (starts its own Kafka broker; uses local Redis)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+unit: install
+	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
+
+bench: install  ## print the throughput figures the issues ask for
+	$(BIN)/python -m benchmarks.generate
+
+lock:  ## re-resolve the stack from pyproject ranges and freeze it
+	rm -rf /tmp/phantom-lock && $(PYTHON) -m venv /tmp/phantom-lock
+	/tmp/phantom-lock/bin/pip install -q --upgrade pip && /tmp/phantom-lock/bin/pip install -q ".[dev]"
+	( echo "# Exact versions that install together on Python 3.11 (pip freeze of pyproject's deps + dev)."; \
+	  echo "# Regenerate: make lock"; \
+	  /tmp/phantom-lock/bin/pip freeze --exclude phantom | sed 's/+cpu$$//' ) > requirements.lock
+
+ui: install  ## MLflow UI on the embedded store
+	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --port $${PORT:-5000}
+
+clean:
+	rm -rf $(VENV)

@@ -1,0 +1,1 @@
+"""Events: the raw contract, the traffic population model, the wire stream, Kafka I/O."""

@@ -1,0 +1,188 @@
+"""The raw event contract (v1): one schema and one set of rules shared by every producer,
+consumer, stage and test.
+
+A message on the wire is one JSON object; `received_ms` is not part of the payload but the time
+the pipeline received it (the Kafka message timestamp, or the simulator's delivery time). It is
+what makes a *late* event detectable: an event whose client time trails its arrival by more than
+the allowed lateness, or leads it by more than the allowed clock skew, breaks the contract.
+Out-of-order events inside the allowed window are valid (DESIGN.md: order is not guaranteed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+CONTRACT_VERSION = 1
+
+EVENT_TYPES: tuple[str, ...] = (
+    "page_view",
+    "search",
+    "product_view",
+    "hover",
+    "scroll",
+    "click",
+    "add_to_cart",
+    "remove_from_cart",
+    "checkout",
+    "purchase",
+)
+PRODUCT_EVENTS = frozenset({"product_view", "add_to_cart", "remove_from_cart", "purchase"})
+PRICE_EVENTS = frozenset({"product_view", "add_to_cart", "purchase"})
+QUANTITY_EVENTS = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
+DWELL_EVENTS = frozenset({"hover", "scroll"})
+
+# field -> (arrow type, nullable)
+FIELDS: dict[str, tuple[pa.DataType, bool]] = {
+    "event_id": (pa.string(), False),
+    "session_id": (pa.string(), False),
+    "ts": (pa.int64(), False),
+    "event_type": (pa.string(), False),
+    "product_id": (pa.string(), True),
+    "price": (pa.float64(), True),
+    "quantity": (pa.int64(), True),
+    "duration_ms": (pa.int64(), True),
+    "scroll_depth": (pa.float64(), True),
+    "page": (pa.string(), False),
+    "referrer": (pa.string(), True),
+    "user_agent": (pa.string(), False),
+    "experiment_id": (pa.string(), True),
+}
+FIELD_NAMES: tuple[str, ...] = tuple(FIELDS)
+REQUIRED = tuple(name for name, (_, nullable) in FIELDS.items() if not nullable)
+
+EVENT_SCHEMA = pa.schema(
+    [pa.field(name, typ, nullable=nullable) for name, (typ, nullable) in FIELDS.items()],
+    metadata={"contract_version": str(CONTRACT_VERSION)},
+)
+# What lands in data/raw: the payload plus the time the pipeline received it.
+RAW_SCHEMA = EVENT_SCHEMA.append(pa.field("received_ms", pa.int64(), nullable=False))
+# What lands in data/quarantine: the untouched payload and the rule it broke.
+QUARANTINE_SCHEMA = pa.schema(
+    [
+        pa.field("payload", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("received_ms", pa.int64()),
+        pa.field("source", pa.string()),
+    ]
+)
+
+HUMAN_LABEL = "xp_human_only"
+AGENT_LABEL_PREFIX = "xp_agent_"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """How far an event's client time may stray from the time it was received."""
+
+    max_lateness_ms: int = 6 * 3600 * 1000
+    max_clock_skew_ms: int = 5 * 60 * 1000
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    return math.isfinite(value)
+
+
+def check_event(event: Any, received_ms: int | None = None, limits: Limits = Limits()) -> str | None:
+    """Return the first contract rule `event` breaks (a short reason), or None if it is valid."""
+    if not isinstance(event, dict):
+        return "not_an_object"
+    for name in event:
+        if name not in FIELDS:
+            return f"unknown_field:{name}"
+    for name in REQUIRED:
+        if event.get(name) is None:
+            return f"missing_field:{name}"
+    for name in ("event_id", "session_id", "event_type", "page", "user_agent"):
+        if not isinstance(event[name], str):
+            return f"wrong_type:{name}"
+    for name in ("product_id", "referrer", "experiment_id"):
+        value = event.get(name)
+        if value is not None and not isinstance(value, str):
+            return f"wrong_type:{name}"
+    if not event["event_id"]:
+        return "empty:event_id"
+    if not event["session_id"]:
+        return "empty:session_id"
+    ts = event["ts"]
+    if not _is_int(ts):
+        return "wrong_type:ts"
+    event_type = event["event_type"]
+    if event_type not in EVENT_TYPES:
+        return "unknown_event_type"
+    for name in ("quantity", "duration_ms"):
+        value = event.get(name)
+        if value is not None and not _is_int(value):
+            return f"wrong_type:{name}"
+    for name in ("price", "scroll_depth"):
+        value = event.get(name)
+        if value is not None and not _is_number(value):
+            return f"wrong_type:{name}"
+    if event_type in PRODUCT_EVENTS and not event.get("product_id"):
+        return "missing_field:product_id"
+    price = event.get("price")
+    if price is None and event_type in PRICE_EVENTS:
+        return "missing_field:price"
+    if price is not None and price <= 0:
+        return "price_not_positive"
+    quantity = event.get("quantity")
+    if quantity is None and event_type in QUANTITY_EVENTS:
+        return "missing_field:quantity"
+    if quantity is not None and quantity < 1:
+        return "quantity_below_1"
+    duration = event.get("duration_ms")
+    if duration is None and event_type in DWELL_EVENTS:
+        return "missing_field:duration_ms"
+    if duration is not None and duration < 0:
+        return "duration_negative"
+    depth = event.get("scroll_depth")
+    if depth is None and event_type == "scroll":
+        return "missing_field:scroll_depth"
+    if depth is not None and not 0.0 <= depth <= 1.0:
+        return "scroll_depth_out_of_range"
+    if received_ms is not None:
+        if ts < received_ms - limits.max_lateness_ms:
+            return "late_event"
+        if ts > received_ms + limits.max_clock_skew_ms:
+            return "future_event"
+    return None
+
+
+def parse_message(
+    value: bytes | str | None, received_ms: int | None = None, limits: Limits = Limits()
+) -> tuple[dict[str, Any] | None, str | None]:
+    """Decode one wire message: (event, None) when valid, (None, reason) when not."""
+    if value is None:
+        return None, "empty_message"
+    try:
+        event = json.loads(value)
+    except (UnicodeDecodeError, ValueError):
+        return None, "not_json"
+    reason = check_event(event, received_ms, limits)
+    if reason is not None:
+        return None, reason
+    return event, None
+
+
+def normalise(event: dict[str, Any]) -> dict[str, Any]:
+    """Return the event with every contract field present (absent optionals become None)."""
+    return {name: event.get(name) for name in FIELD_NAMES}
+
+
+def label_of(experiment_id: str | None) -> int | None:
+    """Agent label implied by an experiment id: 0 human, 1 agent, None unlabeled."""
+    if experiment_id == HUMAN_LABEL:
+        return 0
+    if experiment_id is not None and experiment_id.startswith(AGENT_LABEL_PREFIX):
+        return 1
+    return None
