@@ -44,7 +44,6 @@ def main(argv: list[str] | None = None) -> None:
         "sessions": len(traffic.sessions),
         "messages": len(messages),
         "bad_events": len(injected),
-        "bad_by_kind": injected["kind"].value_counts().sort_index().to_dict(),
         "out_of_order_events": out_of_order,
         "agent_share": float(traffic.sessions["is_agent"].mean()),
         "labeled_sessions": int(
@@ -52,6 +51,10 @@ def main(argv: list[str] | None = None) -> None:
         ),
         "purchases": int((events["event_type"] == "purchase").sum()),
     }
+    console.print(
+        "bad messages by kind: "
+        + ", ".join(f"{k} {v}" for k, v in injected["kind"].value_counts().sort_index().items())
+    )
     write_json(args.metrics, metrics)
 
 
