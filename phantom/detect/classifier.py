@@ -1,0 +1,211 @@
+"""The agent classifier: XGBoost tuned by Optuna (TPE + median pruning), then refit.
+
+Protocol: every trial trains on the train split with early stopping on the validation split and is
+scored by its best validation log loss; unpromising trials are pruned from the per-round validation
+curve. The best configuration is refit on the train split for exactly its best number of rounds.
+The test split is never seen here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The `train_detector` knobs that shape the search (built from params.yaml)."""
+
+    search_space: Mapping[str, Mapping[str, Any]]
+    n_trials: int = 25
+    timeout_s: float | None = None
+    max_rounds: int = 600
+    early_stopping_rounds: int = 40
+    nthread: int = 2
+    seed: int = 7
+    pruner_startup_trials: int = 5
+    pruner_warmup_rounds: int = 30
+    fixed: Mapping[str, Any] = field(default_factory=dict)  # xgboost params not searched
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> TuneConfig:
+        """Build from the `train_detector.tuning` section."""
+        pruner = params.get("pruner", {})
+        return cls(
+            search_space=params["search_space"],
+            n_trials=int(params.get("n_trials", 25)),
+            timeout_s=params.get("timeout_s"),
+            max_rounds=int(params.get("max_rounds", 600)),
+            early_stopping_rounds=int(params.get("early_stopping_rounds", 40)),
+            nthread=int(params.get("nthread", 2)),
+            seed=int(params.get("seed", 7)),
+            pruner_startup_trials=int(pruner.get("n_startup_trials", 5)),
+            pruner_warmup_rounds=int(pruner.get("n_warmup_steps", 30)),
+            fixed=params.get("fixed", {}),
+        )
+
+
+def base_params(cfg: TuneConfig) -> dict[str, Any]:
+    """XGBoost params every fit shares: binary log loss, hist trees, seeded, `nthread` threads."""
+    return {
+        "objective": "binary:logistic",
+        "eval_metric": "logloss",
+        "tree_method": "hist",
+        "nthread": cfg.nthread,
+        "seed": cfg.seed,
+        "verbosity": 0,
+        **cfg.fixed,
+    }
+
+
+def suggest(trial: Any, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Draw one configuration: each entry is {type: int|float, low, high, log: bool}."""
+    drawn = {}
+    for name, spec in space.items():
+        kind = spec.get("type", "float")
+        if kind == "int":
+            drawn[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False)))
+        elif kind == "float":
+            drawn[name] = trial.suggest_float(
+                name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
+            )
+        elif kind == "categorical":
+            drawn[name] = trial.suggest_categorical(name, list(spec["choices"]))
+        else:
+            raise ValueError(f"search space {name}: unknown type {kind!r}")
+    return drawn
+
+
+def matrix(frame: pd.DataFrame, features: Sequence[str], label: str | None = "is_agent") -> Any:
+    """An XGBoost DMatrix of `features` (float) with the label when given."""
+    import xgboost as xgb
+
+    x = frame[list(features)].to_numpy(dtype=np.float32)
+    y = frame[label].to_numpy(dtype=np.float32) if label else None
+    return xgb.DMatrix(x, label=y, feature_names=list(features), nthread=-1)
+
+
+def fit(
+    params: Mapping[str, Any],
+    train: Any,
+    rounds: int,
+    valid: Any | None = None,
+    early_stopping_rounds: int | None = None,
+    callbacks: Sequence[Any] = (),
+) -> Any:
+    """Train a booster on DMatrix `train` (optionally early-stopped on DMatrix `valid`)."""
+    import xgboost as xgb
+
+    evals = [(valid, "validation")] if valid is not None else []
+    return xgb.train(
+        dict(params),
+        train,
+        num_boost_round=rounds,
+        evals=evals,
+        early_stopping_rounds=early_stopping_rounds if valid is not None else None,
+        callbacks=list(callbacks),
+        verbose_eval=False,
+    )
+
+
+def predict_raw(booster: Any, frame: pd.DataFrame, features: Sequence[str]) -> np.ndarray:
+    """Uncalibrated P(agent) of each row."""
+    return booster.predict(matrix(frame, features, label=None))
+
+
+@dataclass
+class TuneResult:
+    """The study and the winning configuration."""
+
+    study: Any
+    params: dict[str, Any]  # full xgboost params of the best trial
+    rounds: int  # its best number of boosting rounds
+    value: float  # its best validation log loss
+
+
+def tune(
+    train: pd.DataFrame,
+    val: pd.DataFrame,
+    features: Sequence[str],
+    cfg: TuneConfig,
+    callbacks: Sequence[Callable[[Any, Any], None]] = (),
+    progress: Callable[[str], None] | None = None,
+) -> TuneResult:
+    """Run the Optuna study (TPE, median pruner) and return the best configuration."""
+    import optuna
+    from optuna_integration.xgboost import XGBoostPruningCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    dtrain, dval = matrix(train, features), matrix(val, features)
+    base = base_params(cfg)
+
+    def objective(trial: optuna.Trial) -> float:
+        params = {**base, **suggest(trial, cfg.search_space)}
+        pruning = XGBoostPruningCallback(trial, "validation-logloss")
+        booster = fit(params, dtrain, cfg.max_rounds, dval, cfg.early_stopping_rounds, [pruning])
+        trial.set_user_attr("best_iteration", int(booster.best_iteration))
+        return float(booster.best_score)
+
+    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if progress is not None:
+            state = trial.state.name.lower()
+            value = f"{trial.value:.4f}" if trial.value is not None else "-"
+            progress(
+                f"trial {trial.number + 1}/{cfg.n_trials} {state:8s} val_logloss {value}  best {study.best_value:.4f}"
+            )
+
+    study = optuna.create_study(
+        study_name="agent-detector",
+        direction="minimize",
+        sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(cfg.n_trials // 3, 1))),
+        pruner=optuna.pruners.MedianPruner(
+            n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_rounds
+        ),
+    )
+    study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout_s, callbacks=[*callbacks, report])
+    best = study.best_trial
+    return TuneResult(
+        study=study,
+        params={**base, **best.params},
+        rounds=int(best.user_attrs["best_iteration"]) + 1,
+        value=float(best.value),
+    )
+
+
+def refit(train: pd.DataFrame, features: Sequence[str], params: Mapping[str, Any], rounds: int) -> Any:
+    """Train the final booster on `train` for exactly `rounds` rounds."""
+    return fit(params, matrix(train, features), rounds)
+
+
+def leave_one_family_out(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    features: Sequence[str],
+    params: Mapping[str, Any],
+    rounds: int,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, float]:
+    """For each agent family: train without it, then ROC-AUC of that family vs people in `test`."""
+    from phantom.detect.evaluate import auc
+
+    families = sorted(set(train.loc[train["is_agent"] == 1, "label_family"].dropna()))
+    humans = test["is_agent"] == 0
+    out = {}
+    for family in families:
+        booster = refit(train.loc[train["label_family"] != family], features, params, rounds)
+        held = test.loc[humans | (test["label_family"] == family)]
+        out[family] = auc(held["is_agent"], predict_raw(booster, held, features))
+        if progress is not None:
+            progress(f"leave-one-family-out: without {family}, AUC on {family} vs people {out[family]:.4f}")
+    return out
+
+
+def shap_importance(booster: Any, frame: pd.DataFrame, features: Sequence[str]) -> pd.Series:
+    """Mean |SHAP value| of each feature over `frame` (XGBoost's exact tree SHAP), largest first."""
+    contrib = booster.predict(matrix(frame, features, label=None), pred_contribs=True)
+    values = np.abs(contrib[:, :-1]).mean(axis=0)  # last column is the bias
+    return pd.Series(values, index=list(features), name="mean_abs_shap").sort_values(ascending=False)

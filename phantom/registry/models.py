@@ -1,0 +1,93 @@
+"""MLflow model registry: register versions and move aliases (`challenger`, `champion`).
+
+Models move through the registry by alias, never by copying files: a consumer loads
+`models:/<name>@champion` and gets whatever version the promotion gate (or a person in the
+MLflow UI) last pointed that alias at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+CHALLENGER = "challenger"
+CHAMPION = "champion"
+
+
+def alias_uri(name: str, alias: str) -> str:
+    """`models:/<name>@<alias>`, the URI consumers load."""
+    return f"models:/{name}@{alias}"
+
+
+def version_uri(name: str, version: str | int) -> str:
+    """`models:/<name>/<version>`, a URI pinned to one version (immune to alias moves)."""
+    return f"models:/{name}/{version}"
+
+
+def _client() -> Any:
+    import mlflow
+
+    from phantom.registry.tracking import configure
+
+    if not mlflow.is_tracking_uri_set():
+        configure()
+    return mlflow.MlflowClient()
+
+
+def register(
+    model_uri: str,
+    name: str,
+    *,
+    alias: str | None = CHALLENGER,
+    tags: Mapping[str, Any] | None = None,
+    description: str | None = None,
+) -> Any:
+    """Register `model_uri` as a new version of `name`, tag it and point `alias` at it; return the version."""
+    import mlflow
+
+    client = _client()
+    version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
+    if description:
+        client.update_model_version(name, version.version, description=description)
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return client.get_model_version(name, version.version)
+
+
+def version_by_alias(name: str, alias: str) -> Any | None:
+    """The model version `alias` points at, or None when the model or the alias does not exist."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _client().get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def set_alias(name: str, alias: str, version: str | int) -> None:
+    """Point `alias` of model `name` at `version`."""
+    _client().set_registered_model_alias(name, alias, str(version))
+
+
+def tag_version(name: str, version: str | int, tags: Mapping[str, Any]) -> None:
+    """Set tags on one model version (values stored as strings)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_model_version_tag(name, str(version), key, str(value))
+
+
+def tag_model(name: str, tags: Mapping[str, Any]) -> None:
+    """Set tags on the registered model itself (values stored as strings)."""
+    client = _client()
+    for key, value in tags.items():
+        client.set_registered_model_tag(name, key, str(value))
+
+
+def model_tags(name: str) -> dict[str, str]:
+    """Tags of the registered model (empty when it does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return dict(_client().get_registered_model(name).tags)
+    except MlflowException:
+        return {}

@@ -1,0 +1,96 @@
+"""Stage `promote`: the promotion gate for one registered model (`--model agent-detector`).
+
+Evaluates the `challenger` and `champion` versions on the same frozen evaluation set, moves
+`champion` only when the gate in params.yaml `promote.<model>` passes, tags the challenger with
+the decision and writes a markdown report and a metrics file.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from pipelines.common import console, load_params, read_parquet, write_json
+
+
+def detector_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
+    """`evaluate(model_uri) -> metrics` for the agent detector on its frozen test split."""
+    from phantom.detect import evaluate, package
+
+    frame = read_parquet(eval_set)
+    full = frame.loc[frame["view"] == "full"].reset_index(drop=True)
+    first10 = frame.loc[frame["view"] == "first10"].reset_index(drop=True)
+    n_bins = int(params.get("ece_bins", 15))
+
+    def metrics_of(uri: str) -> dict[str, float]:
+        model = package.load(uri)
+        scored = package.score(model, full)
+        y = full["is_agent"].astype(int).to_numpy()
+        out: dict[str, Any] = evaluate.ranking(y, scored["p_agent"])
+        out.update(evaluate.confusion_at(y, scored["is_agent"]))  # at the model's own threshold
+        out["ece"] = evaluate.ece(y, scored["p_agent"], n_bins)
+        if len(first10):
+            out["auc_at_10_events"] = evaluate.auc(
+                first10["is_agent"].astype(int), package.score(model, first10)["p_agent"]
+            )
+        console.print(
+            f"  {uri}: roc_auc {out['roc_auc']:.4f}, precision {out['precision']:.4f}, "
+            f"recall {out['recall']:.4f}, human_fpr {out['human_fpr']:.4f}, ece {out['ece']:.4f}"
+        )
+        return {k: float(v) for k, v in out.items()}
+
+    return metrics_of
+
+
+def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
+    """`evaluate(model_uri) -> metrics` for pricing-multitask: the frozen set written by evaluate_pricing."""
+    from pipelines.evaluate_pricing import frozen_evaluator
+
+    return frozen_evaluator(eval_set)
+
+
+# registered model name -> builder of its evaluator (eval set path, its params section)
+EVALUATORS: dict[str, Callable[[Path, Mapping[str, Any]], Callable[[str], dict[str, float]]]] = {
+    "agent-detector": detector_evaluator,
+    "pricing-multitask": multitask_evaluator,
+}
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Run the gate for `--model` and apply its decision to the registry (unless --dry-run)."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model", default="agent-detector", choices=sorted(EVALUATORS))
+    parser.add_argument("--eval-set", type=Path, help="override params promote.<model>.eval_set")
+    parser.add_argument("--report", type=Path, help="default reports/promotion/<model>.md")
+    parser.add_argument("--metrics", type=Path, help="default metrics/promotion/<model>.json")
+    parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing in the registry")
+    args = parser.parse_args(argv)
+
+    from phantom.registry import promotion, tracking
+
+    params = load_params("promote")
+    if args.model not in params:
+        raise SystemExit(f"params.yaml promote: no section for {args.model!r}")
+    section = params[args.model]
+    eval_set = args.eval_set or Path(section["eval_set"])
+    report = args.report or Path("reports/promotion") / f"{args.model}.md"
+    metrics_path = args.metrics or Path("metrics/promotion") / f"{args.model}.json"
+
+    gate = promotion.GateConfig.from_params(section["gate"])
+    console.print(f"mlflow: {tracking.configure()}")
+    outcome = promotion.promote(
+        args.model, EVALUATORS[args.model](eval_set, section), gate, dry_run=args.dry_run, log=console.print
+    )
+    console.print(f"decision: {outcome.action} ({outcome.reason})")
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text(promotion.render_report(outcome, gate, str(eval_set)))
+    console.print(f"wrote {report}")
+    summary = outcome.as_dict() | {"dry_run": args.dry_run}
+    write_json(metrics_path, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The promotion gate: pure decisions, then the registry side with a real MLflow sqlite store."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from phantom.registry.promotion import GateConfig, decide
+
+GATE = GateConfig.from_params(
+    {
+        "minimum": {"roc_auc": 0.97, "recall": 0.85},
+        "maximum": {"human_fpr": 0.01, "ece": 0.02},
+        "tolerance": {"roc_auc": 0.002, "recall": 0.01, "human_fpr": 0.002, "ece": 0.005},
+    }
+)
+GOOD = {"roc_auc": 0.985, "recall": 0.90, "human_fpr": 0.005, "ece": 0.010}
+BETTER = {"roc_auc": 0.990, "recall": 0.92, "human_fpr": 0.004, "ece": 0.008}
+WORSE = {"roc_auc": 0.975, "recall": 0.86, "human_fpr": 0.009, "ece": 0.018}  # passes floors, regresses
+
+
+# ---- the pure gate -------------------------------------------------------------------------------
+
+
+def test_first_model_passes_on_floors_alone() -> None:
+    result = decide(GOOD, None, GATE)
+    assert result.passed and not result.compared_with_champion
+    assert {c.rule for c in result.checks} == {"minimum", "maximum"}
+
+
+def test_floor_failure_blocks_even_without_champion() -> None:
+    result = decide({**GOOD, "roc_auc": 0.96}, None, GATE)
+    assert not result.passed
+    assert [c.metric for c in result.failures] == ["roc_auc"]
+    assert "roc_auc 0.9600 (needs >= 0.9700, minimum)" in result.summary()
+
+
+def test_ceiling_failure_blocks() -> None:
+    assert not decide({**GOOD, "human_fpr": 0.02}, None, GATE).passed
+
+
+def test_champion_kept_when_challenger_is_worse() -> None:
+    result = decide(WORSE, GOOD, GATE)
+    assert not result.passed
+    failed = {c.metric for c in result.failures}
+    assert failed == {"roc_auc", "recall", "human_fpr", "ece"}
+    assert all(c.rule == "vs champion" for c in result.failures)
+
+
+def test_champion_moved_when_challenger_is_better() -> None:
+    assert decide(BETTER, GOOD, GATE).passed
+
+
+def test_regression_within_tolerance_passes() -> None:
+    slightly = {**GOOD, "roc_auc": GOOD["roc_auc"] - 0.001, "ece": GOOD["ece"] + 0.004}
+    assert decide(slightly, GOOD, GATE).passed
+
+
+def test_better_challenger_still_needs_the_floors() -> None:
+    weak_champion = {"roc_auc": 0.90, "recall": 0.70, "human_fpr": 0.05, "ece": 0.05}
+    challenger = {"roc_auc": 0.95, "recall": 0.80, "human_fpr": 0.03, "ece": 0.03}
+    result = decide(challenger, weak_champion, GATE)
+    assert not result.passed
+    assert {c.rule for c in result.failures} == {"minimum", "maximum"}
+
+
+def test_missing_or_nan_metric_fails() -> None:
+    assert not decide({k: v for k, v in GOOD.items() if k != "ece"}, None, GATE).passed
+    assert not decide({**GOOD, "recall": math.nan}, None, GATE).passed
+
+
+def test_metric_champion_lacks_is_not_compared() -> None:
+    result = decide(GOOD, {"roc_auc": 0.98}, GATE)
+    assert [c.metric for c in result.checks if c.rule == "vs champion"] == ["roc_auc"]
+
+
+def test_config_rejects_tolerance_without_direction() -> None:
+    with pytest.raises(ValueError, match="pr_auc"):
+        GateConfig.from_params({"minimum": {"roc_auc": 0.9}, "tolerance": {"pr_auc": 0.01}})
+    with pytest.raises(ValueError, match="both"):
+        GateConfig.from_params({"minimum": {"ece": 0.0}, "maximum": {"ece": 0.02}})
+
+
+# ---- the registry side, on a throwaway sqlite store ----------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    """A fresh MLflow sqlite store for one test; returns a helper that adds model versions."""
+    import mlflow
+
+    from phantom.registry import tracking
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    tracking.configure(uri)
+    client = mlflow.MlflowClient()
+    client.create_registered_model("toy")
+
+    def new_version(alias: str | None = "challenger") -> str:
+        version = client.create_model_version("toy", source=(tmp_path / "model").as_uri()).version
+        if alias:
+            client.set_registered_model_alias("toy", alias, version)
+        return str(version)
+
+    yield client, new_version
+    mlflow.set_tracking_uri(None)  # back to unset
+
+
+def _evaluator(by_version: dict[str, dict[str, float]]):
+    return lambda uri: by_version[uri.rsplit("/", 1)[1]]
+
+
+def test_first_challenger_becomes_champion(store) -> None:
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version()
+    outcome = promote("toy", _evaluator({v1: GOOD}), GATE, log=lambda _: None)
+    assert outcome.action == "promoted"
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v1
+    assert client.get_model_version("toy", v1).tags["gate.decision"] == "promoted"
+
+
+def test_worse_challenger_keeps_champion_and_is_tagged(store) -> None:
+    from phantom.registry.promotion import promote, render_report
+
+    client, new_version = store
+    v1 = new_version("champion")
+    client.set_registered_model_tag("toy", "champion_set_by_gate", v1)
+    v2 = new_version()
+    outcome = promote("toy", _evaluator({v1: GOOD, v2: WORSE}), GATE, log=lambda _: None)
+    assert outcome.action == "kept" and not outcome.champion_set_by_hand
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v1
+    tags = client.get_model_version("toy", v2).tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.against"] == v1
+    report = render_report(outcome, GATE, "data/eval/x.parquet")
+    assert "**kept**" in report and "| roc_auc | 0.9750 | 0.9850 |" in report
+
+
+def test_better_challenger_replaces_champion(store) -> None:
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version("champion")
+    v2 = new_version()
+    outcome = promote("toy", _evaluator({v1: GOOD, v2: BETTER}), GATE, log=lambda _: None)
+    assert outcome.action == "promoted"
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v2
+    assert client.get_model_version("toy", v1).tags["gate.replaced_by"] == v2
+
+
+def test_manual_champion_is_respected(store) -> None:
+    """A person pins an older version as champion; the next run must beat *that* version."""
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version()
+    v2 = new_version()  # challenger is now v2; v1 has no alias
+    metrics = {v1: BETTER, v2: GOOD, "3": WORSE}
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"  # v2 champion
+    # by hand, as in the MLflow UI: champion back to v1
+    client.set_registered_model_alias("toy", "champion", v1)
+    v3 = new_version()
+    metrics[v3] = GOOD  # as good as v2, but worse than the hand-picked v1
+    outcome = promote("toy", _evaluator(metrics), GATE, log=lambda _: None)
+    assert outcome.champion_set_by_hand and outcome.champion_before == v1
+    assert outcome.action == "kept"
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v1
+    # a challenger that passes the gate against the hand-picked champion does replace it
+    v4 = new_version()
+    metrics[v4] = {**BETTER, "roc_auc": 0.995}
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v4
+
+
+def test_unevaluable_champion_is_kept(store) -> None:
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version("champion")
+    new_version()
+
+    def evaluate(uri: str) -> dict[str, float]:
+        if uri.endswith(f"/{v1}"):
+            raise KeyError("feature 'velocity' missing")
+        return BETTER
+
+    outcome = promote("toy", evaluate, GATE, log=lambda _: None)
+    assert outcome.action == "kept" and "could not be evaluated" in outcome.reason
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v1
+
+
+def test_dry_run_changes_nothing(store) -> None:
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version()
+    assert promote("toy", _evaluator({v1: GOOD}), GATE, dry_run=True, log=lambda _: None).action == "promoted"
+    assert "champion" not in client.get_registered_model("toy").aliases
+    assert "gate.decision" not in client.get_model_version("toy", v1).tags
+
+
+def test_no_challenger_is_a_clear_error(store) -> None:
+    from phantom.registry.promotion import promote
+
+    with pytest.raises(SystemExit, match="no 'challenger'"):
+        promote("toy", _evaluator({}), GATE, log=lambda _: None)
