@@ -83,14 +83,39 @@ class Limits:
     max_clock_skew_ms: int = 5 * 60 * 1000
 
 
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+    # an int that does not fit the int64 column cannot be stored: it is the wrong type
+    return isinstance(value, int) and not isinstance(value, bool) and INT64_MIN <= value <= INT64_MAX
 
 
 def _is_number(value: Any) -> bool:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
-    return math.isfinite(value)
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _is_text(value: Any) -> bool:
+    """A str that is valid Unicode (JSON lets a lone surrogate through; UTF-8 cannot hold it)."""
+    if not isinstance(value, str):
+        return False
+    if value.isascii():
+        return True
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _printable(name: str, limit: int = 64) -> str:
+    """A field name safe to put in a reason: valid UTF-8, bounded length."""
+    return name.encode("utf-8", "backslashreplace").decode("utf-8")[:limit]
 
 
 def check_event(event: Any, received_ms: int | None = None, limits: Limits = Limits()) -> str | None:
@@ -99,16 +124,16 @@ def check_event(event: Any, received_ms: int | None = None, limits: Limits = Lim
         return "not_an_object"
     for name in event:
         if name not in FIELDS:
-            return f"unknown_field:{name}"
+            return f"unknown_field:{_printable(name)}"
     for name in REQUIRED:
         if event.get(name) is None:
             return f"missing_field:{name}"
     for name in ("event_id", "session_id", "event_type", "page", "user_agent"):
-        if not isinstance(event[name], str):
+        if not _is_text(event[name]):
             return f"wrong_type:{name}"
     for name in ("product_id", "referrer", "experiment_id"):
         value = event.get(name)
-        if value is not None and not isinstance(value, str):
+        if value is not None and not _is_text(value):
             return f"wrong_type:{name}"
     if not event["event_id"]:
         return "empty:event_id"

@@ -7,7 +7,7 @@ reject with the rule it broke.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, MutableSet
+from collections.abc import Iterable, MutableSet, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -71,3 +71,194 @@ def decode_batch(
         row["received_ms"] = received_ms
         batch.good.append(row)
     return batch
+
+
+# ---------------------------------------------------------------------------------------------
+# Columnar fast path: the same result as `decode_batch`, straight into Arrow, ~4x faster.
+#
+# msgspec decodes and type-checks each payload in C; the value rules run vectorised over the
+# columns. Neither ever *rejects* a message on its own: every message the fast path does not
+# fully accept (malformed, wrong type, unknown field, a value rule failing, ...) goes through the
+# reference `parse_message`, which decides and names the reason. So the fast path can only
+# differ from `decode_batch` by accepting something the reference rejects; a property test
+# (tests/unit/test_decode_table.py) holds that it never does.
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Decoded:
+    """One decoded batch in columnar form (what `decode_table` returns)."""
+
+    events: pa.Table  # good rows, RAW_SCHEMA, in message order
+    quarantine: pa.Table  # rejects, QUARANTINE_SCHEMA, in message order
+    duplicates: int  # good events dropped because their event_id was already seen
+    reasons: dict[str, int]  # quarantine rows by reason
+
+
+_WIRE_DECODER: Any = None
+
+
+def _wire_decoder() -> Any:
+    """A msgspec decoder for the contract's wire shape (types only; value rules come later)."""
+    global _WIRE_DECODER
+    if _WIRE_DECODER is None:
+        from typing import Annotated
+
+        import msgspec
+
+        int64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
+        wire = msgspec.defstruct(
+            "Wire",
+            [
+                ("event_id", str),
+                ("session_id", str),
+                ("ts", int64),
+                ("event_type", str),
+                ("page", str),
+                ("user_agent", str),
+                ("product_id", str | None, None),
+                ("price", float | None, None),
+                ("quantity", int64 | None, None),
+                ("duration_ms", int64 | None, None),
+                ("scroll_depth", float | None, None),
+                ("referrer", str | None, None),
+                ("experiment_id", str | None, None),
+            ],
+            forbid_unknown_fields=True,
+            gc=False,
+        )
+        _WIRE_DECODER = (msgspec.json.Decoder(wire).decode, (msgspec.DecodeError, TypeError, ValueError))
+    return _WIRE_DECODER
+
+
+def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> Any:
+    """Boolean numpy mask: the rows that pass every value rule of `check_event`."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    from phantom.events.contract import DWELL_EVENTS, EVENT_TYPES, PRICE_EVENTS, PRODUCT_EVENTS, QUANTITY_EVENTS
+
+    def mask(array: pa.Array) -> Any:
+        return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
+
+    def values(name: str) -> Any:  # nulls become NaN: every comparison with NaN is False
+        return np.asarray(cols[name].to_numpy(zero_copy_only=False), dtype=np.float64)
+
+    etype = cols["event_type"]
+
+    def kind(types: frozenset[str] | tuple[str, ...]) -> Any:
+        return mask(pc.is_in(etype, value_set=pa.array(sorted(types), pa.string())))
+
+    product_len = pc.fill_null(pc.binary_length(cols["product_id"]), 0)
+    price, quantity = values("price"), values("quantity")
+    duration, depth = values("duration_ms"), values("scroll_depth")
+    with np.errstate(invalid="ignore"):
+        ok = kind(EVENT_TYPES)
+        ok &= mask(pc.greater(pc.binary_length(cols["event_id"]), 0))
+        ok &= mask(pc.greater(pc.binary_length(cols["session_id"]), 0))
+        ok &= ~kind(PRODUCT_EVENTS) | mask(pc.greater(product_len, 0))
+        ok &= np.where(np.isnan(price), ~kind(PRICE_EVENTS), (price > 0) & np.isfinite(price))
+        ok &= np.where(np.isnan(quantity), ~kind(QUANTITY_EVENTS), quantity >= 1)
+        ok &= np.where(np.isnan(duration), ~kind(DWELL_EVENTS), duration >= 0)
+        ok &= np.where(np.isnan(depth), ~kind(("scroll",)), (depth >= 0.0) & (depth <= 1.0))
+        ts = np.asarray(cols["ts"].to_numpy(zero_copy_only=False), dtype=np.int64)
+        ok &= (ts >= received - limits.max_lateness_ms) & (ts <= received + limits.max_clock_skew_ms)
+    return ok
+
+
+def _payload_text(value: bytes | str | None) -> str | None:
+    """The raw payload as storable text (invalid UTF-8 or lone surrogates replaced)."""
+    text = _text(value)
+    if text is not None and not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def decode_table(
+    values: Sequence[bytes | str | None],
+    received_ms: Sequence[int],
+    seen: MutableSet[str],
+    limits: Limits = Limits(),
+    source: str | Sequence[str] = "",
+    quarantine_duplicates: bool = True,
+) -> Decoded:
+    """`decode_batch` in columnar form: the same good rows, rejects and `seen` updates, as Arrow."""
+    from collections import Counter
+    from operator import attrgetter
+
+    import numpy as np
+
+    decode, errors = _wire_decoder()
+    n = len(values)
+    if len(received_ms) != n:
+        raise ValueError(f"{n} values but {len(received_ms)} received_ms")
+    received = np.asarray(received_ms, dtype=np.int64).reshape(n)
+    structs: list[Any] = []
+    fast: list[int] = []
+    slow: list[int] = []
+    for i, value in enumerate(values):
+        try:
+            structs.append(decode(value))
+        except errors:
+            slow.append(i)
+        else:
+            fast.append(i)
+
+    fast_pos = np.asarray(fast, dtype=np.int64)
+    cols = {name: pa.array(list(map(attrgetter(name), structs)), RAW_SCHEMA.field(name).type) for name in FIELD_NAMES}
+    cols["received_ms"] = pa.array(received[fast_pos], pa.int64())
+    passed = _value_rules(cols, received[fast_pos], limits) if fast else np.zeros(0, dtype=bool)
+    table = pa.Table.from_arrays([cols[name] for name in RAW_SCHEMA.names], schema=RAW_SCHEMA)
+    if not passed.all():
+        table = table.filter(pa.array(passed))
+        slow = sorted([*slow, *fast_pos[~passed].tolist()])
+    positions = fast_pos[passed]
+
+    # the reference decides everything the fast path did not accept
+    rejects: list[tuple[int, str]] = []
+    rescued: list[dict[str, Any]] = []
+    rescued_pos: list[int] = []
+    for i in slow:
+        event, reason = parse_message(values[i], int(received[i]), limits)
+        if event is None:
+            rejects.append((i, reason or "unknown"))
+            continue
+        row = {name: event.get(name) for name in FIELD_NAMES}
+        for name in ("price", "scroll_depth"):
+            if row[name] is not None:
+                row[name] = float(row[name])
+        row["received_ms"] = int(received[i])
+        rescued.append(row)
+        rescued_pos.append(i)
+    if rescued:
+        table = pa.concat_tables([table, pa.Table.from_pylist(rescued, schema=RAW_SCHEMA)])
+        positions = np.concatenate([positions, np.asarray(rescued_pos, dtype=np.int64)])
+        order = np.argsort(positions, kind="stable")
+        table, positions = table.take(pa.array(order)), positions[order]
+
+    # de-duplicate by event_id in message order, against everything seen before
+    keep = np.ones(len(positions), dtype=bool)
+    duplicates = 0
+    for j, event_id in enumerate(table.column("event_id").to_pylist()):
+        if event_id in seen:
+            keep[j] = False
+            duplicates += 1
+            if quarantine_duplicates:
+                rejects.append((int(positions[j]), DUPLICATE))
+        else:
+            seen.add(event_id)
+    if duplicates:
+        table = table.filter(pa.array(keep))
+
+    rejects.sort()
+    labels = [source] * len(rejects) if isinstance(source, str) else [source[i] for i, _ in rejects]
+    quarantine = pa.Table.from_arrays(
+        [
+            pa.array([_payload_text(values[i]) for i, _ in rejects], pa.string()),
+            pa.array([reason for _, reason in rejects], pa.string()),
+            pa.array([int(received[i]) for i, _ in rejects], pa.int64()),
+            pa.array(labels, pa.string()),
+        ],
+        schema=QUARANTINE_SCHEMA,
+    )
+    return Decoded(table, quarantine, duplicates, dict(Counter(reason for _, reason in rejects)))

@@ -1,0 +1,378 @@
+"""The ingest loop: read a source in batches, decode, store each batch durably, then commit.
+
+Per batch, in this order (the crash-safety argument is in docs/ingest.md):
+1. decode: contract-valid rows, rejects with their reason, duplicates by event_id dropped;
+2. write the events part and the quarantine part (temp name, fsync, rename, fsync folder);
+3. write the manifest entry the same way: the batch is now committed on disk;
+4. commit the offsets to the source (Kafka: the consumer group).
+
+A restart recovers the store (orphan parts of an uncommitted batch are deleted), rebuilds the
+de-duplication memory from the stored event ids, and resumes each partition at the offset after the
+last stored one, whatever the group has committed, so a crash between 3 and 4 re-reads nothing.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phantom.events.contract import Limits
+from phantom.events.sources import Chunk, Source, code_fingerprint, file_sha256
+from phantom.events.store import BatchStore, Entry, next_offsets, ranges_of, totals
+
+CRASH_POINTS = ("after_parts", "after_manifest", "after_commit")
+CRASH_ENV = "PHANTOM_INGEST_CRASH"
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    """Knobs of the ingest loop (params.yaml `ingest`, minus the source settings)."""
+
+    batch_size: int = 50_000  # messages per batch (one parquet file each)
+    max_batch_wait_s: float = 10.0  # write a partial batch after this long (a slow topic)
+    idle_timeout_s: float = 5.0  # drain mode: stop once the source has been quiet this long
+    poll_timeout_s: float = 0.5
+    startup_timeout_s: float = 60.0  # give up if the source has no partition for us after this long
+    max_messages: int = 0  # stop after this many messages (0: no limit)
+    follow: bool = False  # keep running (a service) instead of stopping when drained
+    quarantine_duplicates: bool = True  # keep dropped duplicates in quarantine (never silently drop)
+    limits: Limits = field(default_factory=Limits)
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> IngestConfig:
+        """Build from the loop's keys of params.yaml `ingest` (an unknown key is an error, not a no-op)."""
+        kwargs = dict(params)
+        unknown = set(kwargs) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown ingest params: {sorted(unknown)}")
+        if "limits" in kwargs:
+            kwargs["limits"] = Limits(**kwargs["limits"])
+        return cls(**kwargs)
+
+
+@dataclass
+class RunStats:
+    """What one run of the loop did (the stored totals are in `store.totals`)."""
+
+    messages: int = 0
+    events: int = 0
+    quarantined: int = 0
+    duplicates: int = 0
+    batches: int = 0
+    seconds: float = 0.0
+    decode_seconds: float = 0.0
+    write_seconds: float = 0.0
+    skipped_stored: int = 0  # messages read again at offsets the store already held
+    resumed_from: dict[int, int] = field(default_factory=dict)
+    recovered_files: int = 0
+    reset: bool = False
+
+    @property
+    def rate(self) -> float:
+        """Messages per second over the run."""
+        return self.messages / self.seconds if self.seconds > 0 else 0.0
+
+
+class OriginChanged(RuntimeError):
+    """The store holds batches from another topic/group; refusing to mix or delete them."""
+
+
+class StoreDamaged(RuntimeError):
+    """A manifest entry names a file that is missing."""
+
+
+class SourceNotReady(RuntimeError):
+    """The source never became readable (e.g. the topic does not exist)."""
+
+
+def simulator_identity(stream: Path | str, cfg: IngestConfig) -> dict[str, Any]:
+    """Identity of a simulator run: the stream's content, the loop settings and the decoding code.
+
+    If any of them changed, batches on disk were made from other inputs and are rebuilt.
+    """
+    from phantom.events import contract, decode, ingest, sources, store
+
+    settings = json.dumps(
+        {
+            k: v
+            for k, v in asdict(cfg).items()
+            if k not in ("follow", "max_messages", "poll_timeout_s", "startup_timeout_s")
+        },
+        sort_keys=True,
+    )
+    digest = file_sha256(stream)
+    code = code_fingerprint([contract, decode, store, sources, ingest])
+    import hashlib
+
+    settings_sha = hashlib.sha256(settings.encode()).hexdigest()[:16]
+    return {
+        "kind": "simulator",
+        "stream": str(stream),
+        "stream_sha256": digest,
+        "settings_sha256": settings_sha,
+        "code_sha256": code,
+        "origin": f"simulator:{digest}:{settings_sha}:{code}",
+    }
+
+
+def kafka_identity(topic: str, group_id: str) -> dict[str, Any]:
+    """Identity of a Kafka run: the topic and consumer group (their offsets are what we track)."""
+    return {"kind": "kafka", "topic": topic, "group_id": group_id, "origin": f"kafka:{topic}:{group_id}"}
+
+
+def crash_hook(spec: str | None) -> Callable[[str, int], None] | None:
+    """Test hook: "POINT:BATCH" makes the process SIGKILL itself at POINT while writing batch BATCH."""
+    if not spec:
+        return None
+    point, _, batch = spec.partition(":")
+    if point not in CRASH_POINTS or not batch.isdigit():
+        raise ValueError(f"{CRASH_ENV}={spec!r}: want POINT:BATCH with POINT one of {', '.join(CRASH_POINTS)}")
+
+    def hook(at: str, batch_no: int) -> None:
+        if at == point and batch_no == int(batch):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return hook
+
+
+def _noop(*_: Any) -> None:
+    return None
+
+
+class _Origins(Sequence[str]):
+    """Where each message of a batch came from, "<source>/<partition>@<offset>", built on demand
+    (only rejects need one)."""
+
+    def __init__(self, name: str, chunks: list[Chunk]):
+        self.name, self.chunks = name, chunks
+        self.starts = list(itertools.accumulate((len(c.offsets) for c in chunks), initial=0))
+
+    def __len__(self) -> int:
+        return self.starts[-1]
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = bisect.bisect_right(self.starts, i) - 1
+        chunk = self.chunks[k]
+        return f"{self.name}/{chunk.partition}@{chunk.offsets[i - self.starts[k]]}"
+
+
+class _Loop:
+    """The state of one ingest run (kept in one place so a rebalance callback can flush)."""
+
+    def __init__(
+        self,
+        store: BatchStore,
+        identity: dict[str, Any],
+        cfg: IngestConfig,
+        seen: set[str],
+        resume: dict[int, int],
+        first_batch: int,
+        crash: Callable[[str, int], None] | None,
+        progress: Callable[[int], None],
+    ):
+        self.store, self.identity, self.cfg = store, identity, cfg
+        self.seen, self.resume, self.batch_no = seen, resume, first_batch
+        self.crash = crash or _noop
+        self.progress = progress
+        self.pending: list[Chunk] = []
+        self.pending_n = 0
+        self.pending_next: dict[int, int] = {}
+        self.started: float | None = None
+        self.stats = RunStats(resumed_from=dict(resume))
+        self.source: Source | None = None
+
+    def flush(self, *_: Any) -> None:
+        """Decode, store and commit the pending messages as one batch."""
+        from phantom.events.decode import decode_table
+
+        if not self.pending:
+            return
+        chunks, self.pending, self.pending_n, self.started = self.pending, [], 0, None
+        self.pending_next = {}
+        values: list[Any] = []
+        received: list[int] = []
+        spans: dict[int, tuple[int, int, int]] = {}
+        origins = _Origins(self.source.name if self.source is not None else "source", chunks)
+        for c in chunks:
+            values.extend(c.values)
+            received.extend(c.received_ms)
+            first, last, count = spans.get(c.partition, (c.offsets[0], c.offsets[-1], 0))
+            spans[c.partition] = (min(first, c.offsets[0]), max(last, c.offsets[-1]), count + len(c.offsets))
+        t0 = time.perf_counter()
+        decoded = decode_table(values, received, self.seen, self.cfg.limits, origins, self.cfg.quarantine_duplicates)
+        t1 = time.perf_counter()
+        entry = Entry(
+            batch=self.batch_no,
+            identity=self.identity,
+            ranges=ranges_of(spans),
+            messages=len(values),
+            events=decoded.events.num_rows,
+            quarantined=decoded.quarantine.num_rows,
+            duplicates=decoded.duplicates,
+            reasons=dict(sorted(decoded.reasons.items())),
+            written_ms=int(time.time() * 1000),
+        )
+        self.store.write(entry, decoded.events, decoded.quarantine, hook=self.crash)
+        self.crash("after_manifest", self.batch_no)
+        committed = {p: last + 1 for p, (_, last, _) in spans.items()}
+        self.resume.update(committed)
+        if self.source is not None:
+            self.source.commit(committed)
+        self.crash("after_commit", self.batch_no)
+        self.stats.decode_seconds += t1 - t0
+        self.stats.write_seconds += time.perf_counter() - t1
+        self.stats.batches += 1
+        self.stats.messages += entry.messages
+        self.stats.events += entry.events
+        self.stats.quarantined += entry.quarantined
+        self.stats.duplicates += entry.duplicates
+        self.batch_no += 1
+
+    def _accept(self, chunk: Chunk) -> int:
+        """Add a polled chunk to the pending batch; returns how many of its messages were kept.
+
+        Messages at offsets the store already holds are skipped (a source that rewound past the
+        store); a chunk that starts before what is pending for its partition (the source rewound
+        after a rebalance) replaces the pending tail it overlaps.
+        """
+        p = chunk.partition
+        stored = self.resume.get(p, 0)
+        if chunk.offsets and chunk.offsets[0] < stored:
+            keep = [i for i, o in enumerate(chunk.offsets) if o >= stored]
+            self.stats.skipped_stored += len(chunk.offsets) - len(keep)
+            chunk = Chunk(
+                p,
+                [chunk.offsets[i] for i in keep],
+                [chunk.values[i] for i in keep],
+                [chunk.received_ms[i] for i in keep],
+            )
+        if not chunk.offsets:
+            return 0
+        if chunk.offsets[0] < self.pending_next.get(p, -1):
+            self._drop_pending({p}, from_offset=chunk.offsets[0])
+        self.pending.append(chunk)
+        self.pending_n += len(chunk.offsets)
+        self.pending_next[p] = chunk.offsets[-1] + 1
+        return len(chunk.offsets)
+
+    def _drop_pending(self, partitions: set[int], from_offset: int = -1) -> None:
+        """Forget unwritten messages of `partitions` at offsets >= `from_offset` (they come again)."""
+        kept: list[Chunk] = []
+        for c in self.pending:
+            if c.partition in partitions:
+                cut = next((i for i, o in enumerate(c.offsets) if o >= from_offset), len(c.offsets))
+                c = Chunk(c.partition, c.offsets[:cut], c.values[:cut], c.received_ms[:cut])
+            if c.offsets:
+                kept.append(c)
+        self.pending = kept
+        self.pending_n = sum(len(c.offsets) for c in kept)
+        for p in partitions:
+            self.pending_next.pop(p, None)
+        if not kept:
+            self.started = None
+
+    def run(self, source: Source) -> RunStats:
+        """Poll until drained (or forever with `follow`), writing a batch whenever one is due."""
+        cfg = self.cfg
+        self.source = source
+        finite = getattr(source, "finite", False)
+        revoked = getattr(source, "revoked", lambda: set())
+        ready = getattr(source, "ready", lambda: True)
+        polled = 0
+        t_start = idle_since = time.monotonic()
+        while True:
+            want = cfg.batch_size - self.pending_n
+            if cfg.max_messages:
+                want = min(want, cfg.max_messages - polled)
+                if want <= 0:
+                    break
+            chunks = source.poll(want, cfg.poll_timeout_s)
+            lost = revoked()
+            if lost:
+                self._drop_pending(lost)
+            now = time.monotonic()
+            if not chunks and not ready():  # still joining the group: quiet, but not drained
+                if now - t_start > cfg.startup_timeout_s:
+                    raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
+                idle_since = now
+            n = sum(self._accept(c) for c in chunks)
+            if n:
+                polled += n
+                self.started = self.started if self.started is not None else now
+                idle_since = now
+                self.progress(n)
+            due = self.pending_n >= cfg.batch_size
+            due |= self.started is not None and now - self.started >= cfg.max_batch_wait_s
+            drained = not chunks and (finite or (not cfg.follow and now - idle_since >= cfg.idle_timeout_s))
+            if due or drained:
+                self.flush()
+            if drained:
+                break
+        self.flush()
+        self.stats.seconds = time.monotonic() - t_start
+        return self.stats
+
+
+def ingest(
+    store: BatchStore,
+    identity: dict[str, Any],
+    open_source: Callable[[dict[int, int]], Source],
+    cfg: IngestConfig,
+    *,
+    reset: bool = False,
+    crash: Callable[[str, int], None] | None = None,
+    progress: Callable[[int], None] = _noop,
+    log: Callable[[str], None] = _noop,
+) -> tuple[RunStats, dict[str, Any]]:
+    """Run the loop on one store: (what this run did, totals over everything stored)."""
+    with store.lock():
+        recovery = store.recover()
+        if recovery.removed:
+            log(f"recovered from an interrupted run: removed {len(recovery.removed)} uncommitted file(s)")
+        entries = recovery.entries
+        did_reset = False
+        if entries and (reset or entries[-1].identity.get("origin") != identity["origin"] or recovery.missing):
+            previous = entries[-1].identity
+            if not reset and previous.get("kind") != "simulator":
+                if recovery.missing:
+                    raise StoreDamaged(
+                        f"{store.events_dir}: the manifest names missing files "
+                        f"({', '.join(str(p) for p in recovery.missing[:3])}); restore them, or start over "
+                        "with --reset (then re-read the topic with --from-beginning)"
+                    )
+                raise OriginChanged(
+                    f"{store.events_dir} holds {len(entries)} batches read from {previous.get('origin')}, "
+                    f"not {identity['origin']}; move the folder away or pass --reset to start over"
+                )
+            why = "asked to" if reset else "missing files" if recovery.missing else "inputs changed"
+            log(f"rebuilding {store.events_dir}: {why} ({len(entries)} stored batches from {previous.get('origin')})")
+            store.reset()
+            entries, did_reset = [], True
+        seen = store.seen_ids(entries)
+        resume = next_offsets(entries)
+        if entries:
+            log(f"resuming after batch {entries[-1].batch}: {len(seen):,} stored events, offsets {resume}")
+        first_batch = entries[-1].batch + 1 if entries else 1
+        loop = _Loop(store, identity, cfg, seen, resume, first_batch, crash, progress)
+        source = open_source(resume)
+        try:
+            stats = loop.run(source)
+        finally:
+            source.close()
+        stats.recovered_files = len(recovery.removed)
+        stats.reset = did_reset
+        return stats, totals(store.entries())

@@ -1,0 +1,231 @@
+"""The ingest loop on the simulator source (no broker): batching, resume, de-duplication across
+restarts, crashes at every point between writing a batch and committing it, and inputs changing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+
+from phantom.events.contract import Limits
+from phantom.events.ingest import IngestConfig, OriginChanged, ingest, kafka_identity, simulator_identity
+from phantom.events.sources import Chunk, SimulatorSource
+from phantom.events.store import BatchStore
+from tests.ingest_support import ROOT, assert_exactly_once, make_world, manifest, stored_ids, stored_quarantine
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    return make_world(tmp_path_factory.mktemp("world"))
+
+
+@pytest.fixture
+def store(tmp_path):
+    return BatchStore(tmp_path / "events", tmp_path / "quarantine")
+
+
+def run(store, stream, cfg, **kw):
+    """One in-process ingest of `stream` with the simulator source."""
+    return ingest(store, simulator_identity(stream, cfg), lambda resume: SimulatorSource(stream, resume), cfg, **kw)
+
+
+def test_one_run_stores_every_good_event_once_in_batches(world, store):
+    cfg = IngestConfig(batch_size=1000)
+    stats, totals = run(store, world.stream, cfg)
+    n = len(world.messages)
+    assert stats.batches == totals["batches"] == -(-n // 1000)
+    assert totals["messages"] == n
+    assert totals["events"] == len(world.good_ids)
+    assert totals["quarantined"] == len(world.injected)
+    assert totals["duplicates_dropped"] == (world.injected["kind"] == "duplicate").sum()
+    assert_exactly_once(world, store.events_dir, store.quarantine_dir)
+    entries = manifest(store.events_dir)
+    ranges = [(r["first"], r["last"]) for e in entries for r in e["ranges"]]
+    assert ranges == [(i, min(i + 999, n - 1)) for i in range(0, n, 1000)]  # contiguous, no gap or overlap
+    # quarantine rows point back at their message
+    offsets = stored_quarantine(store.quarantine_dir)["source"].str.split("@").str[1].astype(int)
+    assert sorted(offsets) == sorted(world.injected["offset"])
+
+
+def test_second_run_on_the_same_inputs_does_nothing(world, store):
+    cfg = IngestConfig(batch_size=2000)
+    run(store, world.stream, cfg)
+    before = {p.name: p.stat().st_mtime_ns for p in store.events_dir.rglob("*")}
+    stats, totals = run(store, world.stream, cfg)
+    assert stats.messages == stats.batches == 0
+    assert totals["events"] == len(world.good_ids)
+    assert {p.name: p.stat().st_mtime_ns for p in store.events_dir.rglob("*")} == before
+
+
+def test_interrupted_run_resumes_where_the_store_ends(world, store):
+    cfg = IngestConfig(batch_size=500)
+    first, _ = run(store, world.stream, IngestConfig(batch_size=500, max_messages=1200))
+    assert first.messages == 1200
+    second, _ = run(store, world.stream, cfg)
+    assert second.resumed_from == {0: 1200}
+    assert second.messages == len(world.messages) - 1200
+    assert_exactly_once(world, store.events_dir, store.quarantine_dir)
+
+
+def test_duplicates_are_dropped_across_restarts(world, store, tmp_path):
+    """A resend arriving after a restart is recognised from the event ids stored on disk."""
+    messages = world.messages.copy()
+    good = messages[~messages["offset"].isin(world.injected["offset"])].iloc[0]
+    resend = pd.DataFrame([{**good.to_dict(), "offset": len(messages), "received_ms": good["received_ms"] + 1000}])
+    stream = tmp_path / "stream.parquet"
+    pd.concat([messages, resend], ignore_index=True).to_parquet(stream, index=False)
+    cfg = IngestConfig(batch_size=700)
+    run(store, stream, IngestConfig(batch_size=700, max_messages=700))
+    stats, _ = run(store, stream, cfg)
+    assert stats.duplicates == 1 + (world.injected["kind"] == "duplicate").sum() - _dupes_in_first(store)
+    ids = stored_ids(store.events_dir)
+    assert len(ids) == len(set(ids)) == len(world.good_ids)
+    quarantine = stored_quarantine(store.quarantine_dir)
+    assert f"simulator/0@{len(messages)}" in set(quarantine.loc[quarantine["reason"] == "duplicate_event_id", "source"])
+
+
+def _dupes_in_first(store):
+    return manifest(store.events_dir)[0]["duplicates"]
+
+
+def test_changed_inputs_rebuild_simulator_output(world, store, tmp_path):
+    run(store, world.stream, IngestConfig(batch_size=1000))
+    smaller = tmp_path / "smaller.parquet"
+    world.messages.iloc[:800].to_parquet(smaller, index=False)
+    logs = []
+    stats, totals = run(store, smaller, IngestConfig(batch_size=1000), log=logs.append)
+    assert stats.reset and any("rebuilding" in m for m in logs)
+    assert totals["messages"] == 800 and totals["batches"] == 1
+    # and a settings change rebuilds too
+    stats, totals = run(store, smaller, IngestConfig(batch_size=300), log=logs.append)
+    assert stats.reset and totals["batches"] == 3
+
+
+class ListSource:
+    """An in-memory source that plays back a script of polls (for rewinds and revocations)."""
+
+    name = "fake"
+    finite = True
+
+    def __init__(self, polls, revocations=None):
+        self.polls = list(polls)
+        self.revocations = list(revocations or [set()] * len(self.polls))
+        self._revoked = set()
+        self.commits = []
+
+    def poll(self, max_messages, timeout_s):
+        if not self.polls:
+            return []
+        self._revoked = self.revocations.pop(0)
+        return self.polls.pop(0)
+
+    def revoked(self):
+        out, self._revoked = self._revoked, set()
+        return out
+
+    def commit(self, next_offsets):
+        self.commits.append(dict(next_offsets))
+
+    def close(self):
+        pass
+
+
+def chunk(world, partition, first, last):
+    """Stream messages first..last (inclusive) as a chunk of `partition`, offsets = stream offsets."""
+    rows = world.messages.iloc[first : last + 1]
+    return Chunk(partition, rows["offset"].tolist(), rows["value"].tolist(), rows["received_ms"].tolist())
+
+
+SCENARIOS = {
+    # the source seeks back while messages are pending: the overlapping pending tail is replaced
+    "rewind_while_pending": ([(0, 99), (50, 149), (150, 199)], [set(), set(), set()], 10.0, 0),
+    # partitions revoked mid-batch: pending messages dropped, read again after the new assignment
+    "revoked_while_pending": ([(0, 99), (0, 149), (150, 199)], [set(), {0}, set()], 10.0, 0),
+    # re-read below what the store holds (every poll is its own batch here): skipped, not duplicated
+    "reread_stored_offsets": ([(0, 99), (50, 149), (100, 199)], [set(), set(), set()], 0.0, 100),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_rewinds_and_revocations_never_duplicate_or_lose(world, store, scenario):
+    spans, revocations, wait, skipped = SCENARIOS[scenario]
+    source = ListSource([[chunk(world, 0, a, b)] for a, b in spans], revocations)
+    cfg = IngestConfig(batch_size=10_000, max_batch_wait_s=wait)
+    stats, totals = ingest(store, kafka_identity("t", "g"), lambda resume: source, cfg)
+    assert stats.skipped_stored == skipped
+    assert totals["messages"] == 200
+    ids = stored_ids(store.events_dir)
+    assert len(ids) == len(set(ids))
+    assert set(ids) == decoded_ids(world, 200)
+    assert source.commits[-1] == {0: 200}
+
+
+def test_messages_of_a_partition_handed_to_another_member_are_not_written(world, store):
+    """Revoked and not given back: its pending messages are dropped (the new owner reads them)."""
+    polls = [[chunk(world, 0, 0, 99)], [chunk(world, 1, 100, 199)]]
+    source = ListSource(polls, [set(), {0}])
+    _, totals = ingest(store, kafka_identity("t", "g"), lambda resume: source, IngestConfig(batch_size=10_000))
+    assert totals["messages"] == 100
+    assert [r["partition"] for e in manifest(store.events_dir) for r in e["ranges"]] == [1]
+    assert source.commits == [{1: 200}]
+
+
+def decoded_ids(world, n):
+    from phantom.events.decode import decode_table
+
+    rows = world.messages.iloc[:n]
+    out = decode_table(rows["value"].tolist(), rows["received_ms"].tolist(), set(), Limits())
+    return set(out.events.column("event_id").to_pylist())
+
+
+def test_kafka_data_is_never_replaced_silently(world, store):
+    source = ListSource([[chunk(world, 0, 0, 99)]])
+    ingest(store, kafka_identity("t", "g"), lambda resume: source, IngestConfig())
+    with pytest.raises(OriginChanged, match="kafka:t:g"):
+        run(store, world.stream, IngestConfig())
+    with pytest.raises(OriginChanged):
+        ingest(store, kafka_identity("other", "g"), lambda resume: ListSource([]), IngestConfig())
+    stats, totals = run(store, world.stream, IngestConfig(), reset=True)
+    assert stats.reset and totals["messages"] == len(world.messages)
+
+
+# --- the stage as a process: crash hooks --------------------------------------------------------
+
+
+def stage(world, tmp_path, batch_size=400, crash=None):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params["ingest"].update(source="simulator", stream=str(world.stream), batch_size=batch_size)
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PHANTOM_PARAMS": str(params_file)}
+    env.pop("PHANTOM_INGEST_CRASH", None)
+    if crash:
+        env["PHANTOM_INGEST_CRASH"] = crash
+    args = ["--events", str(tmp_path / "events"), "--quarantine", str(tmp_path / "quarantine")]
+    args += ["--metrics", str(tmp_path / "ingest.json")]
+    return subprocess.run(
+        [sys.executable, "-m", "pipelines.ingest", *args], cwd=ROOT, env=env, capture_output=True, text=True
+    )
+
+
+@pytest.mark.parametrize("point", ["after_parts", "after_manifest", "after_commit"])
+def test_sigkill_at_each_point_of_a_batch_then_restart(world, tmp_path, point):
+    crashed = stage(world, tmp_path, crash=f"{point}:3")
+    assert crashed.returncode == -signal.SIGKILL, crashed.stderr
+    batches = [e["batch"] for e in manifest(tmp_path / "events")]
+    assert batches == ([1, 2] if point == "after_parts" else [1, 2, 3])
+    done = stage(world, tmp_path)
+    assert done.returncode == 0, done.stderr
+    if point == "after_parts":
+        assert "removed 2 uncommitted file(s)" in done.stderr
+    assert_exactly_once(world, tmp_path / "events", tmp_path / "quarantine")
+    metrics = json.loads((tmp_path / "ingest.json").read_text())
+    assert metrics["events"] == len(world.good_ids)
+    assert metrics["quarantined"] == len(world.injected)
+    assert {"events", "quarantined", "duplicates_dropped", "batches", "quarantined_by_reason"} <= set(metrics)
