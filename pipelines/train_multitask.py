@@ -1,0 +1,234 @@
+"""Stage `train_multitask`: tune and train the multi-task network; register it as challenger.
+
+Reads the decision matrix (one row per product view) and the purchase events (for per-view
+labels), splits by session and by time, runs the Optuna study (one nested MLflow run per trial
+under a parent run), writes the MLflow model folder, each decision's split and label, metrics and
+plots, and registers a new `pricing-multitask` version with the alias `challenger` (the `promote`
+stage decides whether it becomes `champion`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+from typing import Any
+
+from pipelines.common import console, load_params, read_parquet, write_json, write_parquet
+
+MODEL_NAME = "pricing-multitask"
+TARGET_KEYS = ("agent_roc_auc", "purchase_roc_auc", "purchase_ece")
+
+
+def _args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--decisions", type=Path, default=Path("data/features/decisions.parquet"))
+    parser.add_argument("--model-dir", type=Path, default=Path("models/multitask"))
+    parser.add_argument("--events", type=Path, default=Path("data/raw/events"), help="purchase events: the labels")
+    parser.add_argument("--labels-out", type=Path, default=Path("data/pricing/labels.parquet"))
+    parser.add_argument("--metrics", type=Path, default=Path("metrics/multitask.json"))
+    parser.add_argument("--reports", type=Path, default=Path("reports/multitask"))
+    parser.add_argument("--no-register", action="store_true", help="log the run but register no model version")
+    return parser.parse_args(argv)
+
+
+def feature_columns(params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """(session columns, product columns) the network reads: the registry's, minus the excluded ones."""
+    from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
+
+    excluded = set(params.get("exclude_features", []))
+    unknown = excluded - set(SESSION_FEATURES) - set(PRODUCT_FEATURES)
+    if unknown:
+        raise SystemExit(f"train_multitask.exclude_features: unknown features {sorted(unknown)}")
+    return [f for f in SESSION_FEATURES if f not in excluded], [f for f in PRODUCT_FEATURES if f not in excluded]
+
+
+def purchases(events: Path) -> Any:
+    """The purchase events (session_id, product_id, ts) the per-view labels come from; None if absent."""
+    if not events.exists():
+        console.print(f"[yellow]{events}: not found; per-view labels fall back to last touch (undercounts)[/]")
+        return None
+    return read_parquet(
+        events, columns=["session_id", "product_id", "ts", "event_type"], filters=[("event_type", "==", "purchase")]
+    )
+
+
+def usable(decisions: Any) -> Any:
+    """Decisions the network can learn from: a known product with a finite positive price ratio."""
+    from phantom.pricing.data import usable as keep_usable
+
+    kept, dropped = keep_usable(decisions)
+    if dropped:
+        console.print(f"skipping {dropped:,} decisions without a catalogue price (unknown product)")
+    return kept
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """Train, evaluate and register the multi-task network from params.yaml `train_multitask`."""
+    args = _args(argv)
+    params = load_params("train_multitask")
+    started = time.perf_counter()
+
+    import pandas as pd
+
+    from phantom.detect.evaluate import calibration_table, rounded
+    from phantom.pricing import package, replay, tuning
+    from phantom.pricing.data import VIEW_LABEL, time_split, with_view_label
+    from phantom.registry import models, tracking
+
+    session_cols, product_cols = feature_columns(params)
+    decisions = read_parquet(args.decisions)
+    needed = [*session_cols, *product_cols, "purchased_this_product", "is_agent", "price_ratio", "base_price"]
+    missing = sorted(set(needed) - set(decisions.columns))
+    if missing:
+        raise SystemExit(f"{args.decisions}: missing columns {missing}; rerun the features stage")
+    decisions = usable(with_view_label(decisions, purchases(args.events)))
+    fractions = params["split"]
+    decisions["split"] = time_split(decisions, (fractions["train"], fractions["val"], fractions["test"]))
+    parts = {
+        name: decisions.loc[decisions["split"] == name].reset_index(drop=True) for name in ("train", "val", "test")
+    }
+    for name, part in parts.items():
+        lab = tuning.agent_labels(part)
+        console.print(
+            f"{name:5s}: {len(part):7,} decisions, {part['session_id'].nunique():6,} sessions, "
+            f"purchase rate {part[VIEW_LABEL].mean():.4f} per view, "
+            f"{(~pd.isna(lab)).mean():.2f} labeled, agent share (labeled) {pd.Series(lab).mean():.3f}"
+        )
+    cfg = tuning.TuneConfig.from_params(params["tuning"])
+    console.print(
+        f"features: {len(session_cols)} session + {len(product_cols)} product "
+        f"(excluded: {', '.join(params.get('exclude_features', [])) or 'none'}); "
+        f"{cfg.n_trials} trials, <= {cfg.max_epochs} epochs each, {cfg.threads} thread(s)"
+    )
+
+    with tracking.parent_run(
+        MODEL_NAME,
+        run_name=f"train-{time.strftime('%Y%m%d-%H%M%S')}",
+        params=params,
+        inputs=[args.decisions],
+        tags={"session_features": ",".join(session_cols), "product_features": ",".join(product_cols)},
+    ) as run:
+        console.print(f"mlflow: {tracking.tracking_uri()}  experiment {MODEL_NAME}  run {run.info.run_id}")
+        tuned = tuning.tune(
+            parts["train"],
+            parts["val"],
+            session_cols,
+            product_cols,
+            cfg,
+            categorical=params.get("categorical", []),
+            callbacks=[tracking.trial_callback("val_score")],
+            progress=console.print,
+        )
+        states = [t.state.name for t in tuned.study.trials]
+        console.print(
+            f"best trial {tuned.study.best_trial.number}: val_score {tuned.value:.4f} at epoch "
+            f"{tuned.history.best_epoch + 1}; {states.count('PRUNED')} of {len(states)} trials pruned"
+        )
+        bundle = tuned.bundle
+        bundle.meta.update({"model": MODEL_NAME, "run_id": run.info.run_id})
+        package.save(bundle, args.model_dir, example=parts["train"], metadata={"model": MODEL_NAME})
+        console.print(f"wrote {args.model_dir} (MLflow pyfunc model)")
+        shipped = package.load(args.model_dir)  # metrics describe the artifact itself
+
+        metrics: dict[str, Any] = {}
+        scored = {}
+        for name in ("val", "test"):
+            out = package.predict(shipped, parts[name])
+            scored[name] = out
+            m = replay.model_metrics(parts[name], out["p_agent"].to_numpy(), out["p_purchase"].to_numpy())
+            if name == "test":
+                metrics.update(m)
+            else:
+                metrics["val"] = m
+        metrics["tuning"] = {
+            "trials": len(states),
+            "pruned": states.count("PRUNED"),
+            "best_val_score": tuned.value,
+            "best_epoch": tuned.history.best_epoch + 1,
+            **{f"best_{k}": v for k, v in tuned.settings.items()},
+        }
+        metrics["features"] = {"session": len(session_cols), "product": len(product_cols)}
+
+        figures = _write_reports(args.reports, tuned.history, parts["test"], scored["test"], calibration_table)
+        for name, fig in figures.items():
+            tracking.log_figure(fig, name)
+        _close(figures)
+        tracking.log_metrics(metrics)
+
+        if not args.no_register:
+            info = package.log(bundle, parts["train"], metadata={"model": MODEL_NAME})
+            headline = {k: metrics[k] for k in TARGET_KEYS}
+            version = models.register(
+                info.model_uri,
+                MODEL_NAME,
+                tags={k: f"{v:.4f}" for k, v in headline.items()},
+                description=f"multi-task net (agent + monotone purchase heads); run {run.info.run_id}",
+            )
+            metrics["model_version"] = int(version.version)
+            console.print(f"registered {MODEL_NAME} v{version.version} -> alias '{models.CHALLENGER}'")
+        elapsed = time.perf_counter() - started
+        metrics["train_seconds"] = elapsed
+        tracking.log_metrics({"train_seconds": elapsed})
+
+    write_parquet(decisions[["event_id", "session_id", "split", VIEW_LABEL]], args.labels_out)
+    _print_targets(metrics, params.get("targets", {}))
+    metrics = rounded(metrics)
+    write_json(args.metrics, metrics)
+    console.print(f"train_multitask done in {elapsed:.1f}s")
+    return metrics
+
+
+def _write_reports(out: Path, history: Any, test: Any, scored: Any, calibration_table: Any) -> dict[str, Any]:
+    """Learning curve and calibration as CSV (DVC plots) and PNG; returns the figures by file name."""
+    import pandas as pd
+
+    from phantom.pricing import plots, tuning
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(exist_ok=True)
+    curve = pd.DataFrame(history.epochs).assign(epoch=lambda f: range(1, len(f) + 1))
+    curve.to_csv(out / "learning_curve.csv", index=False)
+    from phantom.pricing.data import VIEW_LABEL
+
+    cal = calibration_table(test[VIEW_LABEL].to_numpy(), scored["p_purchase"].to_numpy())
+    cal.to_csv(out / "purchase_calibration.csv", index=False)
+    lab = tuning.agent_labels(test)
+    keep = ~pd.isna(lab)
+    agent_cal = calibration_table(lab[keep], scored["p_agent"].to_numpy()[keep])
+    agent_cal.to_csv(out / "agent_calibration.csv", index=False)
+    figures = {
+        "learning_curve.png": plots.learning_curve(curve),
+        "purchase_calibration.png": plots.calibration(cal, "P(purchase) calibration (test)"),
+        "agent_calibration.png": plots.calibration(agent_cal, "P(agent) calibration (test, labeled)"),
+    }
+    for name, fig in figures.items():
+        fig.savefig(out / "figures" / name)
+    console.print(f"wrote {out}/ (learning curve, calibration: csv + png)")
+    return figures
+
+
+def _close(figures: dict[str, Any]) -> None:
+    import matplotlib.pyplot as plt
+
+    for fig in figures.values():
+        plt.close(fig)
+
+
+def _print_targets(metrics: dict[str, Any], targets: dict[str, Any]) -> None:
+    """Headline metrics against the targets in params (>= for minimums, <= for maximums)."""
+    console.print("metric                 test     target")
+    for key in TARGET_KEYS:
+        value = metrics.get(key, float("nan"))
+        target = ""
+        if key in targets.get("minimum", {}):
+            bound = targets["minimum"][key]
+            target = f">= {bound:<6g} {'ok' if value >= bound else 'MISSED'}"
+        elif key in targets.get("maximum", {}):
+            bound = targets["maximum"][key]
+            target = f"<= {bound:<6g} {'ok' if value <= bound else 'MISSED'}"
+        console.print(f"{key:20s} {value:8.4f}   {target}")
+
+
+if __name__ == "__main__":
+    main()

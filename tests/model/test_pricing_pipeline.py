@@ -1,0 +1,166 @@
+"""End to end: train_multitask, evaluate_pricing and the promotion gate as real processes.
+
+A small generated world's decision matrix, a throwaway MLflow sqlite store and a params file
+(PHANTOM_PARAMS) with a tiny Optuna budget, all in tmp_path. Checks what each stage writes, what
+MLflow records, that `models:/pricing-multitask@challenger` loads and scores, and that the gate
+promotes the first version and records its decision.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """Decisions, truth and catalogue of a small world; params with a tiny budget; a fresh MLflow store."""
+    from phantom.events.traffic import TrafficConfig, simulate
+    from phantom.features.aggregator import build
+
+    root = tmp_path_factory.mktemp("pricing")
+    traffic = simulate(TrafficConfig(days=1.5, seed=9))
+    build(traffic.events, traffic.catalogue).decisions.to_parquet(root / "decisions.parquet")
+    (root / "events").mkdir()
+    traffic.events.to_parquet(root / "events" / "part-000001.parquet")
+    traffic.sessions.to_parquet(root / "ground_truth.parquet")
+    traffic.catalogue.to_parquet(root / "catalogue.parquet")
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["train_multitask"]["tuning"].update(n_trials=2, max_epochs=3, patience=2, timeout_s=60)
+    ev = params["evaluate_pricing"]
+    ev["sweep_mu"] = [0, 5]
+    ev["mu_selection"]["candidates"] = [0, 2, 8]
+    ev["detector_markup"]["model"] = str(root / "no-detector-here")  # falls back to the multi-task head
+    gate = params["promote"]["pricing-multitask"]["gate"]
+    # small data: floors a small model clears; the directions and tolerances stay as in params.yaml
+    gate["minimum"] = {
+        "agent_roc_auc": 0.8,
+        "purchase_roc_auc": 0.6,
+        "revenue_vs_fixed": 0.8,
+        "revenue_vs_oracle": 0.5,
+        "leakage_reduction_vs_rules": -10.0,
+        "human_conversion_delta": -0.05,
+    }
+    gate["maximum"] = {"purchase_ece": 0.1}
+    params_file = root / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PHANTOM_PARAMS": str(params_file), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    return root, env
+
+
+def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{args} failed:\n{done.stdout}\n{done.stderr[-4000:]}"
+    return done
+
+
+@pytest.fixture(scope="module")
+def stages(workspace):
+    root, env = workspace
+    train = _run(
+        [
+            "-m",
+            "pipelines.train_multitask",
+            *("--decisions", str(root / "decisions.parquet")),
+            *("--model-dir", str(root / "models" / "multitask")),
+            *("--events", str(root / "events")),
+            *("--labels-out", str(root / "labels.parquet")),
+            *("--metrics", str(root / "multitask.json")),
+            *("--reports", str(root / "reports" / "multitask")),
+        ],
+        env,
+    )
+    evaluate = _run(
+        [
+            "-m",
+            "pipelines.evaluate_pricing",
+            *("--decisions", str(root / "decisions.parquet")),
+            *("--labels", str(root / "labels.parquet")),
+            *("--model-dir", str(root / "models" / "multitask")),
+            *("--truth", str(root / "ground_truth.parquet")),
+            *("--catalogue", str(root / "catalogue.parquet")),
+            *("--policy-out", str(root / "policy.json")),
+            *("--eval-set", str(root / "eval" / "pricing.parquet")),
+            *("--metrics", str(root / "pricing.json")),
+            *("--reports", str(root / "reports" / "pricing")),
+        ],
+        env,
+    )
+    promote = _run(
+        [
+            "-m",
+            "pipelines.promote",
+            *("--model", "pricing-multitask"),
+            *("--eval-set", str(root / "eval" / "pricing.parquet")),
+            *("--report", str(root / "promotion.md")),
+            *("--metrics", str(root / "promotion.json")),
+        ],
+        env,
+    )
+    return root, env, train, evaluate, promote
+
+
+def test_train_stage_writes_model_split_metrics_and_registers(stages):
+    root, _, train, *_ = stages
+    metrics = json.loads((root / "multitask.json").read_text())
+    assert {"agent_roc_auc", "purchase_roc_auc", "purchase_ece", "model_version"} <= set(metrics)
+    assert metrics["tuning"]["trials"] == 2
+    assert (root / "models" / "multitask" / "MLmodel").exists()
+    labels = pd.read_parquet(root / "labels.parquet")
+    assert set(labels["split"]) == {"train", "val", "test"} and labels["event_id"].is_unique
+    assert (labels.groupby("session_id")["split"].nunique() == 1).all()
+    assert 0.01 < labels["purchased_at_view"].mean() < 0.2
+    for name in ("learning_curve.csv", "purchase_calibration.csv", "figures/learning_curve.png"):
+        assert (root / "reports" / "multitask" / name).exists(), name
+    assert "trial 2/2" in train.stderr
+
+
+def test_evaluate_stage_reports_every_policy(stages):
+    root, *_ = stages
+    metrics = json.loads((root / "pricing.json").read_text())
+    assert set(metrics["policies"]) == {"fixed", "rules", "detector_markup", "multitask", "oracle"}
+    for outcome in metrics["policies"].values():
+        assert {"revenue", "margin_leakage", "human_conversion", "agent_conversion"} <= set(outcome)
+    for key in ("revenue_vs_fixed", "revenue_vs_oracle", "leakage_reduction_vs_rules", "human_conversion_delta"):
+        assert metrics[key] is not None
+    assert metrics["policies"]["fixed"]["margin_leakage"] == 0.0
+    assert metrics["detector_markup_source"] == "multitask agent head"
+    assert metrics["fit"]["mu"] in (0, 2, 8)
+    policy = json.loads((root / "policy.json").read_text())
+    assert policy["objective"]["mu"] == metrics["fit"]["mu"] and len(policy["objective"]["grid"]) == 17
+    for name in ("policies.csv", "response_curves.csv", "frontier.csv", "figures/response_curves.png"):
+        assert (root / "reports" / "pricing" / name).exists(), name
+    frozen = pd.read_parquet(root / "eval" / "pricing.parquet")
+    assert set(frozen["view"]) == {"val", "test"} and "kind" in frozen
+    assert (root / "eval" / "pricing.config.json").exists()
+
+
+def test_gate_promotes_the_first_version_and_it_loads_by_alias(stages):
+    root, env, *_ = stages
+    outcome = json.loads((root / "promotion.json").read_text())
+    assert outcome["model"] == "pricing-multitask" and outcome["action"] == "promoted"
+    assert "revenue_vs_fixed" in outcome["challenger"]
+    assert "pricing-multitask" in (root / "promotion.md").read_text()
+    code = (
+        "import mlflow, pandas as pd, sys;"
+        "m = mlflow.pyfunc.load_model('models:/pricing-multitask@champion');"
+        "names = m.metadata.get_input_schema().input_names();"
+        f"f = pd.read_parquet('{root / 'eval' / 'pricing.parquet'}').head(20);"
+        "out = m.predict(f[names].astype(float));"
+        "assert out['p_purchase'].between(0, 1).all() and out.shape[1] == 68, out.shape;"
+        "print('ok')"
+    )
+    done = _run(["-c", code], env)
+    assert done.stdout.strip().endswith("ok")
