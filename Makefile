@@ -38,6 +38,10 @@ unit: install
 
 bench: install  ## print the throughput figures the issues ask for
 	$(BIN)/python -m benchmarks.generate
+	$(BIN)/python -m benchmarks.ingest
+
+broker: install  ## a local Kafka-protocol broker (tansu) on 127.0.0.1:$${PORT:-9092}, in the foreground
+	PYTHON=$(BIN)/python scripts/broker.sh
 
 lock:  ## re-resolve the stack from pyproject ranges and freeze it
 	rm -rf /tmp/phantom-lock && $(PYTHON) -m venv /tmp/phantom-lock
