@@ -1,7 +1,8 @@
 """Stage `evaluate_pricing`: replay every pricing policy on held-out decisions against the ground truth.
 
-Reads the decisions, the split and labels written by `train_multitask`, the multi-task model folder, the
-catalogue (unit costs: the shop knows them) and the hidden ground truth (only to score outcomes).
+Reads the decisions, the multi-task model folder (whose metadata holds the split fractions it was
+trained with: the same time split is rebuilt here), the catalogue (unit costs: the shop knows them)
+and the hidden ground truth (only to score outcomes).
 Fits the optimiser's guardrail on the validation decisions, prices the test decisions with fixed
 price, the seed's rules, detector-only markup, the multi-task optimiser and the type oracle, and
 writes metrics, the fitted policy, plots (CSV for DVC, PNG), and the frozen evaluation set the
@@ -24,9 +25,6 @@ TARGETS = ("revenue_vs_fixed", "revenue_vs_oracle", "leakage_reduction_vs_rules"
 def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--decisions", type=Path, default=Path("data/features/decisions.parquet"))
-    parser.add_argument(
-        "--labels", type=Path, default=Path("data/pricing/labels.parquet"), help="split + label per decision"
-    )
     parser.add_argument("--model-dir", type=Path, default=Path("models/multitask"))
     parser.add_argument("--truth", type=Path, default=Path("data/raw/ground_truth.parquet"))
     parser.add_argument("--catalogue", type=Path, default=Path("data/raw/catalogue.parquet"))
@@ -36,6 +34,14 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--reports", type=Path, default=Path("reports/pricing"))
     parser.add_argument("--no-mlflow", action="store_true", help="do not log a run to MLflow")
     return parser.parse_args(argv)
+
+
+def model_split(model: Any, model_dir: Path) -> tuple[float, float, float]:
+    """The (train, val, test) fractions the model was trained with, from its MLflow metadata."""
+    split = (model.metadata.metadata or {}).get("split")
+    if not split:
+        raise SystemExit(f"{model_dir}: the model records no split; rerun train_multitask")
+    return float(split["train"]), float(split["val"]), float(split["test"])
 
 
 def detector_probabilities(source: str, frame: Any) -> Any | None:
@@ -63,21 +69,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from phantom.detect.evaluate import rounded
     from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
     from phantom.pricing import evaluate, package, policies, replay
-    from phantom.pricing.data import VIEW_LABEL, usable
+    from phantom.pricing.data import time_split, usable
 
     cfg = replay.ReplayConfig.from_params(params)
     catalogue = read_parquet(args.catalogue)
     decisions, dropped = usable(read_parquet(args.decisions))
     if dropped:
         console.print(f"skipping {dropped:,} decisions without a catalogue price (unknown product)")
-    labels = read_parquet(args.labels).set_index("event_id")
-    decisions["split"] = decisions["event_id"].map(labels["split"])
-    decisions[VIEW_LABEL] = decisions["event_id"].map(labels[VIEW_LABEL])
+    model = package.load(args.model_dir)
+    decisions["split"] = time_split(decisions, model_split(model, args.model_dir))
     cost = catalogue.set_index("product_id")["unit_cost"]
     decisions["unit_cost"] = decisions["product_id"].map(cost).astype(float)
-    known = decisions["split"].notna() & decisions["unit_cost"].notna()
+    known = decisions["unit_cost"].notna()
     if (~known).any():
-        console.print(f"skipping {int((~known).sum()):,} decisions outside the training split map or catalogue")
+        console.print(f"skipping {int((~known).sum()):,} decisions without a unit cost in the catalogue")
     decisions = decisions.loc[known]
     val = decisions.loc[decisions["split"] == "val"].reset_index(drop=True)
     test = decisions.loc[decisions["split"] == "test"].reset_index(drop=True)
@@ -95,7 +100,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         f"({len(cfg.objective.grid)} prices), value={cfg.objective.value}, mu={mu_text}"
     )
 
-    model = package.load(args.model_dir)
     detector_source = str(params.get("detector_markup", {}).get("model", "") or "")
     p_detector = detector_probabilities(detector_source, test)
     ev = replay.run(model, val, test, truth_val, truth, cfg, mean_demand, curves, p_detector)
@@ -214,7 +218,7 @@ def _log_mlflow(
         EXPERIMENT,
         run_name=f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}",
         params=params,
-        inputs=[args.decisions, args.labels, args.truth, args.catalogue],
+        inputs=[args.decisions, args.truth, args.catalogue],
         tags=tags,
     ):
         tracking.log_metrics({k: v for k, v in metrics.items() if k != "objective"})

@@ -1,10 +1,11 @@
 """Stage `train_multitask`: tune and train the multi-task network; register it as challenger.
 
-Reads the decision matrix (one row per product view) and the purchase events (for per-view
-labels), splits by session and by time, runs the Optuna study (one nested MLflow run per trial
-under a parent run), writes the MLflow model folder, each decision's split and label, metrics and
-plots, and registers a new `pricing-multitask` version with the alias `challenger` (the `promote`
-stage decides whether it becomes `champion`).
+Reads the decision matrix (one row per product view, labelled `purchased_this_product` on the
+view that made a sale), splits by session and by time, runs the Optuna study (one nested MLflow
+run per trial under a parent run), writes the MLflow model folder (its metadata carries the split
+fractions, so `evaluate_pricing` rebuilds the same split), metrics and plots, and registers a new
+`pricing-multitask` version with the alias `challenger` (the `promote` stage decides whether it
+becomes `champion`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, write_json, write_parquet
+from pipelines.common import console, load_params, read_parquet, write_json
 
 MODEL_NAME = "pricing-multitask"
 TARGET_KEYS = ("agent_roc_auc", "purchase_roc_auc", "purchase_ece")
@@ -24,8 +25,6 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--decisions", type=Path, default=Path("data/features/decisions.parquet"))
     parser.add_argument("--model-dir", type=Path, default=Path("models/multitask"))
-    parser.add_argument("--events", type=Path, default=Path("data/raw/events"), help="purchase events: the labels")
-    parser.add_argument("--labels-out", type=Path, default=Path("data/pricing/labels.parquet"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/multitask.json"))
     parser.add_argument("--reports", type=Path, default=Path("reports/multitask"))
     parser.add_argument("--no-register", action="store_true", help="log the run but register no model version")
@@ -41,16 +40,6 @@ def feature_columns(params: dict[str, Any]) -> tuple[list[str], list[str]]:
     if unknown:
         raise SystemExit(f"train_multitask.exclude_features: unknown features {sorted(unknown)}")
     return [f for f in SESSION_FEATURES if f not in excluded], [f for f in PRODUCT_FEATURES if f not in excluded]
-
-
-def purchases(events: Path) -> Any:
-    """The purchase events (session_id, product_id, ts) the per-view labels come from; None if absent."""
-    if not events.exists():
-        console.print(f"[yellow]{events}: not found; per-view labels fall back to last touch (undercounts)[/]")
-        return None
-    return read_parquet(
-        events, columns=["session_id", "product_id", "ts", "event_type"], filters=[("event_type", "==", "purchase")]
-    )
 
 
 def usable(decisions: Any) -> Any:
@@ -73,18 +62,19 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from phantom.detect.evaluate import calibration_table, rounded
     from phantom.pricing import package, replay, tuning
-    from phantom.pricing.data import VIEW_LABEL, time_split, with_view_label
+    from phantom.pricing.data import PURCHASE_LABEL, time_split
     from phantom.registry import models, tracking
 
     session_cols, product_cols = feature_columns(params)
     decisions = read_parquet(args.decisions)
-    needed = [*session_cols, *product_cols, "purchased_this_product", "is_agent", "price_ratio", "base_price"]
+    needed = [*session_cols, *product_cols, PURCHASE_LABEL, "is_agent", "price_ratio", "base_price"]
     missing = sorted(set(needed) - set(decisions.columns))
     if missing:
         raise SystemExit(f"{args.decisions}: missing columns {missing}; rerun the features stage")
-    decisions = usable(with_view_label(decisions, purchases(args.events)))
+    decisions = usable(decisions)
     fractions = params["split"]
-    decisions["split"] = time_split(decisions, (fractions["train"], fractions["val"], fractions["test"]))
+    split = {name: float(fractions[name]) for name in ("train", "val", "test")}
+    decisions["split"] = time_split(decisions, tuple(split.values()))
     parts = {
         name: decisions.loc[decisions["split"] == name].reset_index(drop=True) for name in ("train", "val", "test")
     }
@@ -92,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         lab = tuning.agent_labels(part)
         console.print(
             f"{name:5s}: {len(part):7,} decisions, {part['session_id'].nunique():6,} sessions, "
-            f"purchase rate {part[VIEW_LABEL].mean():.4f} per view, "
+            f"purchase rate {part[PURCHASE_LABEL].mean():.4f} per view, "
             f"{(~pd.isna(lab)).mean():.2f} labeled, agent share (labeled) {pd.Series(lab).mean():.3f}"
         )
     cfg = tuning.TuneConfig.from_params(params["tuning"])
@@ -127,7 +117,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         bundle = tuned.bundle
         bundle.meta.update({"model": MODEL_NAME, "run_id": run.info.run_id})
-        package.save(bundle, args.model_dir, example=parts["train"], metadata={"model": MODEL_NAME})
+        package.save(bundle, args.model_dir, example=parts["train"], metadata={"model": MODEL_NAME, "split": split})
         console.print(f"wrote {args.model_dir} (MLflow pyfunc model)")
         shipped = package.load(args.model_dir)  # metrics describe the artifact itself
 
@@ -157,7 +147,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tracking.log_metrics(metrics)
 
         if not args.no_register:
-            info = package.log(bundle, parts["train"], metadata={"model": MODEL_NAME})
+            info = package.log(bundle, parts["train"], metadata={"model": MODEL_NAME, "split": split})
             headline = {k: metrics[k] for k in TARGET_KEYS}
             version = models.register(
                 info.model_uri,
@@ -171,7 +161,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metrics["train_seconds"] = elapsed
         tracking.log_metrics({"train_seconds": elapsed})
 
-    write_parquet(decisions[["event_id", "session_id", "split", VIEW_LABEL]], args.labels_out)
     _print_targets(metrics, params.get("targets", {}))
     metrics = rounded(metrics)
     write_json(args.metrics, metrics)
@@ -189,9 +178,9 @@ def _write_reports(out: Path, history: Any, test: Any, scored: Any, calibration_
     (out / "figures").mkdir(exist_ok=True)
     curve = pd.DataFrame(history.epochs).assign(epoch=lambda f: range(1, len(f) + 1))
     curve.to_csv(out / "learning_curve.csv", index=False)
-    from phantom.pricing.data import VIEW_LABEL
+    from phantom.pricing.data import PURCHASE_LABEL
 
-    cal = calibration_table(test[VIEW_LABEL].to_numpy(), scored["p_purchase"].to_numpy())
+    cal = calibration_table(test[PURCHASE_LABEL].to_numpy(), scored["p_purchase"].to_numpy())
     cal.to_csv(out / "purchase_calibration.csv", index=False)
     lab = tuning.agent_labels(test)
     keep = ~pd.isna(lab)

@@ -181,7 +181,7 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
         "labeled": label[seg] >= 0,
         "label_family": lab["label_family"][seg],
         "experiment_id": lab["experiment_id"][seg],
-        "purchased_this_product": labels.purchased_later(p, views),
+        "purchased_this_product": labels.purchased_at_view(p, views),
     }
     decisions = _frame(decision_columns, DECISION_COLUMNS)
     del decision_columns

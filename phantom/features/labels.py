@@ -56,21 +56,30 @@ def session_purchased(p: Prepared) -> np.ndarray:
     return bought
 
 
-def purchased_later(p: Prepared, rows: np.ndarray) -> np.ndarray:
-    """For each row (a product view), 1 if the same session buys the same product after it (int8)."""
+def purchased_at_view(p: Prepared, rows: np.ndarray) -> np.ndarray:
+    """For each row (a product view), 1 if a purchase of the same product in the same session is
+    attributed to it (int8): the view that made the sale.
+
+    Each purchase event credits the latest view of the same product in the same session at or
+    before it, in feature order `(ts, event_id)` except that a view sorts before a purchase with the
+    same `ts`. A view credited by several purchases is 1 once; a purchase with no earlier view of
+    its product credits nothing. One sort over the views and purchases, no per-session loop.
+    """
     out = np.zeros(rows.size, dtype=np.int8)
     buys = np.flatnonzero((p.etype == encode.PURCHASE) & (p.product >= 0))
     if buys.size == 0 or rows.size == 0:
         return out
-    span_prod = int(max(p.product[buys].max(), p.product[rows].max())) + 1
-    bkey = p.seg[buys].astype(np.int64) * span_prod + p.product[buys]
-    order = np.lexsort((buys, bkey))
-    bkey, brow = bkey[order], buys[order]
-    last = np.ones(bkey.size, dtype=bool)
-    last[:-1] = bkey[1:] != bkey[:-1]
-    ukey, ulast = bkey[last], brow[last]  # the last purchase row of each (session, product)
-    rkey = p.seg[rows].astype(np.int64) * span_prod + p.product[rows]
-    k = np.minimum(np.searchsorted(ukey, rkey), ukey.size - 1)
-    hit = ukey[k] == rkey
-    out[hit & (ulast[k] > rows)] = 1
+    at = np.concatenate([rows, buys])
+    is_buy = np.zeros(at.size, dtype=bool)
+    is_buy[rows.size :] = True
+    # by (session, product, ts, views first, feature order): a purchase follows the views it may credit
+    order = np.lexsort((at, is_buy, p.ts[at], p.product[at], p.seg[at]))
+    at, is_buy = at[order], is_buy[order]
+    idx = np.arange(at.size)
+    new_group = np.ones(at.size, dtype=bool)
+    new_group[1:] = (p.seg[at[1:]] != p.seg[at[:-1]]) | (p.product[at[1:]] != p.product[at[:-1]])
+    group_first = np.maximum.accumulate(np.where(new_group, idx, 0))
+    last_view = np.maximum.accumulate(np.where(is_buy, -1, idx))  # latest view so far, any group
+    credited = is_buy & (last_view >= group_first)  # ... and it is of this session and product
+    out[order[last_view[credited]]] = 1  # order maps back to the position in `rows`
     return out

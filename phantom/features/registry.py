@@ -271,7 +271,7 @@ DECISION_LABELS: list[str] = [
     "labeled",
     "label_family",
     "experiment_id",
-    "purchased_this_product",  # int8: this session buys this product later (after this view)
+    "purchased_this_product",  # int8: this view made a sale (a purchase of the product is attributed to it)
 ]
 DECISION_COLUMNS: list[str] = DECISION_KEYS + SESSION_FEATURES + PRODUCT_FEATURES + DECISION_LABELS
 
@@ -314,8 +314,15 @@ SEMANTICS = """
   lowest popularity; decision rows give them `category` null, `base_price` and `price_ratio` NaN.
 - **Labels** come only from `experiment_id` (of the session's first event): `xp_human_only` is a
   person (0, family `human`), `xp_agent_<family>` an agent (1, `<family>`), anything else unlabeled
-  (`is_agent` null, `labeled` false, kept). `purchased_this_product` is a purchase of the product
-  later in the same session. Hidden ground truth is never read.
+  (`is_agent` null, `labeled` false, kept). Hidden ground truth is never read.
+- **Purchase label.** `purchased_this_product` is 1 on the view that made the sale: each purchase
+  event credits the latest view of the same product in the same session at or before it (in
+  `(ts, event_id)` order, a view sorting before a purchase with the same `ts`), and a view is 1 when
+  at least one purchase credits it. A product viewed three times and then bought labels only the
+  third view; bought twice after two separate views, both; a purchase with no earlier view of its
+  product credits nothing. The traffic model draws one purchase decision per product view at that
+  view's price and the funnel follows that view, so the label's mean per view estimates the
+  per-view purchase probability the pricing model learns (a data test holds it to the truth).
 """
 
 

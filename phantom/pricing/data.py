@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 SPLITS = ("train", "val", "test")
-VIEW_LABEL = "purchased_at_view"  # the purchase label the network learns (see view_purchase_label)
+PURCHASE_LABEL = "purchased_this_product"  # the features stage's per-view label: this view made a sale
 CLIP = 8.0  # standardised values are clipped to +-CLIP: one wild feature cannot swamp a unit
 
 
@@ -143,86 +143,6 @@ def fit_scaler(
         scaler.mean[c] = mean
         scaler.std[c] = std if std > 1e-9 else 1.0
     return scaler
-
-
-def last_touch_label(decisions: pd.DataFrame, label: str = "purchased_this_product") -> np.ndarray:
-    """Per-view purchase label from the features stage's 'buys it later' label alone (fallback).
-
-    `purchased_this_product` is 1 on every view of a product that precedes the session's purchase
-    of it, so a product viewed three times and then bought labels all three views. The view that
-    made the sale is the last one before it: a view is credited when it is labeled and the
-    session's next view of the same product is not (or there is none). Two purchases of one
-    product in one session count once, so this undercounts where people buy repeatedly (more so
-    at low prices); `view_purchase_label` with the purchase events is exact.
-    """
-    order = np.lexsort(
-        (
-            decisions["event_id"].astype(str).to_numpy(),
-            decisions["ts"].to_numpy(),
-            decisions["product_id"].astype(str).to_numpy(),
-            decisions["session_id"].astype(str).to_numpy(),
-        )
-    )
-    ordered = decisions.iloc[order]
-    y = ordered[label].to_numpy(dtype=np.int8)
-    same_next = np.zeros(len(ordered), dtype=bool)
-    if len(ordered) > 1:
-        s = ordered["session_id"].astype(str).to_numpy()
-        p = ordered["product_id"].astype(str).to_numpy()
-        same_next[:-1] = (s[1:] == s[:-1]) & (p[1:] == p[:-1])
-    nxt = np.zeros(len(ordered), dtype=np.int8)
-    nxt[:-1] = np.where(same_next[:-1], y[1:], 0)
-    out = np.empty(len(ordered), dtype=np.int8)
-    out[order] = (y == 1) & (nxt == 0)
-    return out
-
-
-def view_purchase_label(decisions: pd.DataFrame, purchases: pd.DataFrame | None = None) -> np.ndarray:
-    """1 where a purchase of the product follows this view before the session views it again.
-
-    The demand model draws one purchase decision per product view, at that view's price, and the
-    purchase events follow the view that made the sale; so each purchase event (session_id,
-    product_id, ts) is credited to the latest earlier view of the same product in the same
-    session. Without `purchases`, falls back to `last_touch_label`.
-    """
-    if purchases is None:
-        return last_touch_label(decisions)
-    n = len(decisions)
-    views = pd.DataFrame(
-        {
-            "s": decisions["session_id"].astype(str).to_numpy(),
-            "p": decisions["product_id"].astype(str).to_numpy(),
-            "ts": decisions["ts"].to_numpy(dtype=np.int64),
-            "kind": 0,  # a view sorts before a purchase with the same ts
-            "row": np.arange(n),
-        }
-    )
-    buys = pd.DataFrame(
-        {
-            "s": purchases["session_id"].astype(str).to_numpy(),
-            "p": purchases["product_id"].astype(str).to_numpy(),
-            "ts": purchases["ts"].to_numpy(dtype=np.int64),
-            "kind": 1,
-            "row": -1,
-        }
-    )
-    both = pd.concat([views, buys], ignore_index=True).sort_values(["s", "p", "ts", "kind"], kind="stable")
-    group = (both["s"] + "\x00" + both["p"]).to_numpy()
-    start = np.r_[True, group[1:] != group[:-1]]
-    # index of the latest view at or before each row, within its (session, product) group
-    position = np.where(both["kind"].to_numpy() == 0, np.arange(len(both)), -1)
-    group_id = np.cumsum(start)
-    last_view = pd.Series(position).groupby(group_id).cummax().to_numpy()
-    is_buy = both["kind"].to_numpy() == 1
-    credited = last_view[is_buy & (last_view >= 0)]
-    out = np.zeros(n, dtype=np.int8)
-    out[both["row"].to_numpy()[credited]] = 1
-    return out
-
-
-def with_view_label(decisions: pd.DataFrame, purchases: pd.DataFrame | None = None) -> pd.DataFrame:
-    """The decisions with the per-view purchase label VIEW_LABEL added (computed on all rows)."""
-    return decisions.assign(**{VIEW_LABEL: view_purchase_label(decisions, purchases)})
 
 
 def usable(decisions: pd.DataFrame) -> tuple[pd.DataFrame, int]:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from phantom.pricing import evaluate, objective, policies
-from phantom.pricing.data import VIEW_LABEL
+from phantom.pricing.data import PURCHASE_LABEL
 
 OPTIMISER = "multitask"
 POLICY_ORDER = ("fixed", "rules", "detector_markup", OPTIMISER, "oracle")
@@ -364,7 +364,7 @@ def value_variant(
 
 
 def model_metrics(
-    frame: pd.DataFrame, p_agent: np.ndarray, p_purchase: np.ndarray, ece_bins: int = 15, label: str = VIEW_LABEL
+    frame: pd.DataFrame, p_agent: np.ndarray, p_purchase: np.ndarray, ece_bins: int = 15, label: str = PURCHASE_LABEL
 ) -> dict[str, float]:
     """agent_roc_auc (labeled rows), purchase_roc_auc, purchase_ece, log losses, on decision rows."""
     from sklearn.metrics import log_loss
@@ -388,8 +388,6 @@ def model_metrics(
         "decisions": len(frame),
         "labeled_decisions": int(lab.sum()),
     }
-    if "purchased_this_product" in frame:  # the features stage's "buys it later in the session" label
-        out["purchase_roc_auc_buys_later"] = auc(frame["purchased_this_product"].to_numpy(dtype=int), p_purchase)
     return out
 
 
@@ -455,7 +453,7 @@ def frozen_set(
             [
                 *columns,
                 *("session_id", "ts", "product_id", "base_price", "unit_cost", "price_ratio"),
-                *("is_agent", "labeled", "purchased_this_product", VIEW_LABEL),
+                *("is_agent", "labeled", PURCHASE_LABEL),
             ]
         )
     )

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phantom.pricing.data import VIEW_LABEL
+from phantom.pricing.data import PURCHASE_LABEL
 
 NET_KEYS = ("hidden", "embed", "product_hidden", "product_embed", "head_hidden", "dropout")
 TRAIN_KEYS = ("lr", "weight_decay", "batch_size", "alpha", "beta")
@@ -84,7 +84,7 @@ def agent_labels(frame: pd.DataFrame) -> np.ndarray:
     return y
 
 
-def prepare(bundle: Any, frame: pd.DataFrame, label: str = VIEW_LABEL) -> Prepared:
+def prepare(bundle: Any, frame: pd.DataFrame, label: str = PURCHASE_LABEL) -> Prepared:
     """Transform a split with the bundle's scalers and attach its labels."""
     xs, xp, ratio = bundle.arrays(frame)
     return Prepared(xs, xp, ratio, agent_labels(frame), frame[label].to_numpy(dtype=float))

@@ -27,11 +27,10 @@ def trained(tmp_path_factory):
     from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
     from phantom.pricing import multitask as mt
     from phantom.pricing import package, tuning
-    from phantom.pricing.data import time_split, usable, with_view_label
+    from phantom.pricing.data import time_split, usable
 
     traffic = simulate(TrafficConfig(days=2, seed=5))
-    bought = traffic.events[traffic.events["event_type"] == "purchase"]
-    decisions, _ = usable(with_view_label(build(traffic.events, traffic.catalogue).decisions, bought))
+    decisions, _ = usable(build(traffic.events, traffic.catalogue).decisions)
     decisions["split"] = time_split(decisions, (0.7, 0.1, 0.2))
     train, val, test = (decisions[decisions["split"] == s].reset_index(drop=True) for s in ("train", "val", "test"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())["train_multitask"]
@@ -82,11 +81,11 @@ def test_agent_head_separates(trained):
 
 def test_purchases_are_ranked(trained):
     from phantom.detect.evaluate import auc
-    from phantom.pricing.data import VIEW_LABEL
+    from phantom.pricing.data import PURCHASE_LABEL
 
     _, model, test = trained
     p = model.predict(test[model.metadata.get_input_schema().input_names()])["p_purchase"].to_numpy()
-    assert auc(test[VIEW_LABEL], p) > 0.72
+    assert auc(test[PURCHASE_LABEL], p) > 0.72
 
 
 def test_agents_react_more_to_price_than_people(trained):

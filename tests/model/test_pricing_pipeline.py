@@ -32,8 +32,6 @@ def workspace(tmp_path_factory):
     root = tmp_path_factory.mktemp("pricing")
     traffic = simulate(TrafficConfig(days=1.5, seed=9))
     build(traffic.events, traffic.catalogue).decisions.to_parquet(root / "decisions.parquet")
-    (root / "events").mkdir()
-    traffic.events.to_parquet(root / "events" / "part-000001.parquet")
     traffic.sessions.to_parquet(root / "ground_truth.parquet")
     traffic.catalogue.to_parquet(root / "catalogue.parquet")
 
@@ -75,8 +73,6 @@ def stages(workspace):
             "pipelines.train_multitask",
             *("--decisions", str(root / "decisions.parquet")),
             *("--model-dir", str(root / "models" / "multitask")),
-            *("--events", str(root / "events")),
-            *("--labels-out", str(root / "labels.parquet")),
             *("--metrics", str(root / "multitask.json")),
             *("--reports", str(root / "reports" / "multitask")),
         ],
@@ -87,7 +83,6 @@ def stages(workspace):
             "-m",
             "pipelines.evaluate_pricing",
             *("--decisions", str(root / "decisions.parquet")),
-            *("--labels", str(root / "labels.parquet")),
             *("--model-dir", str(root / "models" / "multitask")),
             *("--truth", str(root / "ground_truth.parquet")),
             *("--catalogue", str(root / "catalogue.parquet")),
@@ -118,10 +113,10 @@ def test_train_stage_writes_model_split_metrics_and_registers(stages):
     assert {"agent_roc_auc", "purchase_roc_auc", "purchase_ece", "model_version"} <= set(metrics)
     assert metrics["tuning"]["trials"] == 2
     assert (root / "models" / "multitask" / "MLmodel").exists()
-    labels = pd.read_parquet(root / "labels.parquet")
-    assert set(labels["split"]) == {"train", "val", "test"} and labels["event_id"].is_unique
-    assert (labels.groupby("session_id")["split"].nunique() == 1).all()
-    assert 0.01 < labels["purchased_at_view"].mean() < 0.2
+    # the split travels with the model: evaluate_pricing rebuilds it from the MLmodel metadata
+    mlmodel = yaml.safe_load((root / "models" / "multitask" / "MLmodel").read_text())
+    assert mlmodel["metadata"]["split"] == {"train": 0.7, "val": 0.15, "test": 0.15}
+    assert 0.01 < metrics["purchase_rate"] < 0.2  # per view, on the test split
     for name in ("learning_curve.csv", "purchase_calibration.csv", "figures/learning_curve.png"):
         assert (root / "reports" / "multitask" / name).exists(), name
     assert "trial 2/2" in train.stderr
@@ -144,6 +139,11 @@ def test_evaluate_stage_reports_every_policy(stages):
         assert (root / "reports" / "pricing" / name).exists(), name
     frozen = pd.read_parquet(root / "eval" / "pricing.parquet")
     assert set(frozen["view"]) == {"val", "test"} and "kind" in frozen
+    assert (frozen.groupby("session_id")["view"].nunique() == 1).all()  # split by session
+    first = frozen.groupby("session_id")["ts"].min()
+    by_view = frozen.groupby("view")["session_id"].unique()
+    assert first[by_view["val"]].max() <= first[by_view["test"]].min()  # and by time
+    assert 0.01 < frozen["purchased_this_product"].mean() < 0.2
     assert (root / "eval" / "pricing.config.json").exists()
 
 

@@ -108,13 +108,66 @@ def test_purchase_labels():
         event("e2", "s", 1000, "product_view", "P2", 40.0),
         event("e3", "s", 2000, "add_to_cart", "P1", 10.0, quantity=1),
         event("e4", "s", 3000, "purchase", "P1", 10.0, quantity=1),
-        event("e5", "s", 4000, "product_view", "P1", 10.0),  # after the purchase: not "bought later"
+        event("e5", "s", 4000, "product_view", "P1", 10.0),  # after the purchase: did not make it
         event("f1", "t", 0, "product_view", "P1", 10.0),
     ]
     t = _build(rows)
     d = t.decisions.set_index("event_id")
     assert d["purchased_this_product"].to_dict() == {"e1": 1, "e2": 0, "e5": 0, "f1": 0}
+    assert d["purchased_this_product"].dtype == np.int8
     assert t.sessions.set_index("session_id")["purchased"].to_dict() == {"s": 1, "t": 0}
+
+
+def _purchase_label(rows) -> dict[str, int]:
+    return _build(rows).decisions.set_index("event_id")["purchased_this_product"].to_dict()
+
+
+def _view(eid: str, ts: int, product: str = "P1", session: str = "s") -> dict:
+    return event(eid, session, ts, "product_view", product, {"P1": 10.0, "P2": 40.0, "P3": 20.0}[product])
+
+
+def _buy(eid: str, ts: int, product: str = "P1", session: str = "s") -> dict:
+    return event(eid, session, ts, "purchase", product, 10.0, quantity=1)
+
+
+def test_purchase_credits_only_the_latest_view_of_the_product():
+    # view, view, purchase: the second view made the sale
+    assert _purchase_label([_view("v1", 0), _view("v2", 1000), _buy("b", 2000)]) == {"v1": 0, "v2": 1}
+
+
+def test_purchase_credits_the_view_of_its_own_product():
+    # view A, view B, purchase A: only the view of A, although B was viewed in between
+    rows = [_view("va", 0, "P1"), _view("vb", 1000, "P2"), _buy("b", 2000, "P1")]
+    assert _purchase_label(rows) == {"va": 1, "vb": 0}
+
+
+def test_two_purchases_after_two_separate_views_credit_both():
+    rows = [_view("v1", 0), _buy("b1", 1000), _view("v2", 2000), _buy("b2", 3000), _view("v3", 4000)]
+    assert _purchase_label(rows) == {"v1": 1, "v2": 1, "v3": 0}
+    # two purchases after one view count once on it
+    assert _purchase_label([_view("v1", 0), _buy("b1", 1000), _buy("b2", 2000)]) == {"v1": 1}
+
+
+def test_a_purchase_with_no_earlier_view_credits_nothing():
+    rows = [
+        _buy("b", 1000),  # bought before any view of P1 in this session
+        _view("v1", 2000),
+        _view("w1", 0, session="t"),  # another session's view of P1 is not credited either
+        _view("v2", 500, "P2"),  # nor a view of another product
+    ]
+    assert _purchase_label(rows) == {"v1": 0, "w1": 0, "v2": 0}
+
+
+def test_purchase_label_ties_arrival_order_and_resends():
+    # a view in the same millisecond as the purchase sorts before it, whatever the event ids
+    assert _purchase_label([_view("v1", 0), _view("z9", 1000), _buy("a0", 1000)]) == {"v1": 0, "z9": 1}
+    # two views in the same millisecond: the later in (ts, event_id) order is the latest
+    assert _purchase_label([_view("v2", 0), _view("v1", 0), _buy("b", 1000)]) == {"v1": 0, "v2": 1}
+    # arrival order and resends do not matter
+    rows = [_view("v1", 0), _view("v2", 1000), _buy("b", 2000), _view("v3", 3000), _buy("c", 4000)]
+    expected = {"v1": 0, "v2": 1, "v3": 1}
+    assert _purchase_label(rows[::-1]) == expected
+    assert _purchase_label([*rows, rows[1], rows[2]]) == expected
 
 
 def test_product_demand_is_point_in_time_across_sessions():

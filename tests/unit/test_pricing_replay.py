@@ -8,7 +8,7 @@ import pytest
 
 from phantom.events.population import KINDS, kind_demand_curve, purchase_probability
 from phantom.pricing import evaluate, policies
-from phantom.pricing.data import last_touch_label, time_split, view_purchase_label
+from phantom.pricing.data import time_split
 from phantom.pricing.objective import Objective, price_grid
 
 GRID = tuple(price_grid(0.7, 1.5, 0.05))
@@ -26,44 +26,6 @@ def test_time_split_is_by_session_and_by_time():
     by_split = {s: first[rows.loc[split == s, "session_id"].unique()] for s in ("train", "val", "test")}
     assert by_split["train"].max() < by_split["val"].min() <= by_split["val"].max() < by_split["test"].min()
     assert len(by_split["train"]) == 60 and len(by_split["test"]) == 20
-
-
-def test_view_label_credits_each_purchase_to_the_view_before_it():
-    decisions = pd.DataFrame(
-        {
-            "session_id": ["a", "a", "a", "a", "b", "b"],
-            "product_id": ["x", "x", "y", "x", "x", "x"],
-            "ts": [10, 20, 30, 90, 10, 20],
-            "event_id": ["e1", "e2", "e3", "e4", "e5", "e6"],
-        }
-    )
-    purchases = pd.DataFrame(
-        {  # a buys x after its first view and again after its third; b buys nothing; c has no views
-            "session_id": ["a", "a", "c"],
-            "product_id": ["x", "x", "x"],
-            "ts": [15, 95, 5],
-        }
-    )
-    shuffled = decisions.sample(frac=1.0, random_state=2)
-    got = pd.Series(view_purchase_label(shuffled, purchases), index=shuffled.index).sort_index().tolist()
-    assert got == [1, 0, 0, 1, 0, 0]
-
-
-def test_last_touch_label_credits_the_last_view_before_the_purchase():
-    decisions = pd.DataFrame(
-        {
-            "session_id": ["a", "a", "a", "a", "b", "b"],
-            "product_id": ["x", "x", "y", "x", "x", "x"],
-            "ts": [1, 2, 3, 9, 1, 2],
-            "event_id": ["e1", "e2", "e3", "e4", "e5", "e6"],
-            # a: x viewed at 1, 2 then bought, viewed again at 9 (not bought again); y never bought
-            # b: x viewed twice, never bought
-            "purchased_this_product": [1, 1, 0, 0, 0, 0],
-        }
-    )
-    shuffled = decisions.sample(frac=1.0, random_state=1)
-    got = pd.Series(last_touch_label(shuffled), index=shuffled.index).sort_index().tolist()
-    assert got == [0, 1, 0, 0, 0, 0]
 
 
 def test_rules_surge_elasticity_and_velocity():
