@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -66,3 +67,23 @@ def read_parquet(path: Path | str, **kwargs: Any) -> Any:
     frame = pd.read_parquet(path, **kwargs)
     console.print(f"read {path} ({len(frame):,} rows)")
     return frame
+
+
+def run_stage(main: Callable[[], Any], stage: str) -> None:
+    """Run a stage's main; bad params or inputs end in one clear line, not a traceback.
+
+    The innermost frame is named so the rule that broke can be found; PHANTOM_DEBUG=1 re-raises.
+    """
+    import traceback
+
+    try:
+        main()
+    except (KeyError, ValueError, FileNotFoundError) as exc:
+        if os.environ.get("PHANTOM_DEBUG"):
+            raise
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
+        raise SystemExit(
+            f"{stage}: {what}\n  (raised at {frame.filename}:{frame.lineno} in {frame.name}; check the "
+            f"'{stage}' section of {PARAMS_FILE} and the stage's inputs; PHANTOM_DEBUG=1 shows the traceback)"
+        ) from None

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, write_json, write_parquet
+from pipelines.common import console, load_params, read_parquet, run_stage, write_json, write_parquet
 
 EXPERIMENT = "pricing-policy"
 TARGETS = ("revenue_vs_fixed", "revenue_vs_oracle", "leakage_reduction_vs_rules", "human_conversion_delta")
@@ -258,4 +258,4 @@ def _print_summary(metrics: dict[str, Any], targets: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "evaluate_pricing")

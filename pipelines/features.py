@@ -12,7 +12,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipelines.common import console, load_params, read_parquet, write_json, write_parquet
+from pipelines.common import console, load_params, read_parquet, run_stage, write_json, write_parquet
 
 # the columns the features read; the rest (page, referrer, quantity, received_ms) stay on disk
 EVENT_COLUMNS = [
@@ -107,4 +107,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "features")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.common import console, load_params, write_json, write_parquet
+from pipelines.common import console, load_params, run_stage, write_json, write_parquet
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -59,4 +59,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "generate")

@@ -10,7 +10,7 @@ import argparse
 import os
 from pathlib import Path
 
-from pipelines.common import console, load_params, write_json
+from pipelines.common import console, load_params, run_stage, write_json
 
 
 def say(message: str, **kwargs: object) -> None:
@@ -137,4 +137,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "ingest")

@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, write_json
+from pipelines.common import console, load_params, read_parquet, run_stage, write_json
 
 
 def detector_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
@@ -93,4 +93,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "promote")

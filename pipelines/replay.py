@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from pipelines.common import console, load_params
+from pipelines.common import console, load_params, run_stage
 
 
 def say(message: str, **kwargs: object) -> None:
@@ -64,4 +64,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "replay")

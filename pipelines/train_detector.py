@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, write_json, write_parquet
+from pipelines.common import console, load_params, read_parquet, run_stage, write_json, write_parquet
 
 MODEL_NAME = "agent-detector"
 ID_COLUMNS = ["session_id", "experiment_id", "label_family", "is_agent", "start_ms"]
@@ -246,4 +246,4 @@ def _close(figures: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "train_detector")

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, write_json
+from pipelines.common import console, load_params, read_parquet, run_stage, write_json
 
 MODEL_NAME = "pricing-multitask"
 TARGET_KEYS = ("agent_roc_auc", "purchase_roc_auc", "purchase_ece")
@@ -220,4 +220,4 @@ def _print_targets(metrics: dict[str, Any], targets: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_stage(main, "train_multitask")

@@ -1,0 +1,60 @@
+"""Stages given bad params end with one clear line that names the stage and the rule, not a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipelines.common import run_stage
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_missing_param_section_key_is_named(tmp_path):
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    del params["generate"]["bad_events"]
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(params))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.generate",
+            "--out",
+            str(tmp_path / "raw"),
+            "--metrics",
+            str(tmp_path / "m.json"),
+        ],
+        cwd=ROOT,
+        env={"PHANTOM_PARAMS": str(params_file), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1
+    assert "generate: missing key 'bad_events'" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "raw").exists()
+
+
+def test_run_stage_turns_value_errors_into_a_message(monkeypatch):
+    monkeypatch.delenv("PHANTOM_DEBUG", raising=False)
+
+    def broken() -> None:
+        raise ValueError("price_ratio must be positive")
+
+    with pytest.raises(SystemExit, match=r"^demo: ValueError: price_ratio must be positive"):
+        run_stage(broken, "demo")
+
+
+def test_debug_keeps_the_traceback(monkeypatch):
+    monkeypatch.setenv("PHANTOM_DEBUG", "1")
+
+    def broken() -> None:
+        raise KeyError("split")
+
+    with pytest.raises(KeyError):
+        run_stage(broken, "demo")
