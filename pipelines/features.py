@@ -1,7 +1,8 @@
 """Stage `features`: raw events -> session features (final and early), decision rows, labels.
 
-Reads data/raw/events (contract-valid parts written by ingest) and the catalogue; validates the
-matrices with the feature expectation suite before anything is written; writes the three matrices,
+Reads data/raw/events (only the parts of committed batches, by the ingest manifest; --events may
+also name a plain parquet file or folder) and the catalogue; validates the matrices with the
+feature expectation suite before anything is written; writes the three matrices,
 metrics/features.json and reports/validation/features.json.
 """
 
@@ -28,12 +29,13 @@ EVENT_COLUMNS = [
     "experiment_id",
 ]
 DICTIONARY_COLUMNS = ["session_id", "event_type", "product_id", "user_agent", "experiment_id"]
+DEFAULT_EVENTS = Path("data/raw/events")
 
 
 def main(argv: list[str] | None = None) -> None:
     """Compute and validate the feature matrices from params.yaml `features`."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--events", type=Path, default=Path("data/raw/events"))
+    parser.add_argument("--events", type=Path, help=f"events file or folder (default: {DEFAULT_EVENTS})")
     parser.add_argument("--catalogue", type=Path, default=Path("data/raw/catalogue.parquet"))
     parser.add_argument("--out", type=Path, default=Path("data/features"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/features.json"))
@@ -60,7 +62,14 @@ def main(argv: list[str] | None = None) -> None:
         events, catalogue = traffic.events, traffic.catalogue
         console.print(f"simulated {args.simulate_days:g} days: {len(events):,} events (not read from disk)")
     else:
-        events = read_parquet(args.events, columns=EVENT_COLUMNS, read_dictionary=DICTIONARY_COLUMNS)
+        from phantom.quality.raw_events import read_events
+
+        path = args.events or DEFAULT_EVENTS
+        try:  # the stage's own store must have a manifest; a path given with --events need not
+            events = read_events(path, EVENT_COLUMNS, DICTIONARY_COLUMNS, require_manifest=args.events is None)
+        except FileNotFoundError as exc:
+            raise SystemExit(f"features: {exc}") from None
+        console.print(f"read {path} ({len(events):,} rows)")
         catalogue = read_parquet(args.catalogue)
 
     started = time.perf_counter()

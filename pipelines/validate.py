@@ -2,7 +2,8 @@
 
 Writes reports/validation/raw_events.{json,md}; exits non-zero, naming the failed critical
 expectations and the file checked, when the data breaks the contract. Warnings never fail it.
-Point it at any parquet file or folder to check a suspicious file: --events PATH.
+Point it at any parquet file or folder to check a suspicious file: --events PATH. A folder with
+a `_manifest/` (an ingest store) is read by its manifest: only committed batches count.
 """
 
 from __future__ import annotations
@@ -56,7 +57,10 @@ def main(argv: list[str] | None = None) -> None:
         say(f"validate: {catalogue_path} not found: skipping the catalogue price checks")
 
     say(f"validate: checking {events}")
-    report = validate_events(events, catalogue, cfg)
+    try:  # the stage's own store must have a manifest; a path given with --events need not
+        report = validate_events(events, catalogue, cfg, require_manifest=args.events is None)
+    except FileNotFoundError as exc:
+        raise SystemExit(f"validate: {exc}") from None
     say(f"read {events} ({len(report.files)} file(s), {report.rows:,} events, {report.sessions:,} sessions)")
     doc = report.to_dict()
     write_json(out.with_suffix(".json"), doc)

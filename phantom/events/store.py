@@ -10,8 +10,10 @@ Layout (one batch = one number N):
 Every file is written under a temporary name, fsynced, renamed into place, and its folder fsynced.
 The manifest entry is written last: a batch exists if and only if its manifest entry does. Part
 files without an entry (a crash before the entry was written) are orphans and `recover` deletes
-them; their messages were never committed, so they are read again. Readers that open the folder
-as a parquet dataset skip `_manifest/` and dot-files by pyarrow's default rules.
+them; their messages were never committed, so they are read again. Readers must therefore take the
+file list from the manifest (`committed_parts`), never from a listing of the folder: an orphan part
+lives until the next ingest starts, and a running `--follow` ingest has one between renaming a
+part and writing its entry.
 """
 
 from __future__ import annotations
@@ -239,6 +241,32 @@ class BatchStore:
         entry = Entry(**{**entry.__dict__, "events_file": events_file, "quarantine_file": quarantine_file})
         atomic_write_bytes(self.manifest_dir / f"batch-{entry.batch:06d}.json", entry.to_json())
         return entry
+
+
+def committed_parts(events_dir: Path | str) -> list[Path]:
+    """The event part files of the committed batches in `events_dir`, in batch order.
+
+    Exactly the files that manifest entries name: a part without an entry (an uncommitted batch) is
+    never returned. Raises FileNotFoundError, naming the folder, when it holds part files but no
+    `_manifest/` folder (not an ingest store, or its manifest is lost), or when an entry names a part
+    that is gone (the store is damaged). A folder with neither has no committed parts: [].
+    """
+    events_dir = Path(events_dir)
+    if not events_dir.is_dir():
+        raise FileNotFoundError(f"{events_dir}: no such folder")
+    store = BatchStore(events_dir, events_dir)  # reading entries never touches the quarantine folder
+    if not store.manifest_dir.is_dir():
+        if any(events_dir.glob("part-*.parquet")):
+            raise FileNotFoundError(
+                f"{events_dir}: holds part files but no {MANIFEST_DIR}/ folder, so which batches are "
+                "committed is unknown (re-run the ingest stage, or read it as a plain parquet folder)"
+            )
+        return []
+    parts = [events_dir / e.events_file for e in store.entries() if e.events_file is not None]
+    missing = [p.name for p in parts if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{events_dir}: the manifest names part files that are gone: {', '.join(missing)}")
+    return parts
 
 
 def next_offsets(entries: list[Entry]) -> dict[int, int]:

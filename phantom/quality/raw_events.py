@@ -33,6 +33,7 @@ from phantom.events.contract import (
     Limits,
     label_of,
 )
+from phantom.events.store import MANIFEST_DIR, committed_parts
 
 CRITICAL, WARNING = "critical", "warning"
 VIEWS = ("schema", "events", "sessions")
@@ -208,23 +209,46 @@ class Loaded:
     schema: pd.DataFrame  # file, column, type, field_type
 
 
-def part_files(path: Path | str) -> list[Path]:
-    """The parquet files of a dataset: the file itself, or the folder's files (not `_*`/`.*`)."""
+def part_files(path: Path | str, require_manifest: bool = False) -> list[Path]:
+    """The parquet files of an events dataset, in order.
+
+    - a file: the file itself;
+    - a folder with a `_manifest/` folder (an ingest store): only the parts of committed batches,
+      as the manifest names them (`committed_parts`): orphan and in-flight parts are never read;
+    - any other folder: every `*.parquet` in it, not under `_*`/`.*` (a folder of parquet files a
+      user points at). With `require_manifest` (the stages reading their own store) such a folder
+      is an error if it holds part files, since which of them are committed is unknown.
+    """
     path = Path(path)
     if path.is_file():
         return [path]
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such file or folder")
+    if require_manifest or (path / MANIFEST_DIR).is_dir():
+        return committed_parts(path)
     return sorted(
         p for p in path.rglob("*.parquet") if not any(part.startswith(("_", ".")) for part in p.relative_to(path).parts)
     )
 
 
-def load_events(path: Path | str) -> Loaded:
+def read_events(
+    path: Path | str,
+    columns: list[str] | None = None,
+    read_dictionary: list[str] | None = None,
+    require_manifest: bool = False,
+) -> pd.DataFrame:
+    """The events of `part_files(path)` as one frame, in file order (what `pd.read_parquet` gives)."""
+    files = part_files(path, require_manifest)
+    if not files:
+        raise FileNotFoundError(f"{path}: no committed event parts")
+    return pd.read_parquet([str(f) for f in files], columns=columns, read_dictionary=read_dictionary)
+
+
+def load_events(path: Path | str, require_manifest: bool = False) -> Loaded:
     """Read every part as stored (no casting), so a broken file shows up as broken, not as an error."""
     import pyarrow.parquet as pq
 
-    files = part_files(path)
+    files = part_files(path, require_manifest)
     frames, schema_rows = [], []
     for f in files:
         table = pq.read_table(f)
@@ -584,9 +608,11 @@ def schema_problems(schema: pd.DataFrame) -> list[str]:
     return problems
 
 
-def validate_events(path: Path | str, catalogue: pd.DataFrame | None, cfg: SanityConfig) -> Report:
-    """Validate an events file or folder: the full report (the caller decides what fails)."""
-    loaded = load_events(path)
+def validate_events(
+    path: Path | str, catalogue: pd.DataFrame | None, cfg: SanityConfig, require_manifest: bool = False
+) -> Report:
+    """Validate an events file or folder (see `part_files`): the full report (the caller decides what fails)."""
+    loaded = load_events(path, require_manifest)
     frames = views(loaded, catalogue)
     results = run_checks(frames, build_checks(cfg, with_catalogue=catalogue is not None))
     problems = schema_problems(loaded.schema) if loaded.files else [f"{path}: no parquet files found"]

@@ -15,6 +15,7 @@ from phantom.events.store import (
     OffsetRange,
     StoreLocked,
     atomic_write_parquet,
+    committed_parts,
     next_offsets,
     part_name,
     totals,
@@ -119,6 +120,40 @@ def test_recover_reports_files_the_manifest_names_but_are_gone(store):
     store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(0))
     (store.events_dir / part_name(1)).unlink()
     assert store.recover().missing == [store.events_dir / part_name(1)]
+
+
+def crash_after_parts(point, batch):
+    if point == "after_parts":
+        raise KeyboardInterrupt  # stands in for the process dying between the parts and the entry
+
+
+def test_committed_parts_are_the_manifests_parts_in_batch_order(store):
+    store.write(entry(2, 10, 19, events=1), events_table(["b"]), quarantine_table(0))
+    store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(0))
+    store.write(entry(3, 20, 24), events_table([]), quarantine_table(1))  # no good event: no part
+    with pytest.raises(KeyboardInterrupt):
+        store.write(entry(4, 25, 29, events=1), events_table(["d"]), quarantine_table(0), hook=crash_after_parts)
+    assert (store.events_dir / part_name(4)).exists()  # the orphan is on disk...
+    assert committed_parts(store.events_dir) == [store.events_dir / part_name(1), store.events_dir / part_name(2)]
+    assert committed_parts(str(store.events_dir)) == committed_parts(store.events_dir)  # ...but never listed
+
+
+def test_committed_parts_refuses_a_folder_of_parts_without_manifest(tmp_path):
+    folder = tmp_path / "events"
+    folder.mkdir()
+    assert committed_parts(folder) == []  # empty, no manifest: nothing committed
+    pq.write_table(events_table(["a"]), folder / part_name(1))
+    with pytest.raises(FileNotFoundError, match=f"{folder}: holds part files but no _manifest/"):
+        committed_parts(folder)
+    with pytest.raises(FileNotFoundError, match="no such folder"):
+        committed_parts(tmp_path / "missing")
+
+
+def test_committed_parts_names_parts_the_manifest_lists_but_are_gone(store):
+    store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(0))
+    (store.events_dir / part_name(1)).unlink()
+    with pytest.raises(FileNotFoundError, match=f"{store.events_dir}: .* gone: {part_name(1)}"):
+        committed_parts(store.events_dir)
 
 
 def test_next_offsets_and_totals_over_partitions():

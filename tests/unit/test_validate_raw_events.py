@@ -4,6 +4,7 @@ readable message naming the broken rules and the file, never fails on warnings."
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 
 import pandas as pd
@@ -15,7 +16,7 @@ import yaml
 from phantom.events.contract import RAW_SCHEMA
 from phantom.events.ingest import IngestConfig, ingest, simulator_identity
 from phantom.events.sources import SimulatorSource
-from phantom.events.store import BatchStore
+from phantom.events.store import BatchStore, committed_parts, part_name
 from phantom.quality.raw_events import SanityConfig, failure_message, render_markdown, validate_events
 from tests.ingest_support import ROOT, make_world
 
@@ -142,3 +143,53 @@ def test_stage_exit_codes_and_reports(clean, clean_table, tmp_path, capsys):
     report = json.loads((tmp_path / "bad.json").read_text())
     assert report["success"] is False and report["critical_failed"] == ["scroll_depth_in_unit_range"]
     assert "FAILED" in (tmp_path / "bad.md").read_text()
+
+
+def with_orphan(events, tmp_path):
+    """A copy of the ingested store plus an uncommitted part (no manifest entry) that resends batch 1."""
+    store = tmp_path / "store"
+    shutil.copytree(events, store)
+    committed = committed_parts(store)
+    orphan = store / part_name(len(committed) + 100)
+    shutil.copyfile(committed[0], orphan)  # if it were read: every event_id of batch 1 twice
+    return store, committed, orphan
+
+
+def test_only_committed_batches_are_validated(clean, tmp_path):
+    events, catalogue, cfg, _ = clean
+    store, committed, orphan = with_orphan(events, tmp_path)
+    committed_rows = sum(pq.read_metadata(f).num_rows for f in committed)
+    for require_manifest in (False, True):
+        report = validate_events(store, catalogue, cfg, require_manifest=require_manifest)
+        assert report.success, failure_message(report)
+        assert report.files == [str(f) for f in committed] and str(orphan) not in report.files
+        assert report.rows == committed_rows
+
+
+def test_a_plain_file_or_folder_without_manifest_still_validates(clean, clean_table, tmp_path):
+    _, catalogue, cfg, _ = clean
+    plain = write(clean_table, tmp_path / "events.parquet")
+    assert validate_events(plain, catalogue, cfg).success
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    write(clean_table, folder / "part-000001.parquet")
+    report = validate_events(folder, catalogue, cfg)
+    assert report.success and report.rows == clean_table.num_rows
+    with pytest.raises(FileNotFoundError, match=f"{folder}: holds part files but no _manifest/"):
+        validate_events(folder, catalogue, cfg, require_manifest=True)
+
+
+def test_stage_needs_a_manifest_on_its_own_store_not_with_events(clean, clean_table, tmp_path, capsys, monkeypatch):
+    from pipelines import validate
+
+    _, _, _, world = clean
+    folder = tmp_path / "raw_events"
+    folder.mkdir()
+    write(clean_table, folder / "part-000001.parquet")
+    params = {"events": str(folder), "catalogue": str(world.catalogue)}
+    monkeypatch.setattr(validate, "load_params", lambda section: params)
+    out = ["--out", str(tmp_path / "report"), "--metrics", str(tmp_path / "metrics.json")]
+    code, err = run_stage(out, capsys)
+    assert code == 1 and f"{folder}: holds part files but no _manifest/" in err
+    code, err = run_stage(["--events", str(folder), *out], capsys)
+    assert code == 0, err
