@@ -149,14 +149,20 @@ def _config_path(eval_set: Path) -> Path:
     return eval_set.with_name(eval_set.stem + ".config.json")
 
 
-def frozen_evaluator(eval_set: Path, log: Any = console.print) -> Any:
-    """`evaluate(model_uri) -> metrics` for pricing-multitask on the frozen set, for the promotion gate."""
+def frozen_evaluator(eval_set: Path, log: Any = console.print, ece_bins: int | None = None) -> Any:
+    """`evaluate(model_uri) -> metrics` for pricing-multitask on the frozen set, for the promotion gate.
+
+    `ece_bins` (the gate's `promote.pricing-multitask.ece_bins`) overrides the frozen config's.
+    """
     import json
+    from dataclasses import replace
 
     from phantom.pricing import package, replay
 
     frame = read_parquet(eval_set)
     cfg = replay.ReplayConfig.from_params(json.loads(_config_path(eval_set).read_text()))
+    if ece_bins is not None:
+        cfg = replace(cfg, ece_bins=int(ece_bins))
 
     def metrics_of(uri: str) -> dict[str, float]:
         out = replay.evaluate_frozen(package.load(uri), frame, cfg)

@@ -48,7 +48,8 @@ def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[
     """`evaluate(model_uri) -> metrics` for pricing-multitask: the frozen set written by evaluate_pricing."""
     from pipelines.evaluate_pricing import frozen_evaluator
 
-    return frozen_evaluator(eval_set)
+    bins = params.get("ece_bins")  # purchase_ece's equal-count bins; default: the frozen replay config's
+    return frozen_evaluator(eval_set, ece_bins=None if bins is None else int(bins))
 
 
 # registered model name -> builder of its evaluator (eval set path, its params section)

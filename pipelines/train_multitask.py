@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -123,10 +124,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         metrics: dict[str, Any] = {}
         scored = {}
+        ece_bins = int(params.get("ece_bins", 15))  # equal-count bins of purchase_ece, agent_ece and the plots
         for name in ("val", "test"):
             out = package.predict(shipped, parts[name])
             scored[name] = out
-            m = replay.model_metrics(parts[name], out["p_agent"].to_numpy(), out["p_purchase"].to_numpy())
+            m = replay.model_metrics(parts[name], out["p_agent"].to_numpy(), out["p_purchase"].to_numpy(), ece_bins)
             if name == "test":
                 metrics.update(m)
             else:
@@ -140,7 +142,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         metrics["features"] = {"session": len(session_cols), "product": len(product_cols)}
 
-        figures = _write_reports(args.reports, tuned.history, parts["test"], scored["test"], calibration_table)
+        table = partial(calibration_table, n_bins=ece_bins, binning=replay.ECE_BINNING)  # the ECEs' bins
+        figures = _write_reports(args.reports, tuned.history, parts["test"], scored["test"], table)
         for name, fig in figures.items():
             tracking.log_figure(fig, name)
         _close(figures)

@@ -1,10 +1,11 @@
 """Probability calibration of the booster's raw scores, fitted on the validation split.
 
-Two candidates: isotonic regression (a monotone step function, flexible, needs data) and Platt
-scaling (a logistic curve on the raw log-odds, two parameters, robust). Which one to use is
-decided by cross-validated ECE on the validation split: each method is fitted on k-1 folds and
-scored on the held-out fold, because in-sample ECE always favours isotonic. The winner is then
-refitted on the whole validation split.
+Candidates: isotonic regression (a monotone step function, flexible, needs data), Platt scaling
+(a logistic curve on the raw log-odds, two parameters, robust) and, when listed, `identity` (no
+calibration: the booster's own probabilities). Which one to use is decided by cross-validated ECE
+on the validation split: each method is fitted on k-1 folds and scored on the held-out fold,
+because in-sample ECE always favours isotonic (identity fits nothing, so its ECE on the whole
+split is already out of sample). The winner is then refitted on the whole validation split.
 
 A calibrator is plain numbers (JSON), applied with numpy; the shipped MLflow model
 (`phantom/detect/pyfunc_model.py`) applies the same JSON the same way.
@@ -80,7 +81,12 @@ def fit_platt(raw: Any, y: Any) -> Calibrator:
     return Calibrator("platt", a=float(lr.coef_[0, 0]), b=float(lr.intercept_[0]))
 
 
-FITTERS = {"isotonic": fit_isotonic, "platt": fit_platt}
+def fit_identity(raw: Any, y: Any) -> Calibrator:
+    """No calibration: the raw probabilities as they are."""
+    return Calibrator("identity")
+
+
+FITTERS = {"isotonic": fit_isotonic, "platt": fit_platt, "identity": fit_identity}
 
 
 def cross_validated_ece(raw: Any, y: Any, method: str, folds: int = 5, n_bins: int = 15, seed: int = 0) -> float:
@@ -97,9 +103,15 @@ def cross_validated_ece(raw: Any, y: Any, method: str, folds: int = 5, n_bins: i
 def choose(
     raw: Any, y: Any, methods: Sequence[str] = ("isotonic", "platt"), folds: int = 5, n_bins: int = 15, seed: int = 0
 ) -> Calibrator:
-    """Pick the method with the lowest cross-validated ECE, refit it on all of (raw, y)."""
-    scores = {m: cross_validated_ece(raw, y, m, folds, n_bins, seed) for m in methods}
-    scores["identity"] = ece(y, raw, n_bins)
+    """Pick the method in `methods` with the lowest cross-validated ECE, refit it on all of (raw, y).
+
+    `identity` (no calibration) is a candidate only when listed; its ECE is always reported.
+    """
+    unknown = set(methods) - set(FITTERS)
+    if unknown or not methods:
+        raise ValueError(f"calibration methods must be some of {sorted(FITTERS)}, got {list(methods)}")
+    scores = {m: cross_validated_ece(raw, y, m, folds, n_bins, seed) for m in methods if m != "identity"}
+    scores["identity"] = ece(y, raw, n_bins)  # nothing is fitted: in-sample is out of sample
     best = min(methods, key=lambda m: scores[m])
     fitted = FITTERS[best](raw, y)
     return Calibrator(fitted.method, fitted.x, fitted.y, fitted.a, fitted.b, cv_ece=scores)

@@ -32,21 +32,41 @@ def auc(y: Any, p: Any) -> float:
     return ranking(y, p)["roc_auc"]
 
 
-def ece(y: Any, p: Any, n_bins: int = 15) -> float:
-    """Expected calibration error: bin-weighted |mean predicted - observed rate| over equal-width bins."""
+BINNINGS = ("width", "count")
+
+
+def bin_index(p: np.ndarray, n_bins: int, binning: str = "width") -> np.ndarray:
+    """The calibration bin of each probability.
+
+    `width`: `n_bins` equal-width bins on [0, 1] (the detector's ECE). `count`: `n_bins` bins of
+    equal size by rank of p (equal-count, quantile bins), which keep their resolution where the
+    predictions are: with rare events most predictions fall in the first equal-width bin, where
+    errors of opposite sign can cancel.
+    """
+    if binning == "width":
+        return np.minimum((p * n_bins).astype(int), n_bins - 1)
+    if binning == "count":
+        rank = np.empty(p.size, dtype=np.int64)
+        rank[np.argsort(p, kind="stable")] = np.arange(p.size)
+        return rank * n_bins // max(p.size, 1)
+    raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
+
+
+def ece(y: Any, p: Any, n_bins: int = 15, binning: str = "width") -> float:
+    """Expected calibration error: bin-weighted |mean predicted - observed rate| (bins: `bin_index`)."""
     y, p = _arrays(y, p)
     if y.size == 0:
         return float("nan")
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    bins = bin_index(p, n_bins, binning)
     sum_p = np.bincount(bins, weights=p, minlength=n_bins)
     sum_y = np.bincount(bins, weights=y, minlength=n_bins)
     return float(np.abs(sum_p - sum_y).sum() / y.size)
 
 
-def calibration_table(y: Any, p: Any, n_bins: int = 15) -> pd.DataFrame:
+def calibration_table(y: Any, p: Any, n_bins: int = 15, binning: str = "width") -> pd.DataFrame:
     """Reliability diagram data: per non-empty bin, mean predicted, observed rate and count."""
     y, p = _arrays(y, p)
-    bins = np.minimum((p * n_bins).astype(int), n_bins - 1)
+    bins = bin_index(p, n_bins, binning)
     frame = pd.DataFrame({"bin": bins, "p": p, "y": y})
     table = frame.groupby("bin").agg(mean_predicted=("p", "mean"), observed=("y", "mean"), count=("y", "size"))
     return table.reset_index(drop=True)

@@ -62,6 +62,7 @@ class ReplayConfig:
     velocity_feature: str = "events_per_min"
     demand_feature: str = "product_views_last_hour"
     sweep_mu: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 32.0, 64.0)
+    ece_bins: int = 15  # equal-count bins of purchase_ece and agent_ece (`model_metrics`)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> ReplayConfig:
@@ -85,6 +86,7 @@ class ReplayConfig:
             velocity_feature=str(params.get("velocity_feature", "events_per_min")),
             demand_feature=str(params.get("demand_feature", "product_views_last_hour")),
             sweep_mu=tuple(float(m) for m in params.get("sweep_mu", cls.sweep_mu)),
+            ece_bins=int(params.get("ece_bins", cls.ece_bins)),
         )
 
 
@@ -363,10 +365,14 @@ def value_variant(
     }
 
 
+ECE_BINNING = "count"  # equal-count bins: most P(buy) are small, equal-width bins would lump them in one
+
+
 def model_metrics(
     frame: pd.DataFrame, p_agent: np.ndarray, p_purchase: np.ndarray, ece_bins: int = 15, label: str = PURCHASE_LABEL
 ) -> dict[str, float]:
-    """agent_roc_auc (labeled rows), purchase_roc_auc, purchase_ece, log losses, on decision rows."""
+    """agent_roc_auc (labeled rows), purchase_roc_auc, ECEs (`ece_bins` equal-count bins), log losses,
+    and the mean predicted and observed purchase rates, on decision rows."""
     from sklearn.metrics import log_loss
 
     from phantom.detect.evaluate import auc, ece
@@ -379,10 +385,12 @@ def model_metrics(
     p_agent = np.clip(np.asarray(p_agent, dtype=float), 1e-7, 1 - 1e-7)
     out = {
         "agent_roc_auc": auc(y_agent[lab], p_agent[lab]),
-        "agent_ece": ece(y_agent[lab], p_agent[lab], ece_bins),
+        "agent_ece": ece(y_agent[lab], p_agent[lab], ece_bins, ECE_BINNING),
         "agent_logloss": float(log_loss(y_agent[lab], p_agent[lab], labels=[0, 1])) if lab.any() else float("nan"),
         "purchase_roc_auc": auc(y_buy, p_purchase),
-        "purchase_ece": ece(y_buy, p_purchase, ece_bins),
+        "purchase_ece": ece(y_buy, p_purchase, ece_bins, ECE_BINNING),
+        "purchase_mean_predicted": float(p_purchase.mean()) if len(y_buy) else float("nan"),
+        "purchase_mean_observed": float(y_buy.mean()) if len(y_buy) else float("nan"),
         "purchase_logloss": float(log_loss(y_buy, p_purchase, labels=[0, 1])) if len(y_buy) else float("nan"),
         "purchase_rate": float(y_buy.mean()) if len(y_buy) else float("nan"),
         "decisions": len(frame),
@@ -430,7 +438,7 @@ def run(
     ratios, extra = price_policies(test, truth_test, demand_test, fitted, cfg, mean_demand, curves, detector_p_agent)
     metrics = assess(truth_test, ratios, cfg.objective.fair_ratio)
     shown = predict(model, test)  # at the price each view was actually shown
-    metrics["model"] = model_metrics(test, shown["p_agent"].to_numpy(), shown["p_purchase"].to_numpy())
+    metrics["model"] = model_metrics(test, shown["p_agent"].to_numpy(), shown["p_purchase"].to_numpy(), cfg.ece_bins)
     metrics["fit"] = {"guardrail_reference": cfg.guardrail_reference, **fit_info, **extra}
     return Evaluation(metrics, ratios, fitted, fit_info, demand_val, demand_test)
 

@@ -9,6 +9,11 @@ outcome that `render_report` turns into markdown.
 Whatever version `champion` points at is the one to beat, whether the gate or a person in the
 MLflow UI put it there: a champion set by hand is only replaced by a challenger that passes the
 gate against it.
+
+The gate also keeps a ratchet: each time it promotes, it records on the registered model (tags
+`gate.best.<metric>`) the best value any champion has reached on a gated metric. The regression
+check compares the challenger with the better of the champion and that record, so a chain of
+challengers, each within tolerance of the one before, cannot drift the champion down step by step.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GATE_TAG = "champion_set_by_gate"  # registered-model tag: the version the gate last made champion
+BEST_TAG_PREFIX = "gate.best."  # registered-model tags: best value of each gated metric at a promotion
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class Check:
     """One line of the gate: a metric, the rule applied, and whether the challenger passed it."""
 
     metric: str
-    rule: str  # "minimum", "maximum" or "vs champion"
+    rule: str  # "minimum", "maximum", "vs champion" or "vs recorded best"
     op: str  # ">=" or "<="
     value: float
     bound: float
@@ -112,27 +118,76 @@ def _value(metrics: Mapping[str, Any], metric: str) -> float:
     return value
 
 
-def decide(challenger: Mapping[str, Any], champion: Mapping[str, Any] | None, config: GateConfig) -> GateResult:
+def _better(config: GateConfig, metric: str, a: float, b: float) -> float:
+    """The better of two values of `metric` (NaN counts as absent)."""
+    if math.isnan(a):
+        return b
+    if math.isnan(b):
+        return a
+    return max(a, b) if config.higher_is_better(metric) else min(a, b)
+
+
+def decide(
+    challenger: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    config: GateConfig,
+    best: Mapping[str, Any] | None = None,
+) -> GateResult:
     """The gate (pure): floors and ceilings on the challenger, then no regression beyond tolerance.
 
-    A missing or NaN challenger metric fails its check. Without a champion only the floors and
-    ceilings apply. A metric the champion lacks (NaN) is not compared.
+    The regression reference of a metric with a tolerance is the better of the champion's value
+    and `best`, the best value recorded at earlier promotions (see `updated_best`): the challenger
+    may fall at most `tolerance` below it (above it, for a lower-is-better metric).
+
+    A missing or NaN challenger metric fails its check. Without a champion or a recorded best only
+    the floors and ceilings apply. A metric neither the champion nor the record has (NaN) is not
+    compared.
     """
     checks: list[Check] = []
     for metric, bound in config.minimum.items():
         checks.append(Check(metric, "minimum", ">=", _value(challenger, metric), bound))
     for metric, bound in config.maximum.items():
         checks.append(Check(metric, "maximum", "<=", _value(challenger, metric), bound))
-    if champion is not None:
-        for metric, tol in config.tolerance.items():
-            ref = _value(champion, metric)
-            if math.isnan(ref):
-                continue
-            if config.higher_is_better(metric):
-                checks.append(Check(metric, "vs champion", ">=", _value(challenger, metric), ref - tol))
-            else:
-                checks.append(Check(metric, "vs champion", "<=", _value(challenger, metric), ref + tol))
+    for metric, tol in config.tolerance.items():
+        from_champion = _value(champion, metric) if champion is not None else math.nan
+        ref = _better(config, metric, from_champion, _value(best or {}, metric))
+        if math.isnan(ref):
+            continue
+        rule = "vs champion" if ref == from_champion else "vs recorded best"
+        if config.higher_is_better(metric):
+            checks.append(Check(metric, rule, ">=", _value(challenger, metric), ref - tol))
+        else:
+            checks.append(Check(metric, rule, "<=", _value(challenger, metric), ref + tol))
     return GateResult(all(c.passed for c in checks), tuple(checks), champion is not None)
+
+
+def updated_best(
+    best: Mapping[str, Any] | None,
+    promoted: Mapping[str, Any],
+    champion: Mapping[str, Any] | None,
+    config: GateConfig,
+) -> dict[str, float]:
+    """The record after a promotion (pure): per gated metric, the better of the record, the replaced
+    champion and the promoted version (max for `minimum` metrics, min for `maximum` metrics)."""
+    out: dict[str, float] = {}
+    for metric in [*config.minimum, *config.maximum]:
+        value = _value(best or {}, metric)
+        for source in (champion or {}, promoted):
+            value = _better(config, metric, value, _value(source, metric))
+        if not math.isnan(value):
+            out[metric] = value
+    return out
+
+
+def best_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
+    """The recorded bests in registered-model tags `gate.best.<metric>`."""
+    out: dict[str, float] = {}
+    for key, raw in tags.items():
+        if key.startswith(BEST_TAG_PREFIX):
+            value = _value({"v": raw}, "v")
+            if not math.isnan(value):
+                out[key[len(BEST_TAG_PREFIX) :]] = value
+    return out
 
 
 @dataclass
@@ -149,6 +204,8 @@ class Outcome:
     result: GateResult | None
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
+    best_before: dict[str, float] = field(default_factory=dict)  # recorded bests the gate compared with
+    best_after: dict[str, float] = field(default_factory=dict)  # the record after this decision
     evaluated_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def as_dict(self) -> dict[str, Any]:
@@ -164,6 +221,7 @@ class Outcome:
             "reason": self.reason,
             "challenger": self.challenger_metrics,
             "champion": self.champion_metrics,
+            "recorded_best": self.best_after,
         }
 
 
@@ -191,7 +249,9 @@ def promote(
     champion = models.version_by_alias(name, models.CHAMPION)
     ch_v = str(challenger.version)
     cp_v = str(champion.version) if champion is not None else None
-    gate_set = models.model_tags(name).get(GATE_TAG)
+    tags = models.model_tags(name)
+    gate_set = tags.get(GATE_TAG)
+    best = best_from_tags(tags)
     by_hand = cp_v is not None and gate_set != cp_v
     log(f"{name}: challenger v{ch_v}, champion {'v' + cp_v if cp_v else 'none'}{' (set by hand)' if by_hand else ''}")
 
@@ -208,6 +268,8 @@ def promote(
             None,
             challenger_metrics,
             challenger_metrics,
+            best,
+            best,
         )
         return outcome
 
@@ -217,18 +279,43 @@ def promote(
             champion_metrics = {k: float(v) for k, v in evaluate(models.version_uri(name, cp_v)).items()}
         except Exception as exc:  # an incompatible champion is kept: a person must resolve it
             reason = f"champion v{cp_v} could not be evaluated on the frozen set ({type(exc).__name__}: {exc}); kept"
-            outcome = Outcome(name, ch_v, cp_v, cp_v, by_hand, "kept", reason, None, challenger_metrics, None)
+            outcome = Outcome(
+                name, ch_v, cp_v, cp_v, by_hand, "kept", reason, None, challenger_metrics, None, best, best
+            )
             _apply(outcome, dry_run)
             return outcome
 
-    result = decide(challenger_metrics, champion_metrics, config)
+    result = decide(challenger_metrics, champion_metrics, config, best)
     if result.passed:
+        after = updated_best(best, challenger_metrics, champion_metrics, config)
         outcome = Outcome(
-            name, ch_v, cp_v, ch_v, by_hand, "promoted", result.summary(), result, challenger_metrics, champion_metrics
+            name,
+            ch_v,
+            cp_v,
+            ch_v,
+            by_hand,
+            "promoted",
+            result.summary(),
+            result,
+            challenger_metrics,
+            champion_metrics,
+            best,
+            after,
         )
     else:
         outcome = Outcome(
-            name, ch_v, cp_v, cp_v, by_hand, "kept", result.summary(), result, challenger_metrics, champion_metrics
+            name,
+            ch_v,
+            cp_v,
+            cp_v,
+            by_hand,
+            "kept",
+            result.summary(),
+            result,
+            challenger_metrics,
+            champion_metrics,
+            best,
+            best,
         )
     _apply(outcome, dry_run)
     return outcome
@@ -244,6 +331,7 @@ def _apply(outcome: Outcome, dry_run: bool) -> None:
     if outcome.action == "promoted":
         models.set_alias(name, models.CHAMPION, version)
         models.tag_model(name, {GATE_TAG: version})
+        models.tag_model(name, {BEST_TAG_PREFIX + m: repr(v) for m, v in outcome.best_after.items()})
         if outcome.champion_before:
             models.tag_version(name, outcome.champion_before, {"gate.replaced_by": version})
     models.tag_version(
@@ -274,10 +362,11 @@ def render_report(outcome: Outcome, config: GateConfig, eval_set: str = "") -> s
         "",
     ]
     gated = [*config.minimum, *(m for m in config.maximum if m not in config.minimum)]
-    lines += ["| metric | challenger | champion | gate |", "|---|---|---|---|"]
+    lines += ["| metric | challenger | champion | recorded best | gate |", "|---|---|---|---|---|"]
     for m in gated:
         ch = outcome.challenger_metrics.get(m, math.nan)
         cpv = (outcome.champion_metrics or {}).get(m, math.nan)
+        best = outcome.best_before.get(m, math.nan)
         rules = [f">= {config.minimum[m]:g}" if m in config.minimum else f"<= {config.maximum[m]:g}"]
         if m in config.tolerance:
             rules.append(f"regression <= {config.tolerance[m]:g}")
@@ -285,7 +374,7 @@ def render_report(outcome: Outcome, config: GateConfig, eval_set: str = "") -> s
         if outcome.result is not None:
             failed = [c for c in outcome.result.checks if c.metric == m and not c.passed]
             status = " ✗" if failed else " ✓"
-        lines.append(f"| {m} | {_fmt(ch)} | {_fmt(cpv)} | {', '.join(rules)}{status} |")
+        lines.append(f"| {m} | {_fmt(ch)} | {_fmt(cpv)} | {_fmt(best)} | {', '.join(rules)}{status} |")
     others = [m for m in sorted(outcome.challenger_metrics) if m not in gated]
     if others:
         lines += [

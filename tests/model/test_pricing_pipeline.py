@@ -117,6 +117,11 @@ def test_train_stage_writes_model_split_metrics_and_registers(stages):
     mlmodel = yaml.safe_load((root / "models" / "multitask" / "MLmodel").read_text())
     assert mlmodel["metadata"]["split"] == {"train": 0.7, "val": 0.15, "test": 0.15}
     assert 0.01 < metrics["purchase_rate"] < 0.2  # per view, on the test split
+    assert metrics["purchase_mean_observed"] == pytest.approx(metrics["purchase_rate"])
+    assert 0.0 < metrics["purchase_mean_predicted"] < 1.0
+    # the calibration plot uses the ECE's equal-count bins
+    cal = pd.read_csv(root / "reports" / "multitask" / "purchase_calibration.csv")
+    assert len(cal) == 15 and cal["count"].max() - cal["count"].min() <= 1
     for name in ("learning_curve.csv", "purchase_calibration.csv", "figures/learning_curve.png"):
         assert (root / "reports" / "multitask" / name).exists(), name
     assert "trial 2/2" in train.stderr

@@ -79,6 +79,48 @@ def test_confusion_and_family_recall() -> None:
     assert evaluate.family_recall(pred, fam, y) == {"scraper": 1.0, "stealth": 0.0}
 
 
+def _exact_labels(n: int, rate: float) -> np.ndarray:
+    """n labels with exactly round(n * rate) positives spread evenly (no sampling noise)."""
+    k = np.floor(np.arange(1, n + 1) * rate) - np.floor(np.arange(n) * rate)
+    return k.astype(int)
+
+
+def test_equal_count_ece_finds_low_probability_under_prediction_equal_width_bins_hide() -> None:
+    """A purchase-like model: every P(buy) below 1/15, so all in the first equal-width bin.
+
+    The truth is 10% above the prediction at the low probabilities that hold half the rows (0.02
+    and 0.04 predicted, 0.022 and 0.044 observed); at the top of that bin (0.06) the model is a bit
+    over-confident (0.057 observed), which cancels the deficit inside the bin exactly.
+    """
+    groups = [(0.02, 0.022, 8000), (0.04, 0.044, 8000), (0.06, 0.057, 16000)]
+    p = np.concatenate([np.full(n, pred) for pred, _, n in groups])
+    y = np.concatenate([_exact_labels(n, obs) for _, obs, n in groups])
+    assert y.mean() == pytest.approx(p.mean())  # right on average: one equal-width bin sees nothing
+    width = evaluate.ece(y, p, 8)
+    count = evaluate.ece(y, p, 8, binning="count")
+    assert width == pytest.approx(0.0, abs=1e-12)
+    # equal-count bins of 4000 rows: 0.002 x 8000 + 0.004 x 8000 under, 0.003 x 16000 over
+    assert count == pytest.approx((16 + 32 + 48) / 32000, abs=1e-4)
+    # the reliability table shows the 10% deficit in the low bins
+    table = evaluate.calibration_table(y, p, 8, binning="count")
+    assert (table["count"] == 4000).all()
+    low = table.loc[table["mean_predicted"] < 0.05]
+    np.testing.assert_allclose(low["observed"] / low["mean_predicted"], 1.1, atol=0.01)
+
+
+def test_equal_count_bins_and_default_binning() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.beta(0.5, 10, 1003)
+    bins = evaluate.bin_index(p, 10, "count")
+    counts = np.bincount(bins, minlength=10)
+    assert counts.max() - counts.min() <= 1 and counts.sum() == 1003
+    assert (np.diff(bins[np.argsort(p, kind="stable")]) >= 0).all()  # bins follow p
+    y = (rng.random(1003) < p).astype(int)
+    assert evaluate.ece(y, p) == evaluate.ece(y, p, 15, "width")  # the detector's measure is unchanged
+    with pytest.raises(ValueError, match="binning"):
+        evaluate.ece(y, p, 15, "quantiles")
+
+
 def test_velocity_rule() -> None:
     frame = pd.DataFrame({"events_per_min": [1.0, 5.0, 5.1, np.nan]})
     assert velocity_rule(frame, "events_per_min").tolist() == [False, False, True, False]
@@ -93,6 +135,25 @@ def test_calibration_fixes_overconfidence_and_is_chosen_by_cv() -> None:
     assert set(cal.cv_ece) == {"isotonic", "platt", "identity"}
     assert cal.cv_ece[cal.method] == min(cal.cv_ece["isotonic"], cal.cv_ece["platt"])
     assert evaluate.ece(y, cal.apply(raw)) < evaluate.ece(y, raw) / 3
+
+
+def test_identity_wins_when_the_scores_are_already_calibrated() -> None:
+    """No calibration is a candidate when listed, and wins when the raw scores are already right."""
+    # exactly calibrated: of the 1000 rows scored p, exactly 1000 p are positives (ECE 0); any map
+    # fitted on k-1 folds picks up the folds' sampling noise and does worse on the held-out fold
+    levels = [0.1, 0.3, 0.5, 0.7, 0.9]
+    raw = np.repeat(levels, 1000)
+    y = np.concatenate([np.arange(1000) < round(p * 1000) for p in levels]).astype(int)
+    cal = calibration.choose(raw, y, ("isotonic", "platt", "identity"), folds=5, seed=0)
+    assert cal.method == "identity"
+    assert cal.cv_ece["identity"] < min(cal.cv_ece["isotonic"], cal.cv_ece["platt"])
+    np.testing.assert_array_equal(cal.apply(raw), raw)
+    assert calibration.Calibrator.from_dict(cal.to_dict()) == calibration.Calibrator("identity")
+    # not listed: reported, never chosen
+    unlisted = calibration.choose(raw, y, ("isotonic", "platt"), folds=5, seed=0)
+    assert unlisted.method != "identity" and "identity" in unlisted.cv_ece
+    with pytest.raises(ValueError, match="calibration methods"):
+        calibration.choose(raw, y, ("isotonic", "beta"))
 
 
 def test_calibrator_round_trips_and_matches_the_shipped_model_code(monkeypatch) -> None:
@@ -111,6 +172,6 @@ def test_calibrator_round_trips_and_matches_the_shipped_model_code(monkeypatch) 
     raw = np.linspace(0.0, 1.0, 101)
     iso = calibration.Calibrator("isotonic", x=(0.1, 0.5, 0.9), y=(0.0, 0.4, 1.0))
     platt = calibration.Calibrator("platt", a=0.7, b=-0.2)
-    for cal in (iso, platt):
+    for cal in (iso, platt, calibration.Calibrator("identity")):
         np.testing.assert_allclose(shipped.calibrate(raw, cal.to_dict()), cal.apply(raw), rtol=0, atol=1e-12)
         np.testing.assert_allclose(calibration.Calibrator.from_dict(cal.to_dict()).apply(raw), cal.apply(raw))

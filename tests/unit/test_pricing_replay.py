@@ -94,3 +94,23 @@ def test_type_oracle_prices_each_kind_on_its_own_curve():
     assert (fair[agents] >= 1.0).all() and (fair[~agents] == free[~agents]).all()
     with pytest.raises(KeyError):
         policies.curves_for(np.array(["alien"]), curves)
+
+
+def test_model_metrics_use_equal_count_ece_and_report_mean_rates():
+    from phantom.detect.evaluate import ece
+    from phantom.pricing.replay import model_metrics
+
+    rng = np.random.default_rng(4)
+    n = 3000
+    p_buy = rng.beta(0.6, 12, n)
+    bought = (rng.random(n) < 1.1 * p_buy).astype(int)  # the model under-predicts by 10%
+    frame = pd.DataFrame(
+        {"purchased_this_product": bought, "is_agent": rng.random(n) < 0.4, "labeled": rng.random(n) < 0.5}
+    )
+    p_agent = np.clip(frame["is_agent"] * 0.8 + 0.1, 0, 1).to_numpy(dtype=float)
+    m = model_metrics(frame, p_agent, p_buy, ece_bins=12)
+    assert m["purchase_ece"] == pytest.approx(ece(bought, p_buy, 12, binning="count"))
+    lab = frame["labeled"].to_numpy()
+    assert m["agent_ece"] == pytest.approx(ece(frame["is_agent"][lab].astype(int), p_agent[lab], 12, binning="count"))
+    assert m["purchase_mean_predicted"] == pytest.approx(p_buy.mean())
+    assert m["purchase_mean_observed"] == pytest.approx(bought.mean())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
 
-from phantom.registry.promotion import GateConfig, decide
+from phantom.registry.promotion import GateConfig, decide, updated_best
 
 GATE = GateConfig.from_params(
     {
@@ -73,6 +74,73 @@ def test_missing_or_nan_metric_fails() -> None:
 def test_metric_champion_lacks_is_not_compared() -> None:
     result = decide(GOOD, {"roc_auc": 0.98}, GATE)
     assert [c.metric for c in result.checks if c.rule == "vs champion"] == ["roc_auc"]
+
+
+# the reviewer's case: a floor of 0.90, tolerance 0.01, each challenger 0.009 below the last
+RATCHET = GateConfig.from_params({"minimum": {"auc": 0.90}, "tolerance": {"auc": 0.01}})
+
+
+def _run_gate(values: list[float], config: GateConfig = RATCHET) -> list[bool]:
+    """Feed challengers through the pure gate in order, as `promote` would; return who was promoted."""
+    champion: dict[str, float] | None = None
+    best: dict[str, float] = {}
+    promoted = []
+    for value in values:
+        challenger = {"auc": value}
+        passed = decide(challenger, champion, config, best).passed
+        if passed:
+            best = updated_best(best, challenger, champion, config)
+            champion = challenger
+        promoted.append(passed)
+    return promoted
+
+
+def test_successive_small_regressions_cannot_ratchet_the_champion_down() -> None:
+    """Each challenger is within tolerance of the one before: without the record all five would pass."""
+    values = [0.95 - 0.009 * i for i in range(5)]  # 0.950, 0.941, 0.932, 0.923, 0.914: all above the floor
+    # compared with the champion alone, every step passes: the champion would slide to the floor
+    assert all(decide({"auc": b}, {"auc": a}, RATCHET).passed for a, b in itertools.pairwise(values))
+    promoted = _run_gate(values)
+    assert not all(promoted)
+    assert promoted == [True, True, False, False, False]  # 0.941 >= 0.95 - 0.01; 0.932 is not
+
+
+def test_ratchet_holds_for_lower_is_better_metrics() -> None:
+    config = GateConfig.from_params({"maximum": {"ece": 0.05}, "tolerance": {"ece": 0.004}})
+    champion: dict[str, float] | None = None
+    best: dict[str, float] = {}
+    promoted = []
+    for ece in [0.010, 0.013, 0.016, 0.019]:
+        ok = decide({"ece": ece}, champion, config, best).passed
+        if ok:
+            best = updated_best(best, {"ece": ece}, champion, config)
+            champion = {"ece": ece}
+        promoted.append(ok)
+    assert promoted == [True, True, False, False]
+    assert best == {"ece": 0.010}
+
+
+def test_better_challenger_passes_and_raises_the_record() -> None:
+    assert _run_gate([0.95, 0.941, 0.97, 0.965, 0.955]) == [True, True, True, True, False]
+    assert updated_best({"auc": 0.95}, {"auc": 0.97}, {"auc": 0.941}, RATCHET) == {"auc": 0.97}
+
+
+def test_recorded_best_applies_against_a_worse_champion() -> None:
+    """A champion pinned by hand below the record: the challenger must be within tolerance of the record."""
+    result = decide({"auc": 0.93}, {"auc": 0.92}, RATCHET, {"auc": 0.95})
+    assert not result.passed
+    assert [(c.rule, round(c.bound, 4)) for c in result.failures] == [("vs recorded best", 0.94)]
+    assert decide({"auc": 0.945}, {"auc": 0.92}, RATCHET, {"auc": 0.95}).passed
+    # a champion better than the record is the reference
+    assert decide({"auc": 0.945}, {"auc": 0.96}, RATCHET, {"auc": 0.95}).failures[0].rule == "vs champion"
+
+
+def test_recorded_best_record_keeps_nan_out_and_reads_tags() -> None:
+    from phantom.registry.promotion import best_from_tags
+
+    assert updated_best({}, {"roc_auc": math.nan}, None, GATE) == {}
+    tags = {"gate.best.roc_auc": "0.985", "gate.best.ece": "nan", "champion_set_by_gate": "3", "gate.best.x": "?"}
+    assert best_from_tags(tags) == {"roc_auc": 0.985}
 
 
 def test_config_rejects_tolerance_without_direction() -> None:
@@ -173,6 +241,28 @@ def test_manual_champion_is_respected(store) -> None:
     metrics[v4] = {**BETTER, "roc_auc": 0.995}
     assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
     assert str(client.get_model_version_by_alias("toy", "champion").version) == v4
+
+
+def test_promotion_records_the_best_and_blocks_drift(store) -> None:
+    """Through the registry: bests land in `gate.best.<metric>` tags and hold across promotions."""
+    from phantom.registry.promotion import promote, render_report
+
+    client, new_version = store
+    metrics: dict[str, dict[str, float]] = {}
+    actions = []
+    for i in range(5):
+        v = new_version()
+        metrics[v] = {"auc": 0.95 - 0.009 * i}
+        actions.append(promote("toy", _evaluator(metrics), RATCHET, log=lambda _: None).action)
+    assert actions == ["promoted", "promoted", "kept", "kept", "kept"]
+    assert client.get_registered_model("toy").tags["gate.best.auc"] == "0.95"
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == "2"
+    v = new_version()
+    metrics[v] = {"auc": 0.97}  # genuinely better: promoted, and the record rises
+    outcome = promote("toy", _evaluator(metrics), RATCHET, log=lambda _: None)
+    assert outcome.action == "promoted" and outcome.best_before == {"auc": 0.95}
+    assert client.get_registered_model("toy").tags["gate.best.auc"] == "0.97"
+    assert "| auc | 0.9700 | 0.9410 | 0.9500 |" in render_report(outcome, RATCHET)
 
 
 def test_unevaluable_champion_is_kept(store) -> None:
