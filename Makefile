@@ -24,7 +24,7 @@ install: $(STAMP)  ## create .venv and install the locked stack
 
 run: install  ## the whole pipeline on embedded defaults (no services needed)
 	$(BIN)/dvc repro
-	$(BIN)/dvc metrics show
+	$(BIN)/python -m pipelines.summary
 
 test: install lint  ## lint, then every test tier (starts its own Kafka broker; uses local Redis)
 	$(BIN)/pytest $(PYTEST_ARGS)
