@@ -96,17 +96,10 @@ def save(
     detector: Detector, path: Path | str, example: pd.DataFrame, metadata: Mapping[str, Any] | None = None
 ) -> Path:
     """Write the detector as an MLflow model folder at `path` (replacing what was there)."""
-    import shutil
+    from phantom.registry.models import save_pyfunc
 
-    import mlflow
-
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _artifacts(detector) as artifacts:
-        mlflow.pyfunc.save_model(str(path), artifacts=artifacts, **_kwargs(detector, example, metadata))
-    return path
+        return save_pyfunc(path, artifacts=artifacts, **_kwargs(detector, example, metadata))
 
 
 def log(

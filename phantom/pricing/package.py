@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -48,15 +47,10 @@ def _kwargs(bundle: Any, example: pd.DataFrame, metadata: Mapping[str, Any] | No
 
 def save(bundle: Any, path: Path | str, example: pd.DataFrame, metadata: Mapping[str, Any] | None = None) -> Path:
     """Write the network as an MLflow model folder at `path` (replacing what was there)."""
-    import mlflow
+    from phantom.registry.models import save_pyfunc
 
-    path = Path(path)
-    if path.exists():
-        shutil.rmtree(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with _artifacts(bundle) as artifacts:
-        mlflow.pyfunc.save_model(str(path), artifacts=artifacts, **_kwargs(bundle, example, metadata))
-    return path
+        return save_pyfunc(path, artifacts=artifacts, **_kwargs(bundle, example, metadata))
 
 
 def log(bundle: Any, example: pd.DataFrame, metadata: Mapping[str, Any] | None = None, name: str = "model") -> Any:

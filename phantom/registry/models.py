@@ -8,6 +8,7 @@ MLflow UI) last pointed that alias at.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 CHALLENGER = "challenger"
@@ -91,3 +92,17 @@ def model_tags(name: str) -> dict[str, str]:
         return dict(_client().get_registered_model(name).tags)
     except MlflowException:
         return {}
+
+
+def save_pyfunc(path: Path | str, **kwargs: Any) -> Path:
+    """Write an MLflow pyfunc model folder at `path` (replacing what was there); kwargs go to save_model."""
+    import shutil
+
+    import mlflow
+
+    path = Path(path)
+    if path.exists():
+        shutil.rmtree(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.pyfunc.save_model(str(path), **kwargs)
+    return path
