@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             callbacks=[tracking.trial_callback("val_logloss")],
             progress=console.print,
         )
+        mlflow.set_tags({f"calibration.{k}": str(v) for k, v in trained.calibration_fit.items()})
         clock.lap("tune_and_fit")
         package.save(trained.detector, args.model_dir, example=parts["train"], metadata={"model": MODEL_NAME})
         console.print(f"wrote {args.model_dir} (MLflow pyfunc model)")

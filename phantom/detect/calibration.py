@@ -1,11 +1,16 @@
-"""Probability calibration of the booster's raw scores, fitted on the validation split.
+"""Probability calibration of the booster's raw scores, fitted on out-of-fold train scores.
+
+The detector calibrates the out-of-fold scores of the train split (`classifier.out_of_fold`), not
+the validation split: validation early-stopped the boosting and selected the trial, so its scores
+are optimistic, and it still has to choose the operating threshold on scores the calibrator never
+saw. The functions here take any (raw score, label) pairs.
 
 Candidates: isotonic regression (a monotone step function, flexible, needs data), Platt scaling
 (a logistic curve on the raw log-odds, two parameters, robust) and, when listed, `identity` (no
 calibration: the booster's own probabilities). Which one to use is decided by cross-validated ECE
-on the validation split: each method is fitted on k-1 folds and scored on the held-out fold,
-because in-sample ECE always favours isotonic (identity fits nothing, so its ECE on the whole
-split is already out of sample). The winner is then refitted on the whole validation split.
+on the given scores: each method is fitted on k-1 folds and scored on the held-out fold, because
+in-sample ECE always favours isotonic (identity fits nothing, so its ECE on all the scores is
+already out of sample). The winner is then refitted on all of them.
 
 A calibrator is plain numbers (JSON), applied with numpy; the shipped MLflow model
 (`phantom/detect/pyfunc_model.py`) applies the same JSON the same way.

@@ -2,8 +2,9 @@
 
 Protocol: every trial trains on the train split with early stopping on the validation split and is
 scored by its best validation log loss; unpromising trials are pruned from the per-round validation
-curve. The best configuration is refit on the train split for exactly its best number of rounds.
-The test split is never seen here.
+curve. The best configuration is refit on the train split for exactly its best number of rounds, and
+the same configuration gives out-of-fold scores of the train split (`out_of_fold`, what the
+calibrator is fitted on). The test split is never seen here.
 """
 
 from __future__ import annotations
@@ -179,6 +180,26 @@ def tune(
 def refit(train: pd.DataFrame, features: Sequence[str], params: Mapping[str, Any], rounds: int) -> Any:
     """Train the final booster on `train` for exactly `rounds` rounds."""
     return fit(params, matrix(train, features), rounds)
+
+
+def out_of_fold(
+    train: pd.DataFrame, features: Sequence[str], params: Mapping[str, Any], rounds: int, folds: int = 5
+) -> np.ndarray:
+    """Uncalibrated P(agent) of every row of `train` from a booster that never saw that row.
+
+    The rows are cut into `folds` consecutive blocks in time order (`start_ms`; a session is one row,
+    so it sits in exactly one block); each block is scored by the fixed configuration (`params`,
+    `rounds`, no tuning) refit on the other blocks. Returned in the row order of `train`.
+    """
+    if not 2 <= folds <= len(train):
+        raise ValueError(f"out-of-fold needs 2 <= folds <= {len(train)} rows, got {folds}")
+    order = np.argsort(train["start_ms"].to_numpy(), kind="stable") if "start_ms" in train else np.arange(len(train))
+    scores = np.full(len(train), np.nan)
+    for held in np.array_split(order, folds):
+        rest = np.setdiff1d(order, held)
+        booster = refit(train.iloc[rest], features, params, rounds)
+        scores[held] = predict_raw(booster, train.iloc[held], features)
+    return scores
 
 
 def leave_one_family_out(

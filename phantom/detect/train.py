@@ -1,6 +1,7 @@
 """The detector's training recipe and its assessment, as two functions of data.
 
-`fit_detector`: tune on train/val, refit, calibrate on val, choose the operating threshold on val.
+`fit_detector`: tune on train/val, refit, calibrate on out-of-fold train scores, choose the operating
+threshold on val (calibrated scores the calibrator never saw).
 `assess`: every number `metrics/detector.json` reports, computed once on the test split (and the
 first-10-event view, the unlabeled traffic, the leave-one-family-out refits and the rule baseline).
 """
@@ -29,6 +30,7 @@ class Trained:
     tuning: classifier.TuneResult
     p_val: np.ndarray  # calibrated validation scores
     threshold_met: bool  # whether the operating-point constraints were reachable on validation
+    calibration_fit: dict[str, Any]  # what the calibrator was fitted on (fit_on, sessions, folds)
 
 
 def fit_detector(
@@ -39,7 +41,13 @@ def fit_detector(
     callbacks: Sequence[Callable[[Any, Any], None]] = (),
     progress: Callable[[str], None] | None = None,
 ) -> Trained:
-    """Tune (Optuna), refit the best configuration on train, calibrate and pick the threshold on val."""
+    """Tune (Optuna), refit the best configuration on train, calibrate, pick the threshold on val.
+
+    Validation early-stops the boosting and selects the trial, so its scores are optimistic: the
+    calibrator is fitted on out-of-fold scores of the train split instead (the best configuration
+    and rounds refit on `calibration.oof_folds` - 1 time blocks, scored on the held-out one), and
+    validation is used once more only to choose the threshold, on scores the calibrator never saw.
+    """
     say = progress or (lambda _msg: None)
     tune_cfg = classifier.TuneConfig.from_params(params["tuning"])
     cal, op = params["calibration"], params["operating_point"]
@@ -50,17 +58,19 @@ def fit_detector(
         f"{states.count('PRUNED')} of {len(states)} trials pruned"
     )
     booster = classifier.refit(train, features, tuned.params, tuned.rounds)
-    y_val = val["is_agent"].to_numpy()
-    raw_val = classifier.predict_raw(booster, val, features)
+    oof_folds = int(cal["oof_folds"])
+    raw_oof = classifier.out_of_fold(train, features, tuned.params, tuned.rounds, oof_folds)
     calibrator = calibration.choose(
-        raw_val, y_val, cal["methods"], int(cal["cv_folds"]), int(cal["ece_bins"]), tune_cfg.seed
+        raw_oof, train["is_agent"].to_numpy(), cal["methods"], int(cal["cv_folds"]), int(cal["ece_bins"]), tune_cfg.seed
     )
-    p_val = calibrator.apply(raw_val)
+    fitted_on = {"fit_on": "train_oof", "fit_sessions": len(train), "oof_folds": oof_folds}
+    y_val = val["is_agent"].to_numpy()
+    p_val = calibrator.apply(classifier.predict_raw(booster, val, features))
     threshold, met = evaluate.operating_threshold(y_val, p_val, op["min_precision"], op["max_human_fpr"])
     cv = ", ".join(f"{k} {v:.4f}" for k, v in calibrator.cv_ece.items())
-    say(f"calibration: {calibrator.method} (cross-validated ECE on val: {cv})")
+    say(f"calibration: {calibrator.method} (cross-validated ECE on {oof_folds}-fold out-of-fold train scores: {cv})")
     say(f"operating threshold {threshold:.4f} (chosen on val{'' if met else '; constraints NOT reachable'})")
-    return Trained(Detector(booster, calibrator, threshold, list(features)), tuned, p_val, met)
+    return Trained(Detector(booster, calibrator, threshold, list(features)), tuned, p_val, met, fitted_on)
 
 
 def assess(
@@ -121,7 +131,11 @@ def assess(
         "best_rounds": tuned.rounds,
     }
     calibrator = trained.detector.calibrator
-    metrics["calibration"] = {"method": calibrator.method, **{f"cv_ece_{k}": v for k, v in calibrator.cv_ece.items()}}
+    metrics["calibration"] = {
+        "method": calibrator.method,
+        **trained.calibration_fit,
+        **{f"cv_ece_{k}": v for k, v in calibrator.cv_ece.items()},  # on the out-of-fold train scores
+    }
     return metrics, {"y": y_test, "p": p_test, "p_first10": p_early}
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -175,3 +178,82 @@ def test_calibrator_round_trips_and_matches_the_shipped_model_code(monkeypatch) 
     for cal in (iso, platt, calibration.Calibrator("identity")):
         np.testing.assert_allclose(shipped.calibrate(raw, cal.to_dict()), cal.apply(raw), rtol=0, atol=1e-12)
         np.testing.assert_allclose(calibration.Calibrator.from_dict(cal.to_dict()).apply(raw), cal.apply(raw))
+
+
+def _detector_frame(n: int, start: int, seed: int) -> pd.DataFrame:
+    """n one-row sessions from `start` on: two noisy features that separate agents from people."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    return pd.DataFrame(
+        {
+            "session_id": [f"s{start + i:05d}" for i in range(n)],
+            "start_ms": (start + np.arange(n)) * 1000,
+            "is_agent": y.astype("int8"),
+            "f1": y + rng.normal(0, 1.0, n),
+            "f2": rng.normal(0, 1.0, n),
+        }
+    )
+
+
+def test_out_of_fold_scores_every_row_from_a_booster_that_never_saw_it(monkeypatch) -> None:
+    from phantom.detect import classifier
+
+    train = _detector_frame(100, 0, 0).sample(frac=1.0, random_state=0)  # rows not in time order
+    seen: list[set[str]] = []
+    real_refit = classifier.refit
+
+    def recording_refit(frame, features, params, rounds):
+        seen.append(set(frame["session_id"]))
+        return real_refit(frame, features, params, rounds)
+
+    monkeypatch.setattr(classifier, "refit", recording_refit)
+    params = {"objective": "binary:logistic", "nthread": 1, "seed": 0, "verbosity": 0}
+    oof = classifier.out_of_fold(train, ["f1", "f2"], params, rounds=5, folds=4)
+    assert oof.shape == (100,) and np.isfinite(oof).all() and ((oof > 0) & (oof < 1)).all()
+    assert len(seen) == 4
+    everyone = set(train["session_id"])
+    held = [everyone - fitted for fitted in seen]
+    assert [len(h) for h in held] == [25, 25, 25, 25]
+    assert set().union(*held) == everyone  # every session held out exactly once
+    by_id = train.set_index("session_id")["start_ms"]
+    for earlier, later in itertools.pairwise(held):  # folds are consecutive time blocks
+        assert by_id[list(earlier)].max() < by_id[list(later)].min()
+    with pytest.raises(ValueError, match="folds"):
+        classifier.out_of_fold(train, ["f1", "f2"], params, rounds=5, folds=1)
+
+
+def test_fit_detector_calibrates_on_out_of_fold_train_scores_not_validation(monkeypatch) -> None:
+    """The calibrator sees exactly the train sessions' out-of-fold scores; validation only sets the threshold."""
+    import yaml
+
+    from phantom.detect import classifier
+    from phantom.detect.train import fit_detector
+
+    train, val = _detector_frame(300, 0, 1), _detector_frame(120, 300, 2)
+    params = yaml.safe_load((Path(__file__).resolve().parents[2] / "params.yaml").read_text())["train_detector"]
+    params["tuning"].update(n_trials=2, max_rounds=30, early_stopping_rounds=5, timeout_s=30)
+    params["tuning"]["pruner"] = {"n_startup_trials": 5, "n_warmup_steps": 5}
+    params["calibration"]["oof_folds"] = 3
+
+    chosen_on: list[tuple[np.ndarray, np.ndarray]] = []
+    real_choose = calibration.choose
+
+    def recording_choose(raw, y, *args, **kwargs):
+        chosen_on.append((np.asarray(raw), np.asarray(y)))
+        return real_choose(raw, y, *args, **kwargs)
+
+    monkeypatch.setattr(calibration, "choose", recording_choose)
+    trained = fit_detector(train, val, ["f1", "f2"], params)
+
+    assert len(chosen_on) == 1
+    raw, y = chosen_on[0]
+    assert len(raw) == len(train) != len(val)
+    np.testing.assert_array_equal(y, train["is_agent"].to_numpy())
+    expected = classifier.out_of_fold(train, ["f1", "f2"], trained.tuning.params, trained.tuning.rounds, 3)
+    np.testing.assert_allclose(raw, expected)  # the out-of-fold scores of the best config and rounds
+    assert not np.allclose(raw, classifier.predict_raw(trained.detector.booster, train, ["f1", "f2"]))
+    assert trained.calibration_fit == {"fit_on": "train_oof", "fit_sessions": 300, "oof_folds": 3}
+    # validation: calibrated scores of the refit model, threshold chosen on them
+    raw_val = classifier.predict_raw(trained.detector.booster, val, ["f1", "f2"])
+    np.testing.assert_allclose(trained.p_val, trained.detector.calibrator.apply(raw_val))
+    assert set(trained.detector.calibrator.cv_ece) == set(params["calibration"]["methods"])
