@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phantom.digest import file_digest
 from phantom.events.contract import Limits
-from phantom.events.sources import Chunk, Source, code_fingerprint, file_sha256
+from phantom.events.sources import Chunk, Source, code_fingerprint
 from phantom.events.store import BatchStore, Entry, next_offsets, ranges_of, totals
 
 CRASH_POINTS = ("after_parts", "after_manifest", "after_commit")
@@ -112,7 +113,7 @@ def simulator_identity(stream: Path | str, cfg: IngestConfig) -> dict[str, Any]:
         },
         sort_keys=True,
     )
-    digest = file_sha256(stream)
+    digest = file_digest(stream)
     code = code_fingerprint([contract, decode, store, sources, ingest])
     import hashlib
 

@@ -42,15 +42,6 @@ class Source(Protocol):
         ...
 
 
-def file_sha256(path: Path | str, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 class SimulatorSource:
     """The stream file (columns offset, key, value, received_ms) as a one-partition topic.
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from phantom.digest import file_digest
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_TRACKING_URI = f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
 MAX_PARAM_CHARS = 6000  # MLflow's limit on a param value
@@ -83,13 +85,9 @@ def git_state(repo: Path = REPO_ROOT) -> dict[str, str]:
     return {"commit": commit, "dirty": "true" if dirty else "false"}
 
 
-def file_md5(path: Path | str, chunk: int = 1 << 20) -> str:
+def file_md5(path: Path | str) -> str:
     """md5 of a file's bytes: what DVC records for a file in dvc.lock and names its cache object by."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_digest(path, "md5")
 
 
 def data_hashes(paths: Iterable[Path | str]) -> dict[str, str]:
