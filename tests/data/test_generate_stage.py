@@ -3,28 +3,24 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
-import yaml
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.stage_runner import run_stage
 
 
 def test_generate_stage_writes_stream_truth_and_metrics(tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["generate"].update(days=0.1, sessions_per_hour=300)
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
     out, metrics_file = tmp_path / "raw", tmp_path / "generate.json"
-    subprocess.run(
-        [sys.executable, "-m", "pipelines.generate", "--out", str(out), "--metrics", str(metrics_file)],
-        cwd=ROOT,
-        env={"PHANTOM_PARAMS": str(params_file), "PATH": "/usr/bin:/bin"},
-        check=True,
+    result = run_stage(
+        tmp_path,
+        "generate",
+        lambda p: p["generate"].update(days=0.1, sessions_per_hour=300),
+        "--out",
+        str(out),
+        "--metrics",
+        str(metrics_file),
     )
+    assert result.returncode == 0, result.stderr
     metrics = json.loads(metrics_file.read_text())
     assert {"events", "sessions", "bad_events", "agent_share"} <= set(metrics)
     messages = pd.read_parquet(out / "stream" / "messages.parquet")
@@ -40,24 +36,14 @@ def test_generate_stage_writes_stream_truth_and_metrics(tmp_path):
 
 
 def test_unknown_param_is_a_clear_error(tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    params["generate"]["sesions_per_hour"] = 10
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.generate",
-            "--out",
-            str(tmp_path / "raw"),
-            "--metrics",
-            str(tmp_path / "m.json"),
-        ],
-        cwd=ROOT,
-        env={"PHANTOM_PARAMS": str(params_file), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
+    result = run_stage(
+        tmp_path,
+        "generate",
+        lambda p: p["generate"].update(sesions_per_hour=10),
+        "--out",
+        str(tmp_path / "raw"),
+        "--metrics",
+        str(tmp_path / "m.json"),
     )
     assert result.returncode != 0
     assert "sesions_per_hour" in result.stderr

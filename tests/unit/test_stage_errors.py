@@ -2,37 +2,21 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
-import yaml
 
 from pipelines.common import run_stage
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.stage_runner import run_stage as run_stage_process
 
 
 def test_missing_param_section_key_is_named(tmp_path):
-    params = yaml.safe_load((ROOT / "params.yaml").read_text())
-    del params["generate"]["bad_events"]
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.generate",
-            "--out",
-            str(tmp_path / "raw"),
-            "--metrics",
-            str(tmp_path / "m.json"),
-        ],
-        cwd=ROOT,
-        env={"PHANTOM_PARAMS": str(params_file), "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
+    result = run_stage_process(
+        tmp_path,
+        "generate",
+        lambda p: p["generate"].pop("bad_events"),
+        "--out",
+        str(tmp_path / "raw"),
+        "--metrics",
+        str(tmp_path / "m.json"),
     )
     assert result.returncode == 1
     assert "generate: missing key 'bad_events'" in result.stderr
