@@ -67,9 +67,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args(argv)
 
-    from phantom.events.traffic import TrafficConfig, simulate
     from phantom.features.aggregator import build
     from phantom.features.registry import GROUPS, SESSION_FEATURES, group_features
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=args.days, seed=args.seed))
     tables = build(traffic.events, traffic.catalogue)

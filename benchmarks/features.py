@@ -30,7 +30,7 @@ EVENTS_PER_SESSION_HOUR_DAY = 494_270 / (120 * 7)  # events one session/hour mak
 
 def simulate_events(n_events: int, seed: int, object_strings: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     """About `n_events` contract-valid events over a week, in arrival order, and the catalogue."""
-    from phantom.events.traffic import TrafficConfig, simulate
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     rate = n_events / (EVENTS_PER_SESSION_HOUR_DAY * 7)
     traffic = simulate(TrafficConfig(days=7, sessions_per_hour=rate, seed=seed))

@@ -17,8 +17,8 @@ def main() -> None:
 
     import numpy as np
 
-    from phantom.events.stream import BadEventConfig, to_messages
-    from phantom.events.traffic import TrafficConfig, simulate
+    from phantom.simulate.stream import BadEventConfig, to_messages
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     # ~25 events per session at 120 sessions/hour: pick the number of days that yields the target
     probe = simulate(TrafficConfig(days=1))

@@ -24,8 +24,8 @@ def stream_for(n: int, path: Path) -> Path:
 
     if path.exists() and pq.read_metadata(path).num_rows >= n:
         return path
-    from phantom.events.stream import BadEventConfig, to_messages
-    from phantom.events.traffic import TrafficConfig, simulate
+    from phantom.simulate.stream import BadEventConfig, to_messages
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     per_day = len(simulate(TrafficConfig(days=1)).events)
     traffic = simulate(TrafficConfig(days=n / per_day * 1.02))

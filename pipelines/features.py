@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
     expectations = FeatureExpectations.from_params(params.get("expectations"), early_events=cfg.early_events)
 
     if args.simulate_days is not None:
-        from phantom.events.traffic import TrafficConfig, simulate
+        from phantom.simulate.traffic import TrafficConfig, simulate
 
         traffic = simulate(TrafficConfig(days=args.simulate_days))
         events, catalogue = traffic.events, traffic.catalogue

@@ -18,8 +18,8 @@ def main(argv: list[str] | None = None) -> None:
     import numpy as np
 
     from phantom.events.contract import Limits
-    from phantom.events.stream import BadEventConfig, to_messages
-    from phantom.events.traffic import TrafficConfig, simulate
+    from phantom.simulate.stream import BadEventConfig, to_messages
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     params = dict(load_params("generate"))
     bad_params = params.pop("bad_events")

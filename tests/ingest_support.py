@@ -13,8 +13,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phantom.events.contract import Limits
-from phantom.events.stream import BadEventConfig, to_messages
-from phantom.events.traffic import TrafficConfig, simulate
+from phantom.simulate.stream import BadEventConfig, to_messages
+from phantom.simulate.traffic import TrafficConfig, simulate
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,1 +1,1 @@
-"""Events: the raw contract, the traffic population model, the wire stream, Kafka I/O."""
+"""Events: the raw contract, the catalogue contract, Kafka I/O and the ingest store."""

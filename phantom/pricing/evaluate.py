@@ -22,7 +22,7 @@ TRUTH_COLUMNS = ("kind", "family", "is_agent", "wtp", "intercept", "sensitivity"
 
 def decision_truth(decisions: pd.DataFrame, ground_truth: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
     """The decisions with each visitor's hidden truth, expected units and the product's unit cost."""
-    from phantom.events.population import KINDS
+    from phantom.simulate.population import KINDS
 
     truth = ground_truth[["session_id", *TRUTH_COLUMNS]].rename(columns={"is_agent": "true_agent"})
     out = decisions[["session_id", "product_id", "base_price"]].merge(truth, on="session_id", how="left")
@@ -42,7 +42,7 @@ def decision_truth(decisions: pd.DataFrame, ground_truth: pd.DataFrame, catalogu
 
 def true_purchase_probability(truth: pd.DataFrame, ratio: np.ndarray) -> np.ndarray:
     """Each visitor's exact purchase probability at the given price ratio(s); ratio (n,) or (n, G)."""
-    from phantom.events.population import purchase_probability
+    from phantom.simulate.population import purchase_probability
 
     ratio = np.asarray(ratio, dtype=float)
     cols = [truth[c].to_numpy(dtype=float) for c in ("intercept", "sensitivity", "wtp")]

@@ -69,7 +69,7 @@ def optimiser(demand: Demand, base_price: np.ndarray, unit_cost: np.ndarray, obj
 
 def kind_curves(grid: np.ndarray, sensitivity: Mapping[str, float] | None = None) -> dict[str, np.ndarray]:
     """Each kind's expected purchase probability on the grid (integrated over its WTP)."""
-    from phantom.events.population import KINDS, kind_demand_curve
+    from phantom.simulate.population import KINDS, kind_demand_curve
 
     curves = {}
     for name, kind in KINDS.items():

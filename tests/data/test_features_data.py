@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from phantom.events.contract import RAW_SCHEMA, label_of
-from phantom.events.traffic import TrafficConfig, simulate
+from phantom.simulate.traffic import TrafficConfig, simulate
 from phantom.features.aggregator import FeatureConfig, build
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 from phantom.quality.features import FeatureExpectations, failures, validate_tables

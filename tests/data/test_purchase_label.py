@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phantom.events.population import purchase_probability
-from phantom.events.traffic import TrafficConfig, simulate
+from phantom.simulate.population import purchase_probability
+from phantom.simulate.traffic import TrafficConfig, simulate
 from phantom.features.aggregator import build
 
 BUCKETS = (0.9, 1.1, 1.3)  # price multiplier edges: [0.7, 0.9), [0.9, 1.1), [1.1, 1.3), [1.3, 1.5]

@@ -22,10 +22,10 @@ def world():
 
     from phantom.detect import splits
     from phantom.detect.train import fit_detector
-    from phantom.events.traffic import TrafficConfig, simulate
     from phantom.features.aggregator import build
     from phantom.features.registry import SESSION_FEATURES
     from phantom.registry.tracking import REPO_ROOT
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train_detector"]
     params["tuning"].update(n_trials=4, max_rounds=300, early_stopping_rounds=30)

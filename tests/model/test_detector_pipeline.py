@@ -24,8 +24,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Small world's feature matrices, a params file with a small budget, and a fresh MLflow store."""
-    from phantom.events.traffic import TrafficConfig, simulate
     from phantom.features.aggregator import build
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     root = tmp_path_factory.mktemp("detector")
     traffic = simulate(TrafficConfig(days=2, seed=5))

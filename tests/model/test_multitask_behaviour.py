@@ -22,12 +22,12 @@ GRID = np.round(np.arange(0.7, 1.5001, 0.05), 4)
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from phantom.events.traffic import TrafficConfig, simulate
     from phantom.features.aggregator import build
     from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
     from phantom.pricing import multitask as mt
     from phantom.pricing import package, tuning
     from phantom.pricing.data import time_split, usable
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=2, seed=5))
     decisions, _ = usable(build(traffic.events, traffic.catalogue).decisions)

@@ -26,8 +26,8 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     """Decisions, truth and catalogue of a small world; params with a tiny budget; a fresh MLflow store."""
-    from phantom.events.traffic import TrafficConfig, simulate
     from phantom.features.aggregator import build
+    from phantom.simulate.traffic import TrafficConfig, simulate
 
     root = tmp_path_factory.mktemp("pricing")
     traffic = simulate(TrafficConfig(days=1.5, seed=9))

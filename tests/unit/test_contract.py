@@ -9,8 +9,8 @@ import pytest
 
 from phantom.events.contract import EVENT_SCHEMA, FIELD_NAMES, RAW_SCHEMA, Limits, check_event, label_of, parse_message
 from phantom.events.decode import DUPLICATE, decode_batch
-from phantom.events.stream import BAD_KINDS, BadEventConfig, corrupt, event_records, to_messages
-from phantom.events.traffic import TrafficConfig, simulate
+from phantom.simulate.stream import BAD_KINDS, BadEventConfig, corrupt, event_records, to_messages
+from phantom.simulate.traffic import TrafficConfig, simulate
 
 LIMITS = Limits()
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phantom.events.population import KINDS, kind_demand_curve, purchase_probability
 from phantom.pricing import evaluate, policies
 from phantom.pricing.data import time_split
 from phantom.pricing.objective import Objective, price_grid
+from phantom.simulate.population import KINDS, kind_demand_curve, purchase_probability
 
 GRID = tuple(price_grid(0.7, 1.5, 0.05))
 

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from phantom.events.contract import FIELD_NAMES, label_of
-from phantom.events.population import FAMILIES, KINDS, Mix, kind_demand_curve, purchase_probability
-from phantom.events.traffic import TrafficConfig, simulate
+from phantom.simulate.population import FAMILIES, KINDS, Mix, kind_demand_curve, purchase_probability
+from phantom.simulate.traffic import TrafficConfig, simulate
 
 
 @pytest.fixture(scope="module")

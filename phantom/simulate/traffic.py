@@ -2,7 +2,7 @@
 
 `simulate(config)` returns the catalogue, the hidden ground truth (one row per session) and the
 contract-valid events (one row per event, with the time each was received). Bad events are added
-separately by `phantom.events.stream`, so the truth about good events is never disturbed.
+separately by `phantom.simulate.stream`, so the truth about good events is never disturbed.
 """
 
 from __future__ import annotations
@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phantom.events.catalogue import CATEGORIES, make_catalogue
+from phantom.events.catalogue import CATEGORIES
 from phantom.events.contract import AGENT_LABEL_PREFIX, HUMAN_LABEL
-from phantom.events.population import (
+from phantom.simulate.catalogue import make_catalogue
+from phantom.simulate.population import (
     BROWSE_TYPES,
     KINDS,
     REFERRERS,
