@@ -9,12 +9,12 @@ and the row before each product view (the empty state, all zeros, for a session'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from phantom.features import behavioral, context, encode, labels, product, temporal, useragent
+from phantom.features import context, encode, labels
+from phantom.features.groups import GROUP_MODULES, empty_catalogue
 from phantom.features.prepare import Prepared, prepare
 from phantom.features.registry import (
     DECISION_COLUMNS,
@@ -22,13 +22,6 @@ from phantom.features.registry import (
     SESSION_COLUMNS,
     SESSION_FEATURES,
 )
-
-GROUP_MODULES: dict[str, ModuleType] = {
-    "temporal": temporal,
-    "behavioral": behavioral,
-    "product": product,
-    "useragent": useragent,
-}
 
 
 @dataclass(frozen=True)
@@ -65,21 +58,6 @@ class FeatureTables:
     sessions_early: Any
     decisions: Any
     stats: dict[str, Any]
-
-
-def empty_catalogue() -> Any:
-    """A catalogue with no products (every product is unknown)."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "product_id": pd.Series([], dtype=object),
-            "category": pd.Series([], dtype=object),
-            "base_price": pd.Series([], dtype=float),
-            "unit_cost": pd.Series([], dtype=float),
-            "popularity": pd.Series([], dtype=float),
-        }
-    )
 
 
 def session_matrices(p: Prepared, parts: list[np.ndarray], chunk_events: int = 1 << 20) -> list[np.ndarray]:
@@ -204,14 +182,3 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
         "decisions_purchased": int(decisions["purchased_this_product"].sum()),
     }
     return FeatureTables(sessions=sessions, sessions_early=sessions_early, decisions=decisions, stats=stats)
-
-
-def final_group_features(events: Any, catalogue: Any, group: str) -> Any:
-    """One group's features of each session's final state, as a frame indexed by session_id."""
-    import pandas as pd
-
-    module = GROUP_MODULES[group]
-    p = prepare(events, encode.catalogue_index(empty_catalogue() if catalogue is None else catalogue))
-    last = p.start + p.size - 1
-    frame = pd.DataFrame(module.finalize(module.running(p, last)), index=pd.Index(p.session_ids, name="session_id"))
-    return frame[module.NAMES]
