@@ -7,10 +7,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from phantom.features import encode
+from phantom.features.arith import ratio
 from phantom.features.prepare import Prepared
 from phantom.features.registry import group_features
 from phantom.features.segments import pair_key, run_cumcount, seg_cumsum_at
-from phantom.features.arith import ratio
 
 NAMES: list[str] = group_features("behavioral")
 STATE: tuple[str, ...] = (

@@ -7,11 +7,11 @@ from collections.abc import Mapping
 import numpy as np
 
 from phantom.features import encode
+from phantom.features.arith import ratio, std
 from phantom.features.behavioral import first_views
 from phantom.features.prepare import Prepared
 from phantom.features.registry import group_features
 from phantom.features.segments import pair_key, run_cumcount, seg_cummax, seg_cummin, seg_cumsum_at
-from phantom.features.arith import ratio, std
 
 NAMES: list[str] = group_features("product")
 STATE: tuple[str, ...] = (

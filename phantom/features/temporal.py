@@ -7,9 +7,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from phantom.features import encode
+from phantom.features.arith import ratio, std
 from phantom.features.prepare import Prepared
 from phantom.features.registry import group_features
-from phantom.features.arith import ratio, std
 from phantom.features.segments import seg_cumsum_at
 
 NAMES: list[str] = group_features("temporal")
