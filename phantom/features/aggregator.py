@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from phantom.features import context, encode, labels
+from phantom.features import context, encode, labels, popularity
 from phantom.features.groups import GROUP_MODULES, empty_catalogue
 from phantom.features.prepare import Prepared, prepare
 from phantom.features.registry import (
@@ -31,6 +31,7 @@ class FeatureConfig:
     early_events: int = 10
     demand: context.DemandConfig = field(default_factory=context.DemandConfig)
     chunk_events: int = 1 << 20  # sessions are processed in chunks of about this many events
+    popularity: str = "catalogue"  # catalogue: its `popularity` column (required); traffic: views in the events
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FeatureConfig:
@@ -38,6 +39,7 @@ class FeatureConfig:
         params = dict(params)
         early = int(params.pop("early_events", 10))
         chunk = int(params.pop("chunk_events", 1 << 20))
+        source = str(params.pop("popularity", "catalogue"))
         demand_keys = set(context.DemandConfig.__dataclass_fields__)
         demand = {k: params.pop(k) for k in list(params) if k in demand_keys}
         params.pop("expectations", None)  # read by the expectation suite
@@ -47,7 +49,9 @@ class FeatureConfig:
             raise ValueError("features.early_events must be >= 1")
         if chunk < 1:
             raise ValueError("features.chunk_events must be >= 1")
-        return cls(early_events=early, demand=context.DemandConfig(**demand), chunk_events=chunk)
+        if source not in popularity.SOURCES:
+            raise ValueError(f"features.popularity must be one of {popularity.SOURCES}, got {source!r}")
+        return cls(early_events=early, demand=context.DemandConfig(**demand), chunk_events=chunk, popularity=source)
 
 
 @dataclass
@@ -101,7 +105,11 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
     """Compute sessions, sessions_early and decisions from raw events and the catalogue."""
     import pandas as pd
 
-    cat_index = encode.catalogue_index(empty_catalogue() if catalogue is None else catalogue)
+    catalogue = empty_catalogue() if catalogue is None else catalogue
+    if cfg.popularity == "traffic":
+        catalogue = popularity.from_traffic(events, catalogue)
+    popularity_stats = popularity.check(catalogue)
+    cat_index = encode.catalogue_index(catalogue)
     p = prepare(events, cat_index)
     S = p.n_sessions
     views = np.flatnonzero((p.etype == encode.PRODUCT_VIEW) & (p.product >= 0))
@@ -180,5 +188,7 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
         "decisions_with_empty_state": int(empty.sum()),
         "decisions_unknown_product": int((~known).sum()),
         "decisions_purchased": int(decisions["purchased_this_product"].sum()),
+        "popularity_source": cfg.popularity,
+        **popularity_stats,
     }
     return FeatureTables(sessions=sessions, sessions_early=sessions_early, decisions=decisions, stats=stats)
