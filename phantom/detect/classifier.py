@@ -197,8 +197,10 @@ def out_of_fold(
 
     The rows are cut into `folds` consecutive blocks in time order (`start_ms`; a session is one row,
     so it sits in exactly one block); each block is scored by the fixed configuration (`params`,
-    `rounds`, no tuning) refit on the other blocks plus `extra` (rows every fit may use, e.g. the
-    unlabeled pool of positive-unlabeled learning). Returned in the row order of `train`.
+    `rounds`, no tuning) refit on the other blocks plus the rows of `extra` outside the held block's
+    time span (e.g. the unlabeled pool of positive-unlabeled learning: every fit then sees the same
+    share of it as of the labeled rows, so its scores keep the scale of a fit on everything).
+    Returned in the row order of `train`.
     """
     if not 2 <= folds <= len(train):
         raise ValueError(f"out-of-fold needs 2 <= folds <= {len(train)} rows, got {folds}")
@@ -206,7 +208,11 @@ def out_of_fold(
     scores = np.full(len(train), np.nan)
     for held in np.array_split(order, folds):
         rest = train.iloc[np.setdiff1d(order, held)]
-        fit_on = rest if extra is None else pd.concat([rest, extra], ignore_index=True)
+        fit_on = rest
+        if extra is not None:
+            span = train["start_ms"].iloc[held]
+            outside = ~extra["start_ms"].between(span.min(), span.max())
+            fit_on = pd.concat([rest, extra.loc[outside]], ignore_index=True)
         booster = refit(fit_on, features, params, rounds, label=label)
         scores[held] = predict_raw(booster, train.iloc[held], features)
     return scores

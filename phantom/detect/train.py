@@ -32,12 +32,12 @@ class Trained:
     threshold_met: bool  # whether the operating-point constraints were reachable on validation
     calibration_fit: dict[str, Any]  # what the calibrator was fitted on (fit_on, sessions, folds)
     refits: list[unseen.FamilyRefit] = field(default_factory=list)  # the recipe without each family
-    pu_worst_recall: dict[float, float] = field(default_factory=dict)  # blend weight -> worst left-out val recall
+    pu_choice: dict[float, dict[str, float]] = field(default_factory=dict)  # blend weight -> its validation evidence
     prior_train: float = float("nan")  # agent share of the sessions the calibrator was fitted on
 
 
 def _pu_config(params: Mapping[str, Any]) -> dict[str, Any]:
-    cfg = {"weights": [0.0], "min_lift": 0.0, **params.get("pu", {})}
+    cfg = {"weights": [0.0], "min_lift": 0.0, "max_auc_loss": 1.0, "max_recall_loss": 1.0, **params.get("pu", {})}
     cfg["enabled"] = bool(cfg.get("enabled", True)) and any(float(w) > 0 for w in cfg["weights"])
     return cfg
 
@@ -58,8 +58,9 @@ def fit_detector(
     and rounds refit on `calibration.oof_folds` - 1 time blocks, scored on the held-out one), and
     validation is used once more only to choose the threshold, on scores the calibrator never saw.
     The blend weight of the positive-unlabeled score (`pu.weights`) is the one whose worst left-out
-    family recall on validation is highest, kept only when it beats the supervised score by
-    `pu.min_lift` (`phantom.detect.unseen`). `unlabeled` sessions started by the end of the train
+    family recall on validation is highest among those that cost the known families at most
+    `pu.max_auc_loss` of validation ROC-AUC and `pu.max_recall_loss` of validation recall, kept only
+    when it beats the supervised score by `pu.min_lift` (`phantom.detect.unseen.choose_weight`). `unlabeled` sessions started by the end of the train
     split are the PU pool; without them, or with `pu.enabled: false`, the supervised score ships.
     """
     say = progress or (lambda _msg: None)
@@ -77,23 +78,36 @@ def fit_detector(
         pool = pu.training_pool(unlabeled, int(train["start_ms"].max()))
         say(f"positive-unlabeled pool: {len(pool):,} unlabeled sessions started within the train window")
     refits = unseen.refit_without_each_family(train, pool, features, tuned.params, tuned.rounds, progress)
-    weights = pu_cfg["weights"] if pool is not None else [0.0]
-    weight, worst = unseen.choose_weight(refits, val, features, weights, op, float(pu_cfg["min_lift"]))
+    booster = classifier.refit(train, features, tuned.params, tuned.rounds)
+    pu_booster = pu.fit_pu(train, pool, features, tuned.params, tuned.rounds) if pool is not None else None
+    weight, table = unseen.choose_weight(
+        refits,
+        val,
+        features,
+        pu_cfg["weights"] if pool is not None else [0.0],
+        op,
+        float(pu_cfg["min_lift"]),
+        full=unseen.FamilyRefit("", booster, pu_booster),
+        max_auc_loss=float(pu_cfg["max_auc_loss"]),
+        max_recall_loss=float(pu_cfg["max_recall_loss"]),
+    )
     say(
-        "PU blend weight by worst left-out family recall on val: "
-        + ", ".join(f"w={w:g} {r:.3f}" for w, r in worst.items())
+        "PU blend weight (val: worst left-out family recall / roc_auc / recall): "
+        + "; ".join(
+            f"w={w:g} {r['worst_family_recall']:.3f} / {r['roc_auc']:.4f} / {r['recall']:.3f}"
+            + ("" if r["eligible"] else " (out of the guardrails)")
+            for w, r in table.items()
+        )
         + f" -> {weight:g}"
     )
-
-    booster = classifier.refit(train, features, tuned.params, tuned.rounds)
     oof_folds = int(cal["oof_folds"])
     raw_oof = classifier.out_of_fold(train, features, tuned.params, tuned.rounds, oof_folds)
-    pu_booster = None
     if weight > 0 and pool is not None:
-        pu_booster = pu.fit_pu(train, pool, features, tuned.params, tuned.rounds)
         raw_oof = pu.blend(
             raw_oof, pu.out_of_fold(train, pool, features, tuned.params, tuned.rounds, oof_folds), weight
         )
+    else:
+        pu_booster = None
     y_train = train["is_agent"].to_numpy()
     calibrator = calibration.choose(
         raw_oof, y_train, cal["methods"], int(cal["cv_folds"]), int(cal["ece_bins"]), tune_cfg.seed
@@ -107,7 +121,7 @@ def fit_detector(
     cv = ", ".join(f"{k} {v:.4f}" for k, v in calibrator.cv_ece.items())
     say(f"calibration: {calibrator.method} (cross-validated ECE on {oof_folds}-fold out-of-fold train scores: {cv})")
     say(f"operating threshold {threshold:.4f} (chosen on val{'' if met else '; constraints NOT reachable'})")
-    return Trained(detector, tuned, p_val, met, fitted_on, refits, worst, float(np.mean(y_train)))
+    return Trained(detector, tuned, p_val, met, fitted_on, refits, table, float(np.mean(y_train)))
 
 
 def assess(
@@ -158,7 +172,7 @@ def assess(
     metrics["pu"] = {
         "weight": weight,
         "kept": weight > 0,
-        "val_worst_recall_by_weight": {f"{w:g}": r for w, r in trained.pu_worst_recall.items()},
+        "val_by_weight": {f"{w:g}": row for w, row in trained.pu_choice.items()},
     }
     if weight > 0:  # the same refits without the PU score: what it bought on the test split
         supervised = unseen.leave_one_family_out(trained.refits, val, test, features, 0.0, op)

@@ -110,17 +110,43 @@ def choose_weight(
     weights: Sequence[float],
     op: Mapping[str, Any],
     min_lift: float,
-) -> tuple[float, dict[float, float]]:
-    """The PU blend weight with the best worst-family validation recall; 0 unless it lifts that by >= min_lift.
+    full: FamilyRefit | None = None,
+    max_auc_loss: float = 1.0,
+    max_recall_loss: float = 1.0,
+) -> tuple[float, dict[float, dict[str, float]]]:
+    """The PU blend weight with the best worst-family validation recall, within the known-family guardrails.
 
-    Returns (weight, {weight: worst left-out family's validation recall}).
+    A weight is eligible when the recipe on every family (`full`: boosters fitted on the whole train
+    split) loses at most `max_auc_loss` of validation ROC-AUC and `max_recall_loss` of validation
+    recall at the operating rule against the supervised score (weight 0). Among eligible weights the
+    one whose worst left-out family recall on validation is highest wins; it is kept only when it
+    beats weight 0 by at least `min_lift`, else 0. Returns (weight, {weight: the evidence}).
     """
-    worst = {}
+    table: dict[float, dict[str, float]] = {}
     for w in sorted({0.0, *map(float, weights)}):
         loo = leave_one_family_out(refits, val, val, features, w, op)
-        worst[w] = min(v["recall"] for v in loo.values()) if loo else float("nan")
-    best = max(worst, key=lambda w: (worst[w], -w))
-    return (best if worst[best] >= worst[0.0] + min_lift else 0.0), worst
+        row = {"worst_family_recall": min(v["recall"] for v in loo.values()) if loo else float("nan")}
+        if full is not None:
+            p = full.scores(val, features, w)
+            threshold, _ = evaluate.operating_threshold(
+                val["is_agent"], p, float(op["min_precision"]), float(op["max_human_fpr"])
+            )
+            row.update(evaluate.ranking(val["is_agent"], p))
+            row["recall"] = evaluate.confusion_at(val["is_agent"], p >= threshold)["recall"]
+        table[w] = row
+    base = table[0.0]
+
+    def eligible(w: float) -> bool:
+        row = table[w]
+        if full is None or w == 0.0:
+            return True
+        return row["roc_auc"] >= base["roc_auc"] - max_auc_loss and row["recall"] >= base["recall"] - max_recall_loss
+
+    for w, row in table.items():
+        row["eligible"] = float(eligible(w))
+    best = max((w for w in table if eligible(w)), key=lambda w: (table[w]["worst_family_recall"], -w))
+    lift = table[best]["worst_family_recall"] - base["worst_family_recall"]
+    return (best if lift >= min_lift else 0.0), table
 
 
 def frontier(

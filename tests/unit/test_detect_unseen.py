@@ -47,8 +47,12 @@ def test_pu_learns_a_family_no_label_shows_and_the_loo_choice_keeps_it() -> None
     assert supervised["quiet"]["recall"] < 0.5 < blended["quiet"]["recall"]
     for v in blended.values():  # the threshold keeps people's FPR near the bound
         assert v["human_fpr"] <= 0.05
-    weight, worst = unseen.choose_weight(refits, val, features, [0.5, 1.0], OP, min_lift=0.02)
-    assert weight > 0 and worst[weight] >= worst[0.0] + 0.02
+    weight, table = unseen.choose_weight(refits, val, features, [0.5, 1.0], OP, min_lift=0.02)
+    assert weight > 0 and table[weight]["worst_family_recall"] >= table[0.0]["worst_family_recall"] + 0.02
+    # guardrails on the known families: a blend that costs them validation AUC is not eligible
+    full = unseen.FamilyRefit("", refits[0].supervised, refits[0].pu)
+    _, guarded = unseen.choose_weight(refits, val, features, [0.5, 1.0], OP, 0.02, full=full, max_auc_loss=-1.0)
+    assert [w for w, row in guarded.items() if row["eligible"]] == [0.0]
     # without a pool there is nothing to blend: the supervised score ships
     plain = unseen.refit_without_each_family(train, None, features, PARAMS, 40)
     assert unseen.choose_weight(plain, val, features, [0.5, 1.0], OP, min_lift=0.02)[0] == 0.0
