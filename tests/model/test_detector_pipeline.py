@@ -34,6 +34,9 @@ def workspace(tmp_path_factory):
     tables.sessions.to_parquet(root / "features" / "sessions.parquet")
     tables.sessions_early.to_parquet(root / "features" / "sessions_early.parquet")
     traffic.sessions.to_parquet(root / "ground_truth.parquet")
+    # the shifted-mix input (stage shift_world's format), here the same world with its hidden truth
+    truth = traffic.sessions[["session_id", "is_agent"]].rename(columns={"is_agent": "true_is_agent"})
+    tables.sessions.merge(truth, on="session_id").to_parquet(root / "shifted.parquet")
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     detector = params["train_detector"]
@@ -78,6 +81,8 @@ def _train(root: Path, env: dict[str, str], tag: str) -> dict:
             str(root / "features" / "sessions_early.parquet"),
             "--truth",
             str(root / "ground_truth.parquet"),
+            "--shifted",
+            str(root / "shifted.parquet"),
             "--model-dir",
             str(root / tag / "model"),
             "--eval-set",
@@ -139,7 +144,12 @@ def test_stage_writes_model_metrics_plots_and_eval_set(workspace, first_run) -> 
     assert metrics["loo_family_recall_min"] == min(metrics["loo_family_recall"].values())
     assert set(metrics["loo_family_recall"]) == set(metrics["family_recall"])
     assert metrics["pu"]["weight"] in [0.0, *params["train_detector"]["pu"]["weights"]]
-    assert set(metrics["agent_share"]) >= {"test", "unlabeled"}
+    assert set(metrics["agent_share"]) >= {"test", "unlabeled", "shifted"}
+    shifted = pd.read_parquet(root / "shifted.parquet")
+    assert metrics["agent_share"]["shifted"]["true"] == pytest.approx(shifted["true_is_agent"].mean(), abs=1e-4)
+    assert metrics["agent_share_estimate_abs_error"] == max(
+        v["abs_error"] for v in metrics["agent_share"].values() if isinstance(v, dict) and "abs_error" in v
+    )
     assert metrics["agent_share"]["test"]["abs_error"] == pytest.approx(
         abs(metrics["agent_share"]["test"]["em"] - metrics["agent_share"]["test"]["true"]), abs=1e-4
     )
