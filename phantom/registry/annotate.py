@@ -3,8 +3,8 @@
 At registration (`models.register`) a version gets the lineage of the run that logged it: tags
 `git.commit`, `git.dirty` and `data.md5.<input>` copied from the run, and a description that
 links the run. After the gate (`pipelines/promote.py`) the challenger version gets the verdict
-and its figures as tags (`gate.*`, `gate.metric.<name>`, `gate.champion.<name>`,
-`gate.eval_set.md5`), a description line saying why it is or is not champion, and the markdown
+and its figures as tags (`gate.*`, one `gate.<metric>` per gated metric with the champion's value
+beside it, `gate.eval_set.md5`), a description line saying why it is or is not champion, and the markdown
 report as an artifact of its run (`promotion/<model>-v<version>.md`).
 """
 
@@ -31,18 +31,33 @@ def run_link(run_id: str, experiment_id: str) -> str:
 
 
 def gate_tags(outcome: Any, eval_set_md5: str | None, report_path: str | None) -> dict[str, str]:
-    """Version tags of one gate decision beyond the verdict: the frozen set's md5, the report, every figure (pure)."""
+    """Version tags of one gate decision beyond the verdict: the frozen set's md5, the report, the figures (pure).
+
+    One tag per gated metric, `gate.<metric>` = "challenger (champion vN: value)", so the versions
+    table stays readable; every other figure is in the report.
+    """
     # gate.decision / gate.against / gate.reason / gate.evaluated_at are written by promotion.promote
     tags = {"gate.champion_set_by_hand": str(bool(outcome.champion_set_by_hand)).lower()}
     if eval_set_md5:
         tags["gate.eval_set.md5"] = eval_set_md5
     if report_path:
         tags["gate.report"] = report_path
-    for prefix, metrics in (("gate.metric.", outcome.challenger_metrics), ("gate.champion.", outcome.champion_metrics)):
-        for metric, value in (metrics or {}).items():
-            if isinstance(value, int | float) and math.isfinite(float(value)):
-                tags[prefix + metric] = f"{float(value):.6g}"
+    gated = [c.metric for c in outcome.result.checks] if outcome.result is not None else []
+    champion = outcome.champion_metrics or {}
+    for metric in dict.fromkeys(gated or sorted(outcome.challenger_metrics)):
+        value = _fmt(outcome.challenger_metrics.get(metric))
+        if metric in champion and outcome.champion_before:
+            value += f" (champion v{outcome.champion_before}: {_fmt(champion[metric])})"
+        tags[f"gate.{metric}"] = value
     return tags
+
+
+def _fmt(value: Any) -> str:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return "n/a"
+    return f"{number:.4f}" if math.isfinite(number) else "n/a"
 
 
 def verdict_line(outcome: Any) -> str:

@@ -100,7 +100,7 @@ def test_gate_decision_lands_on_the_version_and_the_report_in_its_run(store, tmp
     assert second.action == "kept"
     tags = client.get_model_version("gated", str(v2.version)).tags
     assert tags["gate.decision"] == "rejected" and tags["gate.against"] == str(v1.version)
-    assert tags["gate.metric.auc"] == "0.93" and tags["gate.champion.auc"] == "0.95"
+    assert tags["gate.auc"] == "0.9300 (champion v1: 0.9500)"
     assert tags["gate.eval_set.md5"] == hashlib.md5(b"frozen rows").hexdigest()
     assert tags["gate.champion_set_by_hand"] == "false"
     assert path == f"promotion/gated-v{v2.version}.md" and tags["gate.report"] == path
