@@ -180,6 +180,7 @@ class Running:
     proc: subprocess.Popen
     url: str
     log: Path
+    artifacts: Path  # the --artifacts-destination it serves as mlflow-artifacts:/
 
     def wait(self, timeout_s: float = 120.0) -> str:
         """Block until healthy; returns the URL."""
@@ -206,7 +207,7 @@ def start_server(db_uri: str, artifacts: Path, port: int | None = None, log_dir:
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its own process group: stop_group reaches the workers too
         )
-    return Running(proc, f"http://127.0.0.1:{port}", log)
+    return Running(proc, f"http://127.0.0.1:{port}", log, artifacts)
 
 
 @contextmanager
