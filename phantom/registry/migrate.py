@@ -85,15 +85,20 @@ def upgraded_copy(sqlite_path: Path, workdir: Path) -> Path:
     if not sqlite_path.is_file():
         raise MigrationError(f"{sqlite_path}: no such SQLite store")
     copy = workdir / "source.db"
-    src = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
-    dst = sqlite3.connect(copy)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{copy}")
-    _upgrade_db(engine)
-    engine.dispose()
+    try:
+        src = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+        dst = sqlite3.connect(copy)
+        with dst:
+            src.backup(dst)
+        src.close()
+        dst.close()
+        engine = create_sqlalchemy_engine_with_retry(f"sqlite:///{copy}")
+        _upgrade_db(engine)
+        engine.dispose()
+    except Exception as exc:  # a corrupt or foreign file: say which, write nothing anywhere
+        raise MigrationError(
+            f"{sqlite_path}: not a readable MLflow SQLite store ({type(exc).__name__}: {exc})"
+        ) from exc
     return copy
 
 
