@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from phantom.detect.gate import detector_evaluator
-from pipelines.common import console, load_params, run_stage, write_json
+from pipelines.common import console, load_params, read_parquet, run_stage, write_json
 
 
 def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
