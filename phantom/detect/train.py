@@ -193,6 +193,8 @@ def assess(
             trained.prior_train, score(shifted), shifted["true_is_agent"].astype(float).to_numpy()
         )
     errors = [v["abs_error"] for v in metrics["agent_share"].values() if isinstance(v, dict) and "abs_error" in v]
+    # for information (not in the error above): the test share as each recipe without a family sees it
+    metrics["agent_share"]["loo"] = unseen.share_estimates(trained.refits, val, test, features, weight)
     metrics["agent_share_estimate_abs_error"] = max(errors) if errors else float("nan")
     states = [t.state.name for t in trained.tuning.study.trials]
     metrics["tuning"] = {

@@ -175,3 +175,28 @@ def frontier(
                 }
             )
     return pd.DataFrame(rows, columns=["family", "human_fpr", "recall"])
+
+
+def share_estimates(
+    refits: Sequence[FamilyRefit],
+    val: pd.DataFrame,
+    held: pd.DataFrame,
+    features: Sequence[str],
+    weight: float,
+) -> dict[str, dict[str, float]]:
+    """Agent share of `held` estimated by each refit without its family (the family there, unseen).
+
+    Each refit's scores are Platt-calibrated on validation without the family (the recipe's own
+    data), and the share of `held` is estimated by EM from that prior; `true` is `held`'s labeled share.
+    """
+    from phantom.detect import calibration, prior_shift
+
+    out = {}
+    true = float(held["is_agent"].astype(float).mean())
+    for r in refits:
+        seen = val.loc[val["label_family"] != r.family]
+        y = seen["is_agent"].astype(int).to_numpy()
+        platt = calibration.fit_platt(r.scores(seen, features, weight), y)
+        est = prior_shift.em_prior(platt.apply(r.scores(held, features, weight)), float(y.mean()))
+        out[r.family] = {"naive": est.naive, "em": est.share, "true": true, "abs_error": abs(est.share - true)}
+    return out

@@ -106,3 +106,15 @@ def test_the_model_counts_and_reports_inputs_outside_the_training_range(caplog) 
     assert bad.tolist() == [0, 2, 0]
     assert any("input a: 1 of 3 rows" in r.getMessage() for r in caplog.records)
     assert any("input b: 1 of 3 rows" in r.getMessage() for r in caplog.records)
+
+
+def test_share_estimate_of_each_recipe_without_a_family() -> None:
+    train, val, test = _world(1500, 0, 6), _world(800, 2000, 7), _world(1500, 3000, 8)
+    refits = unseen.refit_without_each_family(train, None, ["f1", "f2"], PARAMS, 30)
+    shares = unseen.share_estimates(refits, val, test, ["f1", "f2"], 0.0)
+    true = test["is_agent"].mean()
+    assert set(shares) == {"loud", "quiet"}
+    for v in shares.values():
+        assert v["true"] == pytest.approx(true) and v["abs_error"] == pytest.approx(abs(v["em"] - true))
+        # the family never seen scores low: its sessions are missing from the estimate
+        assert v["em"] < true - 0.05
