@@ -101,13 +101,9 @@ def curves(
         "loo_frontier.csv": scores["loo_frontier"],
     }
     if share:
-        tables["agent_share.csv"] = pd.DataFrame(
-            [
-                {"population": k, "true": v.get("true"), "naive": v["naive"], "em": v["em"]}
-                for k, v in share.items()
-                if isinstance(v, Mapping)
-            ]
-        )
+        rows = [{"population": k, **v} for k, v in share.items() if isinstance(v, Mapping) and "em" in v]
+        rows += [{"population": f"test, without {k}", **v} for k, v in share.get("loo", {}).items()]
+        tables["agent_share.csv"] = pd.DataFrame(rows)[["population", "true", "naive", "em"]]
     return tables
 
 
