@@ -8,7 +8,7 @@ visits exactly those states. `rollout` moves them to the states a policy would h
 expectation under the network's own purchase curves (no simulator truth): every earlier view of the
 product sells with the network's P(buy) at the policy's price instead of what was observed.
 
-DAgger: fit on the teacher's decisions at the teacher's states; then, each round, roll the
+DAgger: fit on the teacher's decisions at the logged states and at the teacher's own; then, each round, roll the
 decisions forward under the *tree's* prices, let the teacher relabel those states, add them to
 the training set and refit. Fidelity is reported both ways: on the teacher's states and on the
 tree's own.
@@ -167,7 +167,9 @@ def distill(
     logged, demand = teacher(train)
     states = policy_states(train, demand, grid, logged.ratio, label, prior)  # where the teacher's prices lead
     decided, state_demand = teacher(states)
-    xs, ys, ws = [feature_matrix(states, features, state_demand)], [decided.index], [_weights(states, cfg)]
+    # the logged states too: the shop's data as it is, and what the tree meets before it has moved anything
+    xs = [feature_matrix(train, features, demand), feature_matrix(states, features, state_demand)]
+    ys, ws = [logged.index, decided.index], [_weights(train, cfg), _weights(states, cfg)]
     rounds = []
     for r in range(cfg.dagger_rounds + 1):
         x = pd.concat(xs, ignore_index=True)

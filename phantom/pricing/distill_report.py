@@ -9,13 +9,28 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phantom.pricing.dagger import DistillConfig, Distilled, Teacher, assess, distill
+from phantom.pricing.dagger import DistillConfig, Distilled, Teacher, assess, distill, feature_matrix
 from phantom.pricing.objective import at_ratios
 
 
 def by_time(frame: pd.DataFrame) -> pd.DataFrame:
     """Decisions in time order, index reset (the order rollouts and truth replays share)."""
     return frame.sort_values("ts", kind="stable").reset_index(drop=True)
+
+
+def splits(
+    decisions: pd.DataFrame, catalogue: pd.DataFrame, fractions: Sequence[float]
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The network's train / val / test decisions (its own split), priced and costed, each in time order."""
+    from phantom.pricing.data import time_split, usable
+
+    decisions, _ = usable(decisions)
+    decisions["split"] = time_split(decisions, fractions)
+    cost = catalogue.drop_duplicates("product_id").set_index("product_id")["unit_cost"]
+    decisions["unit_cost"] = decisions["product_id"].map(cost)
+    decisions = decisions.loc[decisions["unit_cost"].notna()]
+    train, val, test = (by_time(decisions.loc[decisions["split"] == s]) for s in ("train", "val", "test"))
+    return train, val, test
 
 
 @dataclass
@@ -62,6 +77,66 @@ def truth_gaps(tree: Mapping[str, float], teacher: Mapping[str, float]) -> dict[
         else float("nan"),
         "human_conversion_delta_vs_teacher": tree["human_conversion"] - teacher["human_conversion"],
     }
+
+
+def grade(
+    results: Mapping[int, DepthResult],
+    test: pd.DataFrame,
+    teacher: Teacher,
+    outcomes_of: Callable[[np.ndarray], Mapping[str, float]],
+) -> tuple[dict[str, Any], dict[int, dict[str, float]]]:
+    """Outcomes of the teacher's and every tree's test prices (`outcomes_of(ratio)`, the caller's replay), and the gaps."""
+    taught, demand = teacher(test)
+    graded: dict[str, Any] = {"teacher": dict(outcomes_of(taught.ratio))}
+    gaps = {}
+    for depth, r in results.items():
+        ratio = r.distilled.pricer.price(feature_matrix(test, r.distilled.features, demand)).ratio
+        graded[f"depth_{depth}"] = dict(outcomes_of(ratio))
+        gaps[depth] = truth_gaps(graded[f"depth_{depth}"], graded["teacher"])
+    return graded, gaps
+
+
+@dataclass
+class Outputs:
+    """What the stage writes besides metrics: the tree JSON, the rules, the trade-off, the figure, the gate's set."""
+
+    spec: dict[str, Any]
+    rules_md: str
+    rules_lines: list[str]
+    table: pd.DataFrame
+    figures: dict[str, Any]
+    frozen: pd.DataFrame
+    example: pd.DataFrame
+
+
+def outputs(
+    shipped: DepthResult, test: pd.DataFrame, teacher: Teacher, table: pd.DataFrame, policy: Mapping[str, Any]
+) -> Outputs:
+    """Rules text (leaf traffic and predicted revenue on the test decisions), tree plot, JSON and the frozen set."""
+    from phantom.pricing import rules_gate, rules_text
+
+    pricer, grid = shipped.distilled.pricer, teacher.pricer.grid
+    taught, demand = teacher(test)
+    x = feature_matrix(test, shipped.distilled.features, demand)
+    mine = pricer.price(x)
+    leaves = rules_text.leaf_table(pricer, mine.leaf, leaf_revenue(test, demand, grid, mine.ratio))
+    notes = [
+        f"Depth {pricer.depth}, {len(leaves)} leaves, distilled from the multi-task pricer "
+        f"(mu {teacher.pricer.objective.mu:g}). Traffic: share of test decisions reaching the rule; revenue: "
+        "share of the test revenue the network predicts at the rules' prices. `p_agent` is the network's P(agent)."
+    ]
+    keys = ("session_id", "ts", "product_id", "base_price", "unit_cost")
+    return Outputs(
+        spec=pricer.to_json() | {"meta": {"teacher_policy": dict(policy), "max_depth": shipped.depth}},
+        rules_md=rules_text.render(leaves, "Pricing rules distilled from the multi-task pricer", notes),
+        rules_lines=rules_text.plain_lines(leaves),
+        table=table,
+        figures={"tree.png": rules_text.plot_tree(shipped.distilled.tree, shipped.distilled.features, grid)},
+        frozen=rules_gate.frozen_set(
+            x.assign(**{c: test[c] for c in keys}), shipped.distilled.features, demand, taught.index, grid
+        ),
+        example=x,
+    )
 
 
 def tradeoff(results: Mapping[int, DepthResult], gaps: Mapping[int, Mapping[str, float]]) -> pd.DataFrame:

@@ -16,8 +16,12 @@ import json
 
 import mlflow
 import pandas as pd
-from distill import DistilledPricer  # the copy MLflow ships with the model (code_paths)
 from mlflow.pyfunc import PythonModel
+
+try:
+    from distill import DistilledPricer  # the copy MLflow ships with the model (code_paths)
+except ImportError:  # while logging, MLflow runs this file before the model (and its code/) exists
+    from phantom.pricing.distill import DistilledPricer
 
 
 class PricingRules(PythonModel):

@@ -148,7 +148,7 @@ def test_dagger_distils_a_faithful_tree_and_reports_fidelity_both_ways():
     teacher = _teacher()
     cfg = dagger.DistillConfig(depth=5, dagger_rounds=2, min_samples_leaf=20)
     result = dagger.distill(train, teacher, FEATURES, 5, cfg, "purchased_this_product")
-    assert len(result.rounds) == 2 and result.rounds[1]["training_rows"] == 2 * len(train)
+    assert len(result.rounds) == 2 and result.rounds[1]["training_rows"] == 3 * len(train)
     report = dagger.assess(result, test, teacher, "purchased_this_product")
     assert set(report) == {"logged_states", "teacher_states", "tree_states"}
     decided, _ = teacher(test)
