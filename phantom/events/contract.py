@@ -77,10 +77,31 @@ AGENT_LABEL_PREFIX = "xp_agent_"
 
 @dataclass(frozen=True)
 class Limits:
-    """How far an event's client time may stray from the time it was received."""
+    """How far an event's client time may stray from the time it was received, and how big it may be."""
 
     max_lateness_ms: int = 6 * 3600 * 1000
     max_clock_skew_ms: int = 5 * 60 * 1000
+    max_message_bytes: int | None = 64 << 10  # a raw payload above this is oversize_message
+    max_field_bytes: int | None = 8 << 10  # a text field above this (UTF-8 bytes) is oversize_field:<name>
+
+    @classmethod
+    def from_params(cls, params: Any) -> Limits:
+        """From a params `limits` block; absent or null size limits keep the defaults."""
+        given = {k: v for k, v in dict(params or {}).items() if v is not None}
+        return cls(**given)
+
+
+TEXT_FIELDS: tuple[str, ...] = ("event_id", "session_id", "event_type", "page", "user_agent")
+OPTIONAL_TEXT_FIELDS: tuple[str, ...] = ("product_id", "referrer", "experiment_id")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message the transport could not deliver as bytes (e.g. an undecodable Kafka record batch):
+    the reason it is quarantined with, and a description kept as its payload."""
+
+    reason: str
+    payload: str | None = None
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -128,13 +149,18 @@ def check_event(event: Any, received_ms: int | None = None, limits: Limits = Lim
     for name in REQUIRED:
         if event.get(name) is None:
             return f"missing_field:{name}"
-    for name in ("event_id", "session_id", "event_type", "page", "user_agent"):
+    for name in TEXT_FIELDS:
         if not _is_text(event[name]):
             return f"wrong_type:{name}"
-    for name in ("product_id", "referrer", "experiment_id"):
+    for name in OPTIONAL_TEXT_FIELDS:
         value = event.get(name)
         if value is not None and not _is_text(value):
             return f"wrong_type:{name}"
+    if limits.max_field_bytes is not None:
+        for name in (*TEXT_FIELDS, *OPTIONAL_TEXT_FIELDS):
+            value = event.get(name)
+            if value is not None and len(value.encode("utf-8")) > limits.max_field_bytes:
+                return f"oversize_field:{name}"
     if not event["event_id"]:
         return "empty:event_id"
     if not event["session_id"]:
@@ -186,12 +212,28 @@ def check_event(event: Any, received_ms: int | None = None, limits: Limits = Lim
 def parse_message(
     value: bytes | str | None, received_ms: int | None = None, limits: Limits = Limits()
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """Decode one wire message: (event, None) when valid, (None, reason) when not."""
+    """Decode one wire message: (event, None) when valid, (None, reason) when not.
+
+    The wire encoding is UTF-8 without a byte-order mark: UTF-16/32 or BOM-prefixed payloads (which
+    `json.loads` would silently accept), and raw NUL characters (never valid in JSON text), are `not_utf8`.
+    """
+    if isinstance(value, Rejected):
+        return None, value.reason
     if value is None:
         return None, "empty_message"
+    size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
+    if limits.max_message_bytes is not None and size > limits.max_message_bytes:
+        return None, "oversize_message"
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "not_utf8"
+    if value.startswith("\ufeff") or "\x00" in value:  # a BOM, or UTF-16/32 read as UTF-8
+        return None, "not_utf8"
     try:
         event = json.loads(value)
-    except (UnicodeDecodeError, ValueError):
+    except ValueError:
         return None, "not_json"
     reason = check_event(event, received_ms, limits)
     if reason is not None:

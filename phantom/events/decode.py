@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from phantom.events.contract import FIELD_NAMES, QUARANTINE_SCHEMA, RAW_SCHEMA, Limits, parse_message
+from phantom.events.contract import FIELD_NAMES, QUARANTINE_SCHEMA, RAW_SCHEMA, Limits, Rejected, parse_message
 
 DUPLICATE = "duplicate_event_id"
 
@@ -35,7 +35,9 @@ class Batch:
         return pa.Table.from_pylist(self.quarantined, schema=QUARANTINE_SCHEMA)
 
 
-def _text(value: bytes | str | None) -> str | None:
+def _text(value: Any) -> str | None:
+    if isinstance(value, Rejected):
+        return value.payload
     if value is None or isinstance(value, str):
         return value
     return value.decode("utf-8", errors="replace")
@@ -136,7 +138,15 @@ def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> An
     import numpy as np
     import pyarrow.compute as pc
 
-    from phantom.events.contract import DWELL_EVENTS, EVENT_TYPES, PRICE_EVENTS, PRODUCT_EVENTS, QUANTITY_EVENTS
+    from phantom.events.contract import (
+        DWELL_EVENTS,
+        EVENT_TYPES,
+        OPTIONAL_TEXT_FIELDS,
+        PRICE_EVENTS,
+        PRODUCT_EVENTS,
+        QUANTITY_EVENTS,
+        TEXT_FIELDS,
+    )
 
     def mask(array: pa.Array) -> Any:
         return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
@@ -161,9 +171,20 @@ def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> An
         ok &= np.where(np.isnan(quantity), ~kind(QUANTITY_EVENTS), quantity >= 1)
         ok &= np.where(np.isnan(duration), ~kind(DWELL_EVENTS), duration >= 0)
         ok &= np.where(np.isnan(depth), ~kind(("scroll",)), (depth >= 0.0) & (depth <= 1.0))
+        if limits.max_field_bytes is not None:
+            for name in (*TEXT_FIELDS, *OPTIONAL_TEXT_FIELDS):
+                size = pc.fill_null(pc.binary_length(cols[name]), 0)
+                ok &= mask(pc.less_equal(size, limits.max_field_bytes))
         ts = np.asarray(cols["ts"].to_numpy(zero_copy_only=False), dtype=np.int64)
         ok &= (ts >= received - limits.max_lateness_ms) & (ts <= received + limits.max_clock_skew_ms)
     return ok
+
+
+def _oversize(value: bytes | str, max_bytes: int) -> bool:
+    """True when the payload's UTF-8 size may exceed `max_bytes` (str: exact only when it could)."""
+    if isinstance(value, bytes) or len(value) > max_bytes:
+        return len(value) > max_bytes
+    return len(value) * 4 > max_bytes and len(value.encode("utf-8", "surrogatepass")) > max_bytes
 
 
 def _payload_text(value: bytes | str | None) -> str | None:
@@ -196,7 +217,17 @@ def decode_table(
     structs: list[Any] = []
     fast: list[int] = []
     slow: list[int] = []
+    max_bytes = limits.max_message_bytes
     for i, value in enumerate(values):
+        # the reference decides oversize, non-UTF-8 (msgspec accepts a BOM) and undeliverable messages
+        if (
+            value is None
+            or isinstance(value, Rejected)
+            or (max_bytes is not None and _oversize(value, max_bytes))
+            or value[:1] in (b"\xef", "\ufeff")
+        ):
+            slow.append(i)
+            continue
         try:
             structs.append(decode(value))
         except errors:
