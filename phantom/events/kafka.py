@@ -1,4 +1,4 @@
-"""Kafka I/O with kafka-python: replay a stream onto the topic, and the ingest stage's consumer source.
+"""Kafka I/O with kafka-python: publish a stream onto the topic, and the ingest stage's consumer source.
 
 Messages are keyed by session_id (a session stays in one partition, so its events stay in order)
 and carry their received time as the Kafka message timestamp (`received_ms` on the consumer side).
@@ -31,7 +31,7 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "user-interactions"
     group_id: str = "phantom-ingest"
-    partitions: int = 3  # used when replay creates the topic
+    partitions: int = 3  # used when `pipelines.publish` creates the topic
     auto_offset_reset: str = "earliest"  # where a group with no committed offset starts
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -84,7 +84,7 @@ def ensure_topic(servers: str, topic: str, partitions: int, timeout_s: float = 1
         admin.close()
 
 
-# --- replay ----------------------------------------------------------------------------------
+# --- publish ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -158,8 +158,8 @@ def paced(n: int, rate: float, clock: Callable[[], float], sleep: Callable[[floa
 
 
 @dataclass
-class ReplayStats:
-    """What a replay sent."""
+class PublishStats:
+    """What a publish sent."""
 
     sent: int
     failed: int
@@ -171,7 +171,7 @@ class ReplayStats:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
 
-def replay(
+def publish(
     stream: Stream,
     servers: str,
     topic: str,
@@ -179,13 +179,13 @@ def replay(
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> ReplayStats:
+) -> PublishStats:
     """Publish `stream` to `topic` keyed by session_id, at `rate` messages/s (0: as fast as possible)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=servers,
-        client_id="phantom-replay",
+        client_id="phantom-publish",
         acks="all",
         linger_ms=20,
         batch_size=512 << 10,
@@ -210,7 +210,7 @@ def replay(
         producer.close()
     if progress is not None and len(stream) % step:
         progress(len(stream) % step)
-    return ReplayStats(len(stream) - failed[0], failed[0], clock() - start)
+    return PublishStats(len(stream) - failed[0], failed[0], clock() - start)
 
 
 # --- the consumer source of the ingest stage ------------------------------------------------
