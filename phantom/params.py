@@ -203,6 +203,7 @@ class ValidateParams(Section):
     """`validate`: the raw events suite's inputs and thresholds."""
 
     events: str = Field(description="the ingest store to check")
+    quarantine: str = Field("data/quarantine", description="the store's quarantine (its parts' checksums are verified)")
     catalogue: str = Field(description="catalogue parquet for the price checks")
     limits: LimitsParams
     price_ratio: Pair = Field(description="price / catalogue base price band")

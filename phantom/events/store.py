@@ -368,6 +368,8 @@ class BatchStore:
 
         Every part must read back whole (parquet page checksums) and carry a batch record; the
         events and quarantine parts of a batch must carry the same one. Existing entries are kept.
+        A batch missing one of its parts (a crash between writing them: it never committed) gets a
+        pending record instead, so the next recovery deletes it and the batch is read again.
         Raises StoreDamaged, naming the file, if any part fails; nothing is written then.
         """
         import pyarrow.parquet as pq
@@ -395,8 +397,13 @@ class BatchStore:
             files[batch][f"{key}_sha256"] = file_sha256(path)
         rebuilt = []
         for batch, record in sorted(records.items()):
-            entry = Entry.from_json(json.dumps(record))
-            entry = replace(entry, **files[batch])
+            entry = replace(Entry.from_json(json.dumps(record)), **files[batch])
+            complete = (entry.events_file is not None) == (entry.events > 0) and (
+                entry.quarantine_file is not None
+            ) == (entry.quarantined > 0)
+            if not complete:  # a crash between its two parts: never committed, so recovery may delete it
+                atomic_write_bytes(self.manifest_dir / pending_name(batch), json.dumps(record).encode() + b"\n")
+                continue
             atomic_write_bytes(self.manifest_dir / entry_name(batch), entry.to_json())
             rebuilt.append(entry)
         return rebuilt
