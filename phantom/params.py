@@ -173,6 +173,9 @@ class KafkaParams(Section):
     outage_timeout_s: Annotated[float, Field(gt=0)] = Field(
         120.0, description="drain mode: give up (exit non-zero) after the broker is unreachable this long"
     )
+    startup_timeout_s: Annotated[float, Field(gt=0)] = Field(
+        60.0, description="give up (exit non-zero) when the group has assigned no partition this long"
+    )
     retry_backoff_max_s: Annotated[float, Field(gt=0)] = Field(
         5.0, description="longest wait between reconnection attempts (exponential backoff from 0.2 s)"
     )

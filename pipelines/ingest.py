@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.common import console, load_typed, run_stage, write_json
 
-
 if TYPE_CHECKING:
     from phantom.events.contract import Limits
     from phantom.events.ingest import IngestConfig, RunStats
@@ -45,13 +44,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from phantom.events.ingest import CRASH_ENV, IngestConfig, crash_hook, ingest
-    from phantom.events.store import BatchStore
+    from phantom.events.store import BatchStore, StoreDamaged
 
     params = load_typed().ingest
     store = BatchStore(args.events, args.quarantine)
     if args.rebuild_manifest:
         with store.lock():
-            rebuilt = store.rebuild_manifest()
+            try:
+                rebuilt = store.rebuild_manifest()
+            except StoreDamaged as exc:
+                raise SystemExit(f"ingest: {exc}") from None
         say(f"ingest: rebuilt {len(rebuilt)} manifest entries in {store.manifest_dir} from verified parts")
         return
     source_kind = args.source or params.source
@@ -63,6 +65,7 @@ def main(argv: list[str] | None = None) -> None:
         limits=_limits(params.limits),
         idle_timeout_s=kafka.idle_timeout_s if source_kind == "kafka" else IngestConfig.idle_timeout_s,
         outage_timeout_s=kafka.outage_timeout_s,
+        startup_timeout_s=kafka.startup_timeout_s,
         on_offset_gap=kafka.on_offset_gap,
         max_messages=args.max_messages or 0,
         follow=args.follow,
@@ -84,6 +87,8 @@ def main(argv: list[str] | None = None) -> None:
             progress=bar.update,
             log=lambda msg: say(f"ingest: {msg}"),
         )
+    except _refusals() as exc:  # the store or the source cannot be trusted: one line, nothing deleted
+        raise SystemExit(f"ingest: {exc}") from None
     finally:
         bar.close()
     _report(stats, totals, args)
@@ -92,6 +97,14 @@ def main(argv: list[str] | None = None) -> None:
         say(f"ingest: stopped by {stats.stopped_by} after committing the open batch")
         if not args.follow:  # a drain run that did not finish
             raise SystemExit(143 if stats.stopped_by == "SIGTERM" else 130)
+
+
+def _refusals() -> tuple[type[Exception], ...]:
+    from phantom.events.ingest import OriginChanged, SourceNotReady, SourceStalled
+    from phantom.events.kafka import OffsetGap
+    from phantom.events.store import StoreDamaged, StoreLocked
+
+    return (OriginChanged, SourceNotReady, SourceStalled, OffsetGap, StoreDamaged, StoreLocked)
 
 
 def _limits(params: LimitsParams) -> Limits:

@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> None:
 
     from tqdm import tqdm
 
-    from phantom.events.kafka import BOOTSTRAP_ENV, bootstrap_from_env, ensure_topic, read_stream, publish
+    from phantom.events.kafka import BOOTSTRAP_ENV, bootstrap_from_env, ensure_topic, publish, read_stream
 
     kafka_params = dict(load_params("ingest").get("kafka") or {})
     topic = args.topic or kafka_params.get("topic", "user-interactions")

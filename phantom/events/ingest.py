@@ -127,7 +127,14 @@ def simulator_identity(stream: Path | str, cfg: IngestConfig) -> dict[str, Any]:
             k: v
             for k, v in asdict(cfg).items()
             if k
-            not in ("follow", "max_messages", "poll_timeout_s", "startup_timeout_s", "outage_timeout_s", "on_offset_gap")
+            not in (
+                "follow",
+                "max_messages",
+                "poll_timeout_s",
+                "startup_timeout_s",
+                "outage_timeout_s",
+                "on_offset_gap",
+            )
         },
         sort_keys=True,
     )
@@ -322,6 +329,8 @@ class _Loop:
                 "event_id), or start a new store with --reset",
                 partitions,
             )
+        for p in partitions or list(self.resume):  # the source's listener then starts them at the log start
+            self.resume.pop(p, None)
         starts = source.rewind(partitions)
         self._drop_pending(set(starts))
         self.resume.update(starts)
@@ -355,7 +364,9 @@ class _Loop:
                 try:
                     current = topic_id()
                     if current is not None and self.topic_id is not None and current != self.topic_id:
-                        raise OffsetGap(f"{source.name}: the topic was recreated (id {self.topic_id} -> {current})", set())
+                        raise OffsetGap(
+                            f"{source.name}: the topic was recreated (id {self.topic_id} -> {current})", set()
+                        )
                     if current is not None:
                         self.topic_id = current
                     chunks = source.poll(want, cfg.poll_timeout_s)
@@ -438,7 +449,13 @@ def ingest(
                     f"{store.events_dir} holds {len(entries)} batches read from {previous.get('origin')}, "
                     f"not {identity['origin']}; move the folder away or pass --reset to start over"
                 )
-            why = "asked to" if reset else f"damaged or missing files: {damage_names(recovery)}" if broken else "inputs changed"
+            why = (
+                "asked to"
+                if reset
+                else f"damaged or missing files: {damage_names(recovery)}"
+                if broken
+                else "inputs changed"
+            )
             log(f"rebuilding {store.events_dir}: {why} ({len(entries)} stored batches from {previous.get('origin')})")
             store.reset()
             entries, did_reset = [], True

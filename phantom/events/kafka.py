@@ -54,7 +54,7 @@ class KafkaConfig:
                 "(e.g. export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092; `make broker` starts a local one)"
             )
         known = set(cls.__dataclass_fields__) - {"bootstrap_servers"}
-        unknown = set(params) - known - {"idle_timeout_s", "max_messages"}
+        unknown = set(params) - known - {"idle_timeout_s", "max_messages", "startup_timeout_s"}
         if unknown:
             raise ValueError(f"unknown ingest.kafka params: {sorted(unknown)}")
         return cls(bootstrap_servers=servers, **{k: v for k, v in params.items() if k in known})
@@ -376,7 +376,9 @@ class KafkaSource:
                 gaps.append((tp.partition, stored, high))
         if gaps:
             detail = ", ".join(f"partition {p}: stored up to {s:,}, log ends at {h:,}" for p, s, h in gaps)
-            raise OffsetGap(f"{self.cfg.topic}: the log ends below what the store holds ({detail})", {p for p, *_ in gaps})
+            raise OffsetGap(
+                f"{self.cfg.topic}: the log ends below what the store holds ({detail})", {p for p, *_ in gaps}
+            )
 
     def _poison(self, exc: BaseException) -> Chunk | None:
         """The undecodable record batch behind `exc` as Rejected messages, the partition moved past it."""
@@ -399,7 +401,11 @@ class KafkaSource:
         return Chunk(tp.partition, offsets, [Rejected(reason, what[:500])] * len(offsets), [now] * len(offsets))
 
     def rewind(self, partitions: set[int]) -> dict[int, int]:
-        """Seek `partitions` (all assigned when empty) to their log start: {partition: offset}."""
+        """Seek `partitions` (all assigned when empty) to their log start: {partition: offset}.
+
+        Partitions assigned later without a stored offset start at the log start too.
+        """
+        self.from_beginning = True
         tps = [tp for tp in self.consumer.assignment() if not partitions or tp.partition in partitions]
         starts = self.consumer.beginning_offsets(tps, timeout_ms=int(self.cfg.bootstrap_timeout_ms))
         out = {}

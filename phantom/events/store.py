@@ -351,7 +351,10 @@ class BatchStore:
         record = json.dumps(entry.record(), sort_keys=True).encode()
         pending = atomic_write_bytes(self.manifest_dir / pending_name(entry.batch), record + b"\n")
         files: dict[str, Any] = {}
-        for key, table, folder in (("events", events, self.events_dir), ("quarantine", quarantine, self.quarantine_dir)):
+        for key, table, folder in (
+            ("events", events, self.events_dir),
+            ("quarantine", quarantine, self.quarantine_dir),
+        ):
             if table.num_rows:
                 tagged = table.replace_schema_metadata({**(table.schema.metadata or {}), BATCH_KEY: record})
                 files[f"{key}_sha256"] = atomic_write_parquet(tagged, folder / name)
@@ -386,7 +389,9 @@ class BatchStore:
                 raw = (table.schema.metadata or {}).get(BATCH_KEY)
                 record = json.loads(raw) if raw is not None else None
             except (OSError, ValueError, pa.ArrowException) as exc:
-                raise StoreDamaged(f"{path}: unreadable ({exc}); cannot rebuild its entry: restore it or --reset") from None
+                raise StoreDamaged(
+                    f"{path}: unreadable ({exc}); cannot rebuild its entry: restore it or --reset"
+                ) from None
             if not isinstance(record, dict) or record.get("batch") != batch:
                 raise StoreDamaged(f"{path}: carries no batch record for batch {batch}; cannot rebuild its entry")
             if batch in records and records[batch] != record:
@@ -455,7 +460,9 @@ def verify_quarantine(events_dir: Path | str, quarantine_dir: Path | str) -> lis
     store = BatchStore(events_dir, quarantine_dir)
     entries = [replace(e, events_file=None) for e in store.entries()]
     missing, damaged = store.verify(entries)
-    return [f"{p} is missing" for p in missing] + [f"{p} is damaged (SHA-256 differs from the manifest)" for p in damaged]
+    return [f"{p} is missing" for p in missing] + [
+        f"{p} is damaged (SHA-256 differs from the manifest)" for p in damaged
+    ]
 
 
 def next_offsets(entries: list[Entry]) -> dict[int, int]:

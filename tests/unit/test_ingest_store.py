@@ -16,8 +16,8 @@ from phantom.events.store import (
     StoreDamaged,
     StoreLocked,
     atomic_write_parquet,
-    file_sha256,
     committed_parts,
+    file_sha256,
     next_offsets,
     part_name,
     totals,
@@ -190,7 +190,9 @@ def test_a_part_without_entry_or_pending_record_stops_recovery_and_is_kept(store
     store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(1))
     store.write(entry(2, 10, 19, events=1), events_table(["b"]), quarantine_table(0))
     (store.manifest_dir / "batch-000002.json").unlink()  # its entry is lost, not a crash
-    with pytest.raises(StoreDamaged, match=r"1 part file\(s\) have no manifest entry .*nothing was deleted.*--rebuild-manifest"):
+    with pytest.raises(
+        StoreDamaged, match=r"1 part file\(s\) have no manifest entry .*nothing was deleted.*--rebuild-manifest"
+    ):
         store.recover()
     assert (store.events_dir / part_name(2)).exists()
 

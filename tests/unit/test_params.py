@@ -61,12 +61,28 @@ def set_in(path, value):
 @pytest.mark.parametrize(
     ("path", "value", "line"),
     [
-        (("ingest", "kafka", "fetch_max_bytes"), "64MB", 'params.yaml: ingest.kafka.fetch_max_bytes: expected an integer, got "64MB"'),
+        (
+            ("ingest", "kafka", "fetch_max_bytes"),
+            "64MB",
+            'params.yaml: ingest.kafka.fetch_max_bytes: expected an integer, got "64MB"',
+        ),
         (("ingest", "max_batch_wait_s"), "ten", 'params.yaml: ingest.max_batch_wait_s: expected a number, got "ten"'),
         (("features", "window_ms"), "1h", 'params.yaml: features.window_ms: expected an integer, got "1h"'),
-        (("ingest", "quarantine_duplicates"), "false", 'params.yaml: ingest.quarantine_duplicates: expected true or false, got "false"'),
-        (("ingest", "batch_size"), 0, "params.yaml: ingest.batch_size: Input should be greater than or equal to 1, got 0"),
-        (("ingest", "kafka", "on_offset_gap"), "skip", "params.yaml: ingest.kafka.on_offset_gap: Input should be 'fail' or 'from_earliest', got \"skip\""),
+        (
+            ("ingest", "quarantine_duplicates"),
+            "false",
+            'params.yaml: ingest.quarantine_duplicates: expected true or false, got "false"',
+        ),
+        (
+            ("ingest", "batch_size"),
+            0,
+            "params.yaml: ingest.batch_size: Input should be greater than or equal to 1, got 0",
+        ),
+        (
+            ("ingest", "kafka", "on_offset_gap"),
+            "skip",
+            "params.yaml: ingest.kafka.on_offset_gap: Input should be 'fail' or 'from_earliest', got \"skip\"",
+        ),
         (("validate", "price_ratio"), [1.5, 0.7], "params.yaml: validate: price_ratio: low 1.5 is above high 0.7, got"),
     ],
 )
@@ -100,6 +116,6 @@ def test_a_stage_prints_one_line_per_bad_key_and_no_traceback(tmp_path):
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"validate: {tmp_path / 'params.yaml'}: ingest.kafka.fetch_max_bytes: expected an integer, got \"64MB\"",
+        f'validate: {tmp_path / "params.yaml"}: ingest.kafka.fetch_max_bytes: expected an integer, got "64MB"',
         f"validate: {tmp_path / 'params.yaml'}: validate.limits.max_lateness_msx: unknown key (did you mean max_lateness_ms?)",
     ]
