@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import itertools
 import json
 import os
@@ -237,10 +238,8 @@ class Lab:
             quarantined = self.quarantined_offsets()
             for where, value in self.published.items():
                 if where in quarantined:
-                    try:
+                    with contextlib.suppress(ValueError, KeyError, TypeError):
                         covered.add(json.loads(value)["event_id"])
-                    except (ValueError, KeyError, TypeError):
-                        pass
         lost = len(missing - covered)
         duplicated = sum(n - 1 for n in copies.values() if n > 1)
         return (

@@ -202,7 +202,7 @@ def test_a_missing_manifest_folder_stops_recovery_and_deletes_nothing(store):
 
     store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(1))
     shutil.rmtree(store.manifest_dir)
-    with pytest.raises(StoreDamaged, match="no _manifest/ folder.*nothing was deleted"):
+    with pytest.raises(StoreDamaged, match=r"no _manifest/ folder.*nothing was deleted"):
         store.recover()
     assert (store.events_dir / part_name(1)).exists() and (store.quarantine_dir / part_name(1)).exists()
     assert not store.manifest_dir.exists()  # not silently recreated either

@@ -36,7 +36,7 @@ def test_every_field_is_documented():
         if model in seen:
             return
         seen.add(model)
-        for name, field in model.model_fields.items():
+        for _name, field in model.model_fields.items():
             for arg in [field.annotation, *getattr(field.annotation, "__args__", ())]:
                 for inner in [arg, *getattr(arg, "__args__", ())]:
                     if isinstance(inner, type) and issubclass(inner, BaseModel):
