@@ -217,23 +217,21 @@ def decode_table(
     structs: list[Any] = []
     fast: list[int] = []
     slow: list[int] = []
-    max_bytes = limits.max_message_bytes
-    for i, value in enumerate(values):
-        # the reference decides oversize, non-UTF-8 (msgspec accepts a BOM) and undeliverable messages
-        if (
-            value is None
-            or isinstance(value, Rejected)
-            or (max_bytes is not None and _oversize(value, max_bytes))
-            or value[:1] in (b"\xef", "\ufeff")
-        ):
-            slow.append(i)
-            continue
+    for i, value in enumerate(values):  # None, Rejected, a BOM or a raw NUL fail here: the reference decides
         try:
             structs.append(decode(value))
         except errors:
             slow.append(i)
         else:
             fast.append(i)
+    max_bytes = limits.max_message_bytes
+    if max_bytes is not None and fast:  # oversize messages: the reference names them
+        quarter = max_bytes // 4
+        big = {k for k, i in enumerate(fast) if len(values[i]) > quarter and _oversize(values[i], max_bytes)}
+        if big:
+            slow = sorted([*slow, *(fast[k] for k in big)])
+            structs = [st for k, st in enumerate(structs) if k not in big]
+            fast = [i for k, i in enumerate(fast) if k not in big]
 
     fast_pos = np.asarray(fast, dtype=np.int64)
     cols = {name: pa.array(list(map(attrgetter(name), structs)), RAW_SCHEMA.field(name).type) for name in FIELD_NAMES}
