@@ -349,21 +349,29 @@ class BatchStore:
         if (self.manifest_dir / entry_name(entry.batch)).exists():
             raise FileExistsError(f"batch {entry.batch} is already committed in {self.manifest_dir}")
         record = json.dumps(entry.record(), sort_keys=True).encode()
-        pending = atomic_write_bytes(self.manifest_dir / pending_name(entry.batch), record + b"\n")
-        files: dict[str, Any] = {}
-        for key, table, folder in (
-            ("events", events, self.events_dir),
-            ("quarantine", quarantine, self.quarantine_dir),
-        ):
-            if table.num_rows:
-                tagged = table.replace_schema_metadata({**(table.schema.metadata or {}), BATCH_KEY: record})
-                files[f"{key}_sha256"] = atomic_write_parquet(tagged, folder / name)
-                files[f"{key}_file"] = name
-        if hook is not None:
-            hook("after_parts", entry.batch)
-        entry = replace(entry, **files)
-        atomic_write_bytes(self.manifest_dir / entry_name(entry.batch), entry.to_json())
-        pending.unlink()
+        try:
+            pending = atomic_write_bytes(self.manifest_dir / pending_name(entry.batch), record + b"\n")
+            files: dict[str, Any] = {}
+            for key, table, folder in (
+                ("events", events, self.events_dir),
+                ("quarantine", quarantine, self.quarantine_dir),
+            ):
+                if table.num_rows:
+                    tagged = table.replace_schema_metadata({**(table.schema.metadata or {}), BATCH_KEY: record})
+                    files[f"{key}_sha256"] = atomic_write_parquet(tagged, folder / name)
+                    files[f"{key}_file"] = name
+            if hook is not None:
+                hook("after_parts", entry.batch)
+            entry = replace(entry, **files)
+            atomic_write_bytes(self.manifest_dir / entry_name(entry.batch), entry.to_json())
+            pending.unlink()
+        except FileNotFoundError:
+            if self.manifest_dir.is_dir() and self.events_dir.is_dir() and self.quarantine_dir.is_dir():
+                raise
+            raise StoreDamaged(
+                f"{self.events_dir}: a store folder was deleted while ingest was running; stopped while writing "
+                f"batch {entry.batch}, which is not committed (nothing was deleted). " + _ways_out(self.events_dir)
+            ) from None
         return entry
 
     def rebuild_manifest(self) -> list[Entry]:
