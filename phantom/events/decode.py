@@ -138,15 +138,7 @@ def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> An
     import numpy as np
     import pyarrow.compute as pc
 
-    from phantom.events.contract import (
-        DWELL_EVENTS,
-        EVENT_TYPES,
-        OPTIONAL_TEXT_FIELDS,
-        PRICE_EVENTS,
-        PRODUCT_EVENTS,
-        QUANTITY_EVENTS,
-        TEXT_FIELDS,
-    )
+    from phantom.events.contract import EVENT_TYPES, OPTIONAL_TEXT_FIELDS, TEXT_FIELDS, VALUE_RULES
 
     def mask(array: pa.Array) -> Any:
         return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
@@ -159,18 +151,22 @@ def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> An
     def kind(types: frozenset[str] | tuple[str, ...]) -> Any:
         return mask(pc.is_in(etype, value_set=pa.array(sorted(types), pa.string())))
 
-    product_len = pc.fill_null(pc.binary_length(cols["product_id"]), 0)
-    price, quantity = values("price"), values("quantity")
-    duration, depth = values("duration_ms"), values("scroll_depth")
     with np.errstate(invalid="ignore"):
         ok = kind(EVENT_TYPES)
         ok &= mask(pc.greater(pc.binary_length(cols["event_id"]), 0))
         ok &= mask(pc.greater(pc.binary_length(cols["session_id"]), 0))
-        ok &= ~kind(PRODUCT_EVENTS) | mask(pc.greater(product_len, 0))
-        ok &= np.where(np.isnan(price), ~kind(PRICE_EVENTS), (price > 0) & np.isfinite(price))
-        ok &= np.where(np.isnan(quantity), ~kind(QUANTITY_EVENTS), quantity >= 1)
-        ok &= np.where(np.isnan(duration), ~kind(DWELL_EVENTS), duration >= 0)
-        ok &= np.where(np.isnan(depth), ~kind(("scroll",)), (depth >= 0.0) & (depth <= 1.0))
+        for rule in VALUE_RULES:  # the contract's declaration, vectorised
+            required = kind(rule.required_for)
+            if pa.types.is_string(cols[rule.field].type):
+                ok &= ~required | mask(pc.greater(pc.fill_null(pc.binary_length(cols[rule.field]), 0), 0))
+                continue
+            x = values(rule.field)
+            inside = np.isfinite(x)
+            if rule.low is not None:
+                inside &= (x > rule.low) if rule.strict_low else (x >= rule.low)
+            if rule.high is not None:
+                inside &= x <= rule.high
+            ok &= np.where(np.isnan(x), ~required, inside)
         if limits.max_field_bytes is not None:
             for name in (*TEXT_FIELDS, *OPTIONAL_TEXT_FIELDS):
                 size = pc.fill_null(pc.binary_length(cols[name]), 0)

@@ -154,3 +154,22 @@ def test_oversize_messages_and_fields_are_rejected_with_their_limit():
     huge_ua = json.dumps(good_event(user_agent="x" * (2 << 20)))  # the 2 MB user agent of issue 10
     assert parse_message(huge_ua.encode(), ts) == (None, "oversize_message")
     assert parse_message(huge_ua.encode(), ts, Limits(max_message_bytes=None))[1] == "oversize_field:user_agent"
+
+
+def test_the_suite_and_the_decoder_are_generated_from_one_declaration():
+    """Every value rule has its expectations in the GX suite, and the decoder quarantines a breach with
+    the rule's reason: the suite and the decoder cannot drift apart."""
+    from phantom.events.contract import VALUE_RULES
+    from phantom.quality.raw_events import SanityConfig, build_checks
+
+    names = {c.name for c in build_checks(SanityConfig())}
+    for rule in VALUE_RULES:
+        assert rule.present_check in names
+        assert rule.range_check is None or rule.range_check in names
+        needing = sorted(rule.required_for)[0]
+        base = good_event(event_type=needing, product_id="P1", price=1.0, quantity=1, duration_ms=1, scroll_depth=0.5)
+        assert check_event({**base, rule.field: None}) == f"missing_field:{rule.field}"
+        if rule.range_reason is not None:
+            outside = rule.low - 1 if rule.low is not None else rule.high + 1
+            assert check_event({**base, rule.field: outside}) == rule.range_reason
+            assert check_event(base) is None

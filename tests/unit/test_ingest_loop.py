@@ -271,7 +271,7 @@ def test_a_recreated_topic_fails_loudly_after_keeping_what_was_read(world, store
 
 def test_from_earliest_rereads_a_recreated_topic_and_drops_repeats_by_event_id(world, store):
     source = TopicSource([[chunk(world, 0, 0, 99)], [], [chunk(world, 0, 0, 149)]], ["A", "A", "B"])
-    stats, totals = ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(on_offset_gap="from_earliest"))
+    stats, _ = ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(on_offset_gap="from_earliest"))
     assert source.rewinds == [set()] and len(stats.gaps) == 1
     ids = stored_ids(store.events_dir)
     assert len(ids) == len(set(ids)) and set(ids) == decoded_ids(world, 150)
@@ -283,7 +283,7 @@ def test_a_drain_run_that_cannot_catch_up_fails_with_what_it_read(world, store):
     from phantom.events.ingest import SourceStalled
 
     source = TopicSource([[chunk(world, 0, 0, 99)]], ["A"], caught_up=False)
-    with pytest.raises(SourceStalled, match="no progress for .*read 100 messages this run, all committed"):
+    with pytest.raises(SourceStalled, match=r"no progress for .*read 100 messages this run, all committed"):
         ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(outage_timeout_s=0.3))
     assert totals_of(store)["messages"] == 100
 
