@@ -345,9 +345,25 @@ class Objective(Section):
 class MuSelection(Section):
     """`evaluate_pricing.mu_selection`."""
 
-    method: Literal["simulator", "model"]
+    method: Literal["ope", "model", "simulator"] = Field(
+        description="ope: off-policy estimates on validation logs; model: predicted leakage; simulator: research only"
+    )
     leakage_target: float
     candidates: list[Annotated[float, Field(ge=0)]] | None = None
+
+
+class Ope(Section):
+    """`evaluate_pricing.ope`: off-policy estimates from the randomised-price experiment."""
+
+    logged_ratio: Pair = Field(description="the experiment's design: each session's multiplier ~ U(lo, hi)")
+    bandwidth: Annotated[float, Field(gt=0)] = Field(description="half-width of the box kernel on the price ratio")
+    bootstrap: PositiveInt = Field(description="Poisson bootstrap replicates over sessions for the 95 % intervals")
+    seed: int = Field(description="random seed of the bootstrap")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Ope:
+        _ordered(self.logged_ratio, "logged_ratio")
+        return self
 
 
 class Guardrail(Section):
@@ -370,6 +386,7 @@ class EvaluatePricingParams(Section):
 
     objective: Objective
     mu_selection: MuSelection
+    ope: Ope | None = None
     guardrail: Guardrail
     fixed_ratio: Annotated[float, Field(gt=0)]
     rules: dict[str, float]
