@@ -134,6 +134,13 @@ class Lab:
             text=True,
         )
 
+    def published_and_started(self, batches: int, *args: str) -> subprocess.Popen:
+        """Publish the world, start the ingest stage, return once `batches` batches are committed."""
+        self.publish()
+        proc = self.start(*args)
+        self.wait_batches(proc, batches)
+        return proc
+
     def batches(self) -> int:
         """Manifest entries on disk right now."""
         folder = self.events / "_manifest"
@@ -314,9 +321,7 @@ def broker_restart_empty(lab: Lab) -> Outcome:
     stops with "no partition assigned"; the recovery step restarts the broker once more and
     re-publishes, and says so in `details.group_stuck_restarts`.
     """
-    lab.publish()
-    proc = lab.start()
-    lab.wait_batches(proc, 2)
+    proc = lab.published_and_started(2)
     lab.broker.kill()
     time.sleep(3)
     lab.broker.start()
@@ -341,9 +346,7 @@ def broker_restart_empty(lab: Lab) -> Outcome:
 
 def broker_freeze(lab: Lab) -> Outcome:
     """Broker frozen (SIGSTOP) 10 s in drain mode: the run waits it out and reads everything."""
-    lab.publish()
-    proc = lab.start()
-    lab.wait_batches(proc, 1)
+    proc = lab.published_and_started(1)
     lab.broker.freeze()
     time.sleep(10)
     lab.broker.thaw()
@@ -354,9 +357,7 @@ def broker_freeze(lab: Lab) -> Outcome:
 def broker_gone(lab: Lab) -> Outcome:
     """Broker killed and never back: the drain run gives up after outage_timeout_s, non-zero, one line."""
     lab.write_params(outage_timeout_s=8)
-    lab.publish()
-    proc = lab.start()
-    lab.wait_batches(proc, 1)
+    proc = lab.published_and_started(1)
     before = set(lab.stored())
     lab.broker.kill()
     err = proc.communicate(timeout=180)[1]
@@ -399,22 +400,31 @@ def _parts(lab: Lab) -> int:
     return len(list(lab.events.glob("part-*.parquet"))) + len(list(lab.quarantine.glob("part-*.parquet")))
 
 
-def manifest_deleted_mid_run(lab: Lab) -> Outcome:
-    """`_manifest/` deleted while ingest runs: it stops at the next batch, deletes nothing; rebuild; resume."""
-    lab.publish()
-    proc = lab.start()
-    lab.wait_batches(proc, 2)
-    _delete_manifest(lab)
-    err = proc.communicate(timeout=120)[1]
+def _refuse_rebuild_resume(lab: Lab) -> dict[str, Any]:
+    """After the manifest was deleted: restart (must refuse, deleting nothing), rebuild it, restart."""
     parts = _parts(lab)
-    restart = lab.run()
+    refused = lab.run()
     kept = _parts(lab) == parts
     rebuilt = lab.run("--rebuild-manifest")
     final = lab.run()
+    return {
+        "restart": refused,
+        "parts_kept": kept,
+        "rebuild_exit": rebuilt.returncode,
+        "final_exit": final.returncode,
+    }
+
+
+def manifest_deleted_mid_run(lab: Lab) -> Outcome:
+    """`_manifest/` deleted while ingest runs: it stops at the next batch, deletes nothing; rebuild; resume."""
+    proc = lab.published_and_started(2)
+    _delete_manifest(lab)
+    err = proc.communicate(timeout=120)[1]
+    steps = _refuse_rebuild_resume(lab)
+    restart = steps.pop("restart")
     return outcome(
         lab, "_manifest/ deleted while ingest runs; restart; --rebuild-manifest; restart", "non-zero",
-        (proc.returncode, err), restart_exit=restart.returncode, restart_message=last_line(restart.stderr),
-        parts_kept=kept, rebuild_exit=rebuilt.returncode, final_exit=final.returncode,
+        (proc.returncode, err), restart_exit=restart.returncode, restart_message=last_line(restart.stderr), **steps,
     )  # fmt: skip
 
 
@@ -423,14 +433,10 @@ def manifest_deleted_between_runs(lab: Lab) -> Outcome:
     lab.publish()
     lab.run("--max-messages", str(len(lab.world.messages) // 2))
     _delete_manifest(lab)
-    parts = _parts(lab)
-    refused = lab.run()
-    kept = _parts(lab) == parts
-    rebuilt = lab.run("--rebuild-manifest")
-    final = lab.run()
+    steps = _refuse_rebuild_resume(lab)
     return outcome(
-        lab, "_manifest/ deleted between runs; restart; --rebuild-manifest; restart", "non-zero", refused,
-        parts_kept=kept, rebuild_exit=rebuilt.returncode, final_exit=final.returncode,
+        lab, "_manifest/ deleted between runs; restart; --rebuild-manifest; restart", "non-zero",
+        steps.pop("restart"), **steps,
     )  # fmt: skip
 
 
@@ -459,9 +465,7 @@ def damaged_file(folder: str, how: str) -> Scenario:
 
 def stop_follow(sig: int) -> Scenario:
     def scenario(lab: Lab) -> Outcome:
-        lab.publish()
-        proc = lab.start("--follow")
-        lab.wait_batches(proc, 2)
+        proc = lab.published_and_started(2, "--follow")
         proc.send_signal(sig)
         err = proc.communicate(timeout=60)[1]
         final = lab.run()
@@ -609,6 +613,7 @@ def summarise(outcomes: list[Outcome], world: Any) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the scenarios, print a table and write the metrics JSON."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the lab's broker on the way out
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--days", type=float, default=1.0, help="simulated days of traffic per scenario")
     parser.add_argument("--batch-size", type=int, default=5000)

@@ -306,3 +306,19 @@ def test_sigterm_writes_the_open_batch_then_stops(world, store):
     stats, totals = ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(follow=True))
     assert stats.stopped_by == "SIGTERM" and totals["messages"] == 150
     assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_the_same_stream_gives_byte_identical_stores(world, tmp_path):
+    """No wall-clock value in the versioned files: re-ingesting does not change dvc.lock."""
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    for n in (1, 2):
+        run(
+            BatchStore(tmp_path / f"{n}/events", tmp_path / f"{n}/quarantine"),
+            world.stream,
+            IngestConfig(batch_size=700),
+        )
+    first, second = files(tmp_path / "1"), files(tmp_path / "2")
+    assert len(first) > 4 and first == second
