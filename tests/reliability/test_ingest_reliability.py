@@ -24,6 +24,7 @@ SCENARIOS = [
     "manifest_deleted_between_runs",
     "part_garbage",
     "sigint_follow",
+    "follow_outage",
     "sigkill_random",
 ]
 
