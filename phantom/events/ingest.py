@@ -2,7 +2,8 @@
 
 Per batch, in this order (the crash-safety argument is in docs/ingest.md):
 1. decode: contract-valid rows, rejects with their reason, duplicates by event_id dropped;
-2. write the events part and the quarantine part (temp name, fsync, rename, fsync folder);
+2. write a pending record, then the events part and the quarantine part (temp name, fsync, rename,
+   fsync folder; their SHA-256 goes into the entry);
 3. write the manifest entry the same way: the batch is now committed on disk;
 4. commit the offsets to the source (Kafka: the consumer group).
 
