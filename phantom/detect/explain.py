@@ -147,3 +147,48 @@ def plots(result: ShapResult, max_display: int = 15) -> dict[str, Any]:
         fig.tight_layout()
         figures[name] = fig
     return figures
+
+
+def time_requests(booster: Any, features: Sequence[str], rows: Sequence[Mapping[str, Any]], top: int = 3) -> float:
+    """Mean milliseconds of one `explain` call over `rows` (requests as dicts, as a service holds them)."""
+    started = time.perf_counter()
+    for row in rows:
+        explain(booster, features, row, top)
+    return 1000 * (time.perf_counter() - started) / max(len(rows), 1)
+
+
+@dataclass
+class DetectorReport:
+    """The detector's SHAP report on a test split: values, reasons tables, timings."""
+
+    shap: ShapResult
+    reasons: dict[str, pd.DataFrame]  # most_confident_agents, false_positives
+    request_ms: float
+
+    def metrics(self) -> dict[str, Any]:
+        """Timings and the top features, for metrics/explain.json."""
+        n = len(self.shap.data)
+        return {
+            "detector_shap_seconds": self.shap.seconds,
+            "detector_shap_rows": n,
+            "detector_shap_ms_per_row": 1000 * self.shap.seconds / max(n, 1),
+            "explain_request_ms": self.request_ms,
+            "detector_top_features": list(self.shap.importance.index[:5]),
+        }
+
+
+def detector_report(
+    model: Any, frame: pd.DataFrame, p_agent: np.ndarray, n: int = 10, top: int = 3, timed: int = 200
+) -> DetectorReport:
+    """SHAP over `frame` (labeled sessions), reasons for the most confident agents and false positives, timings."""
+    booster, features = booster_of(model)
+    threshold = float(model.unwrap_python_model().spec["threshold"])
+    y = frame["is_agent"].astype(int).to_numpy()
+    result = shap_values(booster, frame, features)
+    ids = frame["session_id"].to_numpy()
+    reasons = {
+        "most_confident_agents": top_reasons(result, most_confident_agents(p_agent, y, n), ids, p_agent, top),
+        "false_positives": top_reasons(result, false_positives(p_agent, y, threshold, n), ids, p_agent, top),
+    }
+    rows = frame[features].head(timed).to_dict(orient="records")
+    return DetectorReport(result, reasons, time_requests(booster, features, rows, top))

@@ -85,6 +85,22 @@ def completeness_error(result: Attributions) -> dict[str, float]:
     return {"mean": float(err.mean()), "max": float(err.max()), "mean_abs_delta": float(np.abs(result.delta).mean())}
 
 
+def summary(results: Sequence[Attributions], rows: int) -> dict[str, Any]:
+    """Timings, completeness and top features per target, for metrics/explain.json."""
+    out: dict[str, Any] = {"ig_rows": rows}
+    for r in results:
+        out[f"ig_{r.target}_seconds"] = r.seconds
+        out[f"ig_{r.target}_completeness_error"] = completeness_error(r)
+        out[f"ig_{r.target}_top_features"] = list(r.importance.index[:5])
+    return out
+
+
+def importance_table(results: Sequence[Attributions]) -> pd.DataFrame:
+    """One row per feature, a mean |IG| column per target."""
+    table = pd.concat([r.importance for r in results], axis=1)
+    return table.rename_axis("feature").reset_index()
+
+
 def plot_importance(results: Sequence[Attributions], top: int = 15) -> Any:
     """Side-by-side bar charts of mean |IG| for each target."""
     import matplotlib
