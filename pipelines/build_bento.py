@@ -22,9 +22,10 @@ def main() -> None:
     parser.add_argument("--catalogue", type=Path, default=Path("data/raw/catalogue.parquet"))
     parser.add_argument("--decisions", type=Path, default=Path("data/features/decisions.parquet"))
     parser.add_argument("--policy", type=Path, default=Path("models/pricing/policy.json"))
-    parser.add_argument("--bentofile", type=Path, default=ROOT / "bentofiles/pricing/bentofile.yaml")
-    parser.add_argument("--info-out", type=Path, default=ROOT / "bentofiles/pricing/build_info.json")
+    parser.add_argument("--build-ctx", type=Path, default=ROOT, help="folder holding bentofiles/ and phantom/")
     args = parser.parse_args()
+    bentofile = args.build_ctx / "bentofiles/pricing/bentofile.yaml"
+    info_out = args.build_ctx / "bentofiles/pricing/build_info.json"
     from phantom.serve.build import build
 
     params = {"features": load_params("features"), "evaluate_pricing": load_params("evaluate_pricing")}
@@ -35,9 +36,9 @@ def main() -> None:
     console.print(
         f"read {args.catalogue} ({len(catalogue):,} products), {args.decisions} ({len(decisions):,} decisions), policy {args.policy}"
     )
-    info = build(ROOT, args.bentofile, args.info_out, args.policy, decisions, catalogue, params)
+    info = build(args.build_ctx, bentofile, info_out, args.policy, decisions, catalogue, params, repo=ROOT)
     console.print(json.dumps(info["models"], indent=1))
-    console.print(f"built Bento {info['bento']} (wrote {args.info_out})")
+    console.print(f"built Bento {info['bento']} (wrote {info_out})")
     print(info["bento"])
 
 

@@ -40,7 +40,13 @@ def _version() -> dict:
 app = create_app(_engine, _version, lambda: runtime.status(_state["engine"], _state["publisher"]))
 
 
-@bentoml.service(name="phantom-pricing", workers=1, traffic={"timeout": 10}, resources={"cpu": "1"})
+@bentoml.service(
+    name="phantom-pricing",
+    workers=1,
+    traffic={"timeout": 10},
+    resources={"cpu": "1"},
+    logging={"access": {"enabled": False}},  # a log line per request costs more than pricing it; metrics count requests
+)
 @bentoml.asgi_app(app, path="/")
 class Pricing:
     """Agent-aware pricing: the registry champions, the fitted policy and the catalogue."""

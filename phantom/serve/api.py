@@ -9,7 +9,7 @@ body over `max_body_bytes` is 413; an ingest batch over `max_batch` events is 41
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -21,7 +21,7 @@ MAX_BATCH = 1000
 ID_PATTERN = r"^[\x21-\x7e]{1,128}$"  # printable ASCII, no spaces, 1-128 characters
 
 
-class Mode(str, Enum):
+class Mode(StrEnum):
     """How to price: list price, the seed's rules, the models, an A/B split, the distilled rules."""
 
     static = "static"

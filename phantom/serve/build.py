@@ -102,21 +102,25 @@ def bento_version(versions: Mapping[str, str], commit: str) -> str:
 
 
 def build(
-    repo: Path,
+    build_ctx: Path,
     bentofile: Path,
     info_path: Path,
     policy_file: Path | None,
     decisions: Any,
     catalogue: Any,
     params: Mapping[str, Any],
+    repo: Path | None = None,
 ) -> dict[str, Any]:
-    """Import the champions, save the context, write build_info.json, build the Bento; returns the build info."""
+    """Import the champions, save the context, write build_info.json, build the Bento; returns the build info.
+
+    `build_ctx` holds bentofiles/ and phantom/; `repo` is the git checkout whose commit is recorded.
+    """
     import bentoml
 
     from phantom.registry.tracking import configure, git_state
 
     registry_uri = configure()
-    git = git_state(repo)
+    git = git_state(repo or build_ctx)
     det, mt = champion(DETECTOR), champion(MULTITASK)
     versions = {DETECTOR: str(det.version), MULTITASK: str(mt.version)}
     det_model = import_champion(DETECTOR, det, registry_uri)
@@ -157,6 +161,6 @@ def build(
         "detector_version": versions[DETECTOR],
         "multitask_version": versions[MULTITASK],
     }
-    bento = bentoml.bentos.build_bentofile(str(bentofile), build_ctx=str(repo), version=version, labels=labels)
+    bento = bentoml.bentos.build_bentofile(str(bentofile), build_ctx=str(build_ctx), version=version, labels=labels)
     info["bento"] = str(bento.tag)
     return info

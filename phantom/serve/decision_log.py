@@ -57,7 +57,7 @@ class DecisionLog(ABC):
         """Counters for /readyz."""
         return {}
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (optional hook: sinks without a buffer have nothing to flush)
         """Flush what is pending."""
 
 
@@ -74,6 +74,7 @@ class ParquetDecisionLog(DecisionLog):
         self._files = 0
         self.written = 0
         self.dropped = 0
+        self._flushing = False  # a background thread is writing a file (requests never wait for it)
         self._lock = threading.Lock()
 
     def write(self, row: dict[str, Any]) -> None:
@@ -84,8 +85,16 @@ class ParquetDecisionLog(DecisionLog):
                 return
             self._rows.append(row)
             due = len(self._rows) >= self.rotate_rows or time.time() - self._started >= self.rotate_s
-        if due:
+            if due and not self._flushing:
+                self._flushing = True
+                threading.Thread(target=self._flush_in_background, name="decision-log", daemon=True).start()
+
+    def _flush_in_background(self) -> None:
+        try:
             self.flush()
+        finally:
+            with self._lock:
+                self._flushing = False
 
     def flush(self) -> Path | None:
         """Write the buffered rows to a new file; the path, or None when there was nothing (or it failed)."""

@@ -9,6 +9,7 @@ rejects after the producer's own retries goes back to the buffer while there is 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -122,10 +123,8 @@ class BufferedPublisher:
     def _reset(self) -> None:
         producer, self._producer = self._producer, None
         if producer is not None:
-            try:
+            with contextlib.suppress(Exception):
                 producer.close(timeout=0)
-            except Exception:
-                pass
         time.sleep(0.5)
 
     def flush(self, timeout_s: float = 10.0) -> bool:
@@ -155,7 +154,5 @@ class BufferedPublisher:
             self._cv.notify_all()
         self._thread.join(timeout=5)
         if self._producer is not None:
-            try:
+            with contextlib.suppress(Exception):
                 self._producer.close(timeout=2)
-            except Exception:
-                pass

@@ -12,6 +12,7 @@ Environment (all optional):
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping
@@ -33,10 +34,8 @@ def one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-    try:
+    with contextlib.suppress(RuntimeError):  # already set (or work already ran): keep what is there
         torch.set_num_interop_threads(1)
-    except RuntimeError:  # already set (or work already ran): keep what is there
-        pass
 
 
 def parse_arms(text: str) -> tuple[tuple[str, float], ...]:

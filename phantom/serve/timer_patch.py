@@ -60,8 +60,6 @@ def apply(version: str | None = None) -> bool:
 
     version = version or bentoml.__version__
     middleware = traffic.TimeoutMiddleware
-    if getattr(middleware, "_phantom_patched", False):
-        return True
     if version not in PATCHED_VERSIONS:
         log.warning(
             "bentoml %s: TimeoutMiddleware timer patch not applied (known versions: %s)",
@@ -70,5 +68,4 @@ def apply(version: str | None = None) -> bool:
         )
         return False
     middleware.__call__ = _call
-    middleware._phantom_patched = True
     return True
