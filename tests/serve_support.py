@@ -7,7 +7,8 @@ registered with the alias `champion` in a throwaway sqlite registry, as the pipe
 
 from __future__ import annotations
 
-import os
+import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ def policy(mu: float = 8.0) -> dict[str, Any]:
 def register_models(world: World, root: Path) -> dict[str, str]:
     """Train both models, log and register them as `champion` in a sqlite registry under `root`.
 
+    Sets MLflow's tracking URI in this process: call it in a process of its own (`main`).
     Returns the environment (MLFLOW_TRACKING_URI) that points at it.
     """
     import mlflow
@@ -100,7 +102,6 @@ def register_models(world: World, root: Path) -> dict[str, str]:
     from phantom.registry.models import CHAMPION, register
 
     uri = f"sqlite:///{root / 'mlflow.db'}"
-    os.environ["MLFLOW_TRACKING_URI"] = uri
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("serve-tests")
     detector, bundle = train_detector(world), train_multitask(world)
@@ -136,3 +137,18 @@ def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
             row["duration_ms"] = int(row["duration_ms"])
         out.append({k: v for k, v in row.items() if v is not None})
     return out
+
+
+def main(root: str) -> None:
+    """Write a small world's catalogue, decisions and policy to `root` and register its two models there."""
+    folder = Path(root)
+    world = make_world()
+    world.catalogue.to_parquet(folder / "catalogue.parquet", index=False)
+    world.decisions.to_parquet(folder / "decisions.parquet", index=False)
+    world.events.to_parquet(folder / "events.parquet", index=False)
+    (folder / "policy.json").write_text(json.dumps(policy()))
+    print(json.dumps(register_models(world, folder)))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

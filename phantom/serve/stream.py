@@ -63,11 +63,18 @@ def run(
     progress: Callable[[int], None] | None = None,
     limits: Limits | None = None,
 ) -> StreamStats:
-    """Poll, apply, commit until idle for `idle_timeout_s` (0: forever) or `max_messages` are done."""
+    """Poll, apply, commit until idle for `idle_timeout_s` (0: forever) or `max_messages` are done.
+
+    Idle time counts only once the group has assigned partitions to this member (joining a group
+    takes a rebalance), or after `idle_timeout_s` + 60 s without any assignment.
+    """
     stats = StreamStats()
     idle_since = time.monotonic()
+    assigned = False
     while True:
         polled = consumer.poll(timeout_ms=500, max_records=2000)
+        if not assigned and consumer.assignment():
+            assigned, idle_since = True, time.monotonic()
         records = [r for recs in polled.values() for r in recs]
         if records:
             idle_since = time.monotonic()
@@ -75,7 +82,7 @@ def run(
             consumer.commit()
             if progress is not None:
                 progress(len(records))
-        elif idle_timeout_s and time.monotonic() - idle_since > idle_timeout_s:
+        elif idle_timeout_s and time.monotonic() - idle_since > idle_timeout_s + (0 if assigned else 60):
             return stats
         if max_messages and stats.messages >= max_messages:
             return stats
