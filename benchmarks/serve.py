@@ -124,10 +124,10 @@ def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, An
                 r[k] = int(r[k])
     known = set(catalogue["product_id"])
 
-    def price(sid: str, pid: str, ts: int) -> tuple[dict[str, float], float]:
+    def price(sid: str, pid: str, ts: int) -> tuple[dict[str, float], float, bool]:
         q = urllib.parse.urlencode({"session_id": sid, "ts": ts, "explain": "true"})
         d = _get(f"{url}/api/ml/price/{urllib.parse.quote(pid)}?{q}")
-        return d["features"], d["ratio"]
+        return d["features"], d["ratio"], d["degraded"]
 
     def ingest(batch: list[dict[str, Any]]) -> None:
         for i in range(0, len(batch), 500):

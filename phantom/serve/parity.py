@@ -18,8 +18,8 @@ import pandas as pd
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 
 FEATURES = [*SESSION_FEATURES, *PRODUCT_FEATURES]
-# price(session_id, product_id, ts) -> (features, ratio); ingest(list of contract events) -> None
-PriceFn = Callable[[str, str, int], tuple[dict[str, float], float]]
+# price(session_id, product_id, ts) -> (features, ratio, degraded); ingest(list of contract events) -> None
+PriceFn = Callable[[str, str, int], tuple[dict[str, float], float, bool]]
 IngestFn = Callable[[list[dict[str, Any]]], None]
 
 
@@ -35,8 +35,16 @@ def online_replay(
             if pending:
                 ingest(pending)
                 pending = []
-            features, ratio = price(event["session_id"], pid, int(event["ts"]))
-            rows.append({"session_id": event["session_id"], "event_id": event["event_id"], "ratio": ratio, **features})
+            features, ratio, degraded = price(event["session_id"], pid, int(event["ts"]))
+            rows.append(
+                {
+                    "session_id": event["session_id"],
+                    "event_id": event["event_id"],
+                    "ratio": ratio,
+                    "degraded": degraded,
+                    **features,
+                }
+            )
         pending.append(event)
     if pending:
         ingest(pending)
@@ -58,10 +66,19 @@ def offline_ratios(decisions: pd.DataFrame, model: Any, objective: Any, catalogu
 def compare(
     online: pd.DataFrame, offline: pd.DataFrame, offline_ratio: np.ndarray, rtol: float = 1e-9
 ) -> dict[str, Any]:
-    """Count decisions whose features or price differ between the online and the offline path."""
+    """Count decisions whose features or price differ between the online and the offline path.
+
+    Decisions the service answered `degraded` (its online store was unreachable, so it priced from
+    the fallback) are counted apart: they are expected to differ and say so.
+    """
     off = offline.assign(offline_ratio=offline_ratio)[["session_id", "event_id", "offline_ratio", *FEATURES]]
     joined = online.merge(off, on=["session_id", "event_id"], how="outer", suffixes=("", "_offline"), indicator=True)
-    both = joined["_merge"] == "both"
+    degraded = (
+        joined["degraded"].fillna(False).astype(bool).to_numpy()
+        if "degraded" in joined
+        else np.zeros(len(joined), bool)
+    )
+    both = (joined["_merge"] == "both") & ~degraded
     bad_features = np.zeros(len(joined), dtype=bool)
     worst: dict[str, float] = {}
     for name in FEATURES:
@@ -76,6 +93,7 @@ def compare(
     )
     return {
         "decisions": int(both.sum()),
+        "degraded": int(degraded.sum()),
         "only_online": int((joined["_merge"] == "left_only").sum()),
         "only_offline": int((joined["_merge"] == "right_only").sum()),
         "feature_mismatches": int(bad_features.sum()),

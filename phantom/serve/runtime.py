@@ -2,7 +2,8 @@
 
 Environment (all optional):
 - `REDIS_URL`: the online store (unset: in-process); `PHANTOM_REDIS_TIMEOUT_MS` (50): a slower
-  Redis counts as down; `PHANTOM_REDIS_RETRY_S` (1): how long to use the fallback before retrying;
+  read counts as Redis down; `PHANTOM_REDIS_WRITE_TIMEOUT_MS` (500): the same for ingest writes;
+  `PHANTOM_REDIS_RETRY_S` (1): how long to use the fallback before retrying;
 - `KAFKA_BOOTSTRAP_SERVERS`: publish ingested events to `user-interactions` and decisions to
   `price-decisions` (unset: decisions go to parquet files); `PHANTOM_KAFKA_BUFFER` (100000);
 - `PHANTOM_DECISION_LOG`: folder of the parquet decision log (default `decision-log/`);
@@ -91,6 +92,7 @@ def build_engine(
         env.get("REDIS_URL") or None,
         timeout_s=float(env.get("PHANTOM_REDIS_TIMEOUT_MS", "50")) / 1000,
         retry_s=float(env.get("PHANTOM_REDIS_RETRY_S", "1")),
+        write_timeout_s=float(env.get("PHANTOM_REDIS_WRITE_TIMEOUT_MS", "500")) / 1000,
     )
     servers = (env.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip()
     publisher = BufferedPublisher(servers, capacity=int(env.get("PHANTOM_KAFKA_BUFFER", "100000"))) if servers else None

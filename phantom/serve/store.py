@@ -172,21 +172,26 @@ return {v or false, spv or false, counts[1] or false, counts[2] or false,
 class RedisStore(OnlineStore):
     """State in Redis: one scripted read per decision, one WATCH/MULTI transaction per session write."""
 
-    def __init__(self, client: Any, horizon_ms: int = 2 * TTL_SECONDS * 1000, ttl_s: int = TTL_SECONDS) -> None:
-        self.r = client
+    def __init__(
+        self, client: Any, horizon_ms: int = 2 * TTL_SECONDS * 1000, ttl_s: int = TTL_SECONDS, writer: Any = None
+    ) -> None:
+        self.r = client  # reads (the price path)
+        self.w = writer or client  # writes (ingest): may wait longer, losing a write to the fallback is worse
         self.horizon_ms = horizon_ms
         self.ttl_s = ttl_s
         self._read = client.register_script(READ_SCRIPT)
 
     @classmethod
-    def from_url(cls, url: str, timeout_s: float = 0.05) -> RedisStore:
-        """A store on `url` whose calls fail after `timeout_s` (a slow Redis counts as down)."""
+    def from_url(cls, url: str, timeout_s: float = 0.05, write_timeout_s: float | None = None) -> RedisStore:
+        """A store on `url` whose reads fail after `timeout_s` (a slow Redis counts as down), writes after `write_timeout_s`."""
         import redis
 
-        client = redis.Redis.from_url(
-            url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s, retry_on_timeout=False
-        )
-        return cls(client)
+        def client(timeout: float) -> Any:
+            return redis.Redis.from_url(
+                url, socket_timeout=timeout, socket_connect_timeout=timeout, retry_on_timeout=False
+            )
+
+        return cls(client(timeout_s), writer=client(write_timeout_s or timeout_s))
 
     def read(self, session_id: str, product_id: str, ts: int, window_ms: int) -> Snapshot:
         """The state a price decision at `ts` reads, in one round trip."""
@@ -216,7 +221,7 @@ class RedisStore(OnlineStore):
 
         key = SESSION_KEY.format(session_id)
         for _ in range(retries):
-            with self.r.pipeline() as pipe:
+            with self.w.pipeline() as pipe:
                 try:
                     pipe.watch(key)
                     text, delta = update(pipe.get(key))
@@ -258,58 +263,61 @@ class RedisStore(OnlineStore):
 class ResilientStore(OnlineStore):
     """A primary store (Redis) that falls back to an in-process store when it fails or is slow.
 
-    After a failure the primary is left alone for `retry_s` seconds (requests are not slowed by
-    timeouts meanwhile), then tried again: the service recovers by itself when Redis is back.
-    State written to the fallback during an outage stays there; events that reach Kafka are folded
-    into Redis by the streaming updater, so the primary catches up from the topic.
+    After a failed read (or write) the primary is left alone for reads (or writes) for `retry_s`
+    seconds (requests are not slowed by timeouts meanwhile), then tried again: the service
+    recovers by itself when Redis is back. State written to the fallback during an outage stays
+    there; events that reach Kafka are folded into Redis by the streaming updater, so the primary
+    catches up from the topic.
     """
 
     def __init__(self, primary: OnlineStore, fallback: OnlineStore | None = None, retry_s: float = 1.0) -> None:
         self.primary = primary
         self.fallback = fallback or MemoryStore()
         self.retry_s = retry_s
-        self._down_until = 0.0
-        self.failures = 0
+        self._down_until = {"read": 0.0, "write": 0.0}
+        self.failures = {"read": 0, "write": 0}
+
+    def _up(self, kind: str) -> bool:
+        return time.monotonic() >= self._down_until[kind]
 
     @property
     def degraded(self) -> bool:
-        """True while the primary is considered down."""
-        return time.monotonic() < self._down_until
+        """True while reads or writes go to the fallback."""
+        return not (self._up("read") and self._up("write"))
 
-    def _failed(self) -> None:
-        self.failures += 1
-        self._down_until = time.monotonic() + self.retry_s
+    def _failed(self, kind: str) -> None:
+        self.failures[kind] += 1
+        self._down_until[kind] = time.monotonic() + self.retry_s
 
     def read(self, session_id: str, product_id: str, ts: int, window_ms: int) -> Snapshot:
         """From the primary, or from the fallback (degraded) while the primary is down."""
-        if not self.degraded:
+        if self._up("read"):
             try:
                 return self.primary.read(session_id, product_id, ts, window_ms)
             except Exception:
-                self._failed()
+                self._failed("read")
         snap = self.fallback.read(session_id, product_id, ts, window_ms)
         snap.degraded = True
         return snap
 
     def update_session(self, session_id: str, update: Updater) -> Delta:
         """Into the primary, or into the fallback while the primary is down."""
-        if not self.degraded:
+        if self._up("write"):
             try:
                 return self.primary.update_session(session_id, update)
             except Exception:
-                self._failed()
+                self._failed("write")
         return self.fallback.update_session(session_id, update)
 
     def ping(self) -> bool:
         """True if the primary answers (the fallback always does)."""
-        ok = self.primary.ping()
-        if ok:
-            self._down_until = 0.0
-        return ok
+        return self.primary.ping()
 
 
-def open_store(redis_url: str | None, timeout_s: float = 0.05, retry_s: float = 1.0) -> OnlineStore:
+def open_store(
+    redis_url: str | None, timeout_s: float = 0.05, retry_s: float = 1.0, write_timeout_s: float = 0.5
+) -> OnlineStore:
     """The store for this environment: Redis with an in-process fallback, or in-process only."""
     if not redis_url:
         return MemoryStore()
-    return ResilientStore(RedisStore.from_url(redis_url, timeout_s), MemoryStore(), retry_s)
+    return ResilientStore(RedisStore.from_url(redis_url, timeout_s, write_timeout_s), MemoryStore(), retry_s)

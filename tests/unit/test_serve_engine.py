@@ -57,14 +57,14 @@ def test_service_features_and_prices_equal_the_batch_pipeline_and_offline_pricer
 
     def price(sid, pid, ts):
         d = engine.price("ml", sid, pid, ts, explain=True)
-        return d["features"], d["ratio"]
+        return d["features"], d["ratio"], d["degraded"]
 
     online = parity.online_replay(ss.contract_events(world.events), known, price, engine.ingest)
     offline = world.decisions.loc[world.decisions["product_id"].isin(known)].reset_index(drop=True)
     result = parity.compare(
         online, offline, parity.offline_ratios(offline, models[1], engine.objective, world.catalogue)
     )
-    assert result["decisions"] == len(offline) > 1000
+    assert result["decisions"] == len(offline) > 1000 and result["degraded"] == 0
     assert result["only_online"] == result["only_offline"] == 0
     assert result["parity_mismatches"] == 0, result
     assert online["ratio"].nunique() > 3  # the optimiser really moves prices
