@@ -46,10 +46,13 @@ def detector_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[s
 
 def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
     """`evaluate(model_uri) -> metrics` for pricing-multitask: the frozen set written by evaluate_pricing."""
-    from pipelines.evaluate_pricing import frozen_evaluator
+    import json
 
-    bins = params.get("ece_bins")  # purchase_ece's equal-count bins; default: the frozen replay config's
-    return frozen_evaluator(eval_set, ece_bins=None if bins is None else int(bins))
+    from phantom.pricing.gate import frozen_evaluator
+
+    config = json.loads(eval_set.with_suffix(".config.json").read_text())
+    bins = params.get("ece_bins")  # purchase_ece's equal-count bins; default: the frozen config's
+    return frozen_evaluator(read_parquet(eval_set), config, None if bins is None else int(bins), console.print)
 
 
 # registered model name -> builder of its evaluator (eval set path, its params section)
