@@ -109,7 +109,7 @@ def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, An
     import pandas as pd
 
     from phantom.features.aggregator import build
-    from phantom.pricing.objective import Objective
+    from phantom.pricing.pricer import Pricer
     from phantom.quality.raw_events import read_events
     from phantom.serve.parity import compare, offline_ratios, online_replay
 
@@ -147,8 +147,7 @@ def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, An
     mlflow.set_tracking_uri(info["registry_uri"])
     m = info["models"]["multitask"]
     model = mlflow.pyfunc.load_model(f"models:/{m['registry']}/{m['version']}")
-    objective = Objective(**{**info["policy"], "grid": tuple(info["policy"]["grid"])})
-    result = compare(online, offline, offline_ratios(offline, model, objective, catalogue))
+    result = compare(online, offline, offline_ratios(offline, model, Pricer.from_policy(info["policy"]), catalogue))
     result.update(events=len(records), seconds=round(time.perf_counter() - started, 1))
     return result, sorted(sl["session_id"].unique())
 

@@ -22,7 +22,6 @@ from typing import Any
 DETECTOR = "agent-detector"
 MULTITASK = "pricing-multitask"
 BENTO_NAME = "phantom-pricing"
-POLICY_TAG = "pricer.policy"  # JSON of the fitted policy on the pricing-multitask version, when set
 
 
 def champion(name: str, alias: str = "champion") -> Any:
@@ -56,7 +55,9 @@ def import_champion(name: str, version: Any, registry_uri: str) -> Any:
 
 
 def policy_of(version: Any, policy_file: Path | str | None) -> dict[str, Any]:
-    """The fitted policy: the version's `pricer.policy` tag, else the policy.json file."""
+    """The fitted policy: the version's `pricer.policy` tag (set by the promotion gate), else the policy.json file."""
+    from phantom.pricing.gate import POLICY_TAG
+
     text = (version.tags or {}).get(POLICY_TAG)
     if text:
         return json.loads(text)

@@ -5,9 +5,9 @@ product's demand, builds the decision's feature vector (phantom.serve.features),
 
 - `static`: the list price;
 - `rules`: the seed's rules (phantom.pricing.policies.rules) on the same online features;
-- `ml`: the multi-task network's P(agent) and purchase curves, priced by the fitted objective
-  (the policy the evaluate_pricing stage fitted: grid, mu, guardrail lambda); the detector's
-  calibrated P(agent) is reported alongside;
+- `ml`: the multi-task network's P(agent) and purchase curves, priced by the one pricer
+  (phantom.pricing.pricer, fitted by evaluate_pricing: grid, mu, guardrail lambda); the
+  detector's calibrated P(agent) is reported alongside;
 - `ab`: a stable hash of the session picks one of the configured arms (`ab_arms`).
 
 Every decision is logged (phantom.serve.decision_log). `ingest(events)` checks each event
@@ -29,8 +29,8 @@ import numpy as np
 
 from phantom.features import context
 from phantom.features.encode import CatalogueIndex, catalogue_index
-from phantom.pricing import objective as obj
 from phantom.pricing.policies import RulesConfig, rules
+from phantom.pricing.pricer import Pricer
 from phantom.serve import features as feats
 from phantom.serve.decision_log import DecisionLog, record
 from phantom.serve.store import OnlineStore
@@ -61,7 +61,7 @@ class ModeUnavailable(ServeError):
 class PricingContext:
     """Everything besides the models that a decision needs (built at Bento build time)."""
 
-    policy: Mapping[str, Any]  # {"objective": Objective.to_dict(), ...} as models/pricing/policy.json
+    policy: Mapping[str, Any]  # {"objective": {...}} as models/pricing/policy.json / the `pricer.policy` tag
     rules: RulesConfig = field(default_factory=RulesConfig)
     mean_demand: float = 1.0  # mean product_views_last_hour of the training decisions (the rules' reference)
     demand: context.DemandConfig = field(default_factory=context.DemandConfig)
@@ -69,9 +69,9 @@ class PricingContext:
     ab_salt: str = "phantom-ab-1"
 
     @property
-    def objective(self) -> obj.Objective:
-        """The fitted optimiser."""
-        return obj.Objective(**{**self.policy["objective"], "grid": tuple(self.policy["objective"]["grid"])})
+    def pricer(self) -> Pricer:
+        """The one pricer, fitted (phantom.pricing.pricer)."""
+        return Pricer.from_policy(self.policy)
 
 
 def ab_arm(session_id: str, arms: Sequence[tuple[str, float]], salt: str) -> str:
@@ -108,7 +108,7 @@ class PricingEngine:
         check_time: bool = True,
     ) -> None:
         self.ctx = ctx
-        self.objective = ctx.objective
+        self.pricer = ctx.pricer
         self.catalogue: CatalogueIndex = catalogue_index(catalogue)
         self.facts = feats.catalogue_facts(self.catalogue)
         self.store = store
@@ -184,12 +184,11 @@ class PricingEngine:
     def _ml(self, row: dict[str, float], base: float, cost: float, decision: dict[str, Any]) -> tuple[float, str]:
         if self.multitask is None:
             raise ModeUnavailable("mode 'ml' needs the pricing model, which this Bento does not carry")
-        demand = self.multitask.demand([row])
-        idx = int(obj.decide_index(demand, np.array([base]), np.array([cost]), self.objective)[0])
-        decision["p_agent"] = float(demand.p_agent[0])
+        priced = self.pricer.price(self.multitask.demand([row]), [base], [cost])
+        decision["p_agent"] = float(priced.p_agent[0])
         if self.detector is not None:
             decision["p_agent_detector"] = float(self.detector.p_agent([row])[0])
-        return float(self.objective.ratios[idx]), "optimiser"
+        return float(priced.ratio[0]), str(priced.reason[0])
 
     # ingestion
     def ingest(self, events: Sequence[Any], received_ms: int | None = None) -> dict[str, Any]:

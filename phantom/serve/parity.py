@@ -51,16 +51,14 @@ def online_replay(
     return pd.DataFrame(rows)
 
 
-def offline_ratios(decisions: pd.DataFrame, model: Any, objective: Any, catalogue: pd.DataFrame) -> np.ndarray:
-    """The batch path: score_grid of the pyfunc model and the objective's decision, per decision row."""
-    from phantom.pricing.objective import decide
+def offline_ratios(decisions: pd.DataFrame, model: Any, pricer: Any, catalogue: pd.DataFrame) -> np.ndarray:
+    """The batch path: score_grid of the pyfunc model and the one pricer on the whole batch."""
     from phantom.pricing.package import score_grid
 
     cost = catalogue.drop_duplicates("product_id").set_index("product_id")["unit_cost"]
-    demand = score_grid(model, decisions, objective.grid)
-    return decide(
-        demand, decisions["base_price"].to_numpy(float), decisions["product_id"].map(cost).to_numpy(float), objective
-    )
+    demand = score_grid(model, decisions, pricer.grid)
+    base = decisions["base_price"].to_numpy(float)
+    return pricer.price(demand, base, decisions["product_id"].map(cost).to_numpy(float)).ratio
 
 
 def compare(

@@ -107,7 +107,7 @@ def build_engine(
         store,
         log,
         detector=DetectorScorer(detector_pyfunc.unwrap_python_model()) if detector_pyfunc is not None else None,
-        multitask=MultitaskScorer(multitask_pyfunc.unwrap_python_model(), ctx.objective.grid)
+        multitask=MultitaskScorer(multitask_pyfunc.unwrap_python_model(), ctx.pricer.grid)
         if multitask_pyfunc is not None
         else None,
         versions=versions,

@@ -21,7 +21,7 @@ from tests import serve_support as ss
 
 @pytest.fixture(scope="module")
 def world():
-    return ss.make_world(days=0.25)
+    return ss.make_world(days=0.15)
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def make_engine(world, models, tmp_path, **kw) -> PricingEngine:
         MemoryStore(),
         ParquetDecisionLog(tmp_path / "log"),
         DetectorScorer(det.unwrap_python_model()),
-        MultitaskScorer(mt.unwrap_python_model(), ctx.objective.grid),
+        MultitaskScorer(mt.unwrap_python_model(), ctx.pricer.grid),
         {"agent-detector": "1", "pricing-multitask": "1"},
         check_time=False,
     )
@@ -61,9 +61,7 @@ def test_service_features_and_prices_equal_the_batch_pipeline_and_offline_pricer
 
     online = parity.online_replay(ss.contract_events(world.events), known, price, engine.ingest)
     offline = world.decisions.loc[world.decisions["product_id"].isin(known)].reset_index(drop=True)
-    result = parity.compare(
-        online, offline, parity.offline_ratios(offline, models[1], engine.objective, world.catalogue)
-    )
+    result = parity.compare(online, offline, parity.offline_ratios(offline, models[1], engine.pricer, world.catalogue))
     assert result["decisions"] == len(offline) > 1000 and result["degraded"] == 0
     assert result["only_online"] == result["only_offline"] == 0
     assert result["parity_mismatches"] == 0, result
