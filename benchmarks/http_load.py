@@ -27,7 +27,8 @@ class Result:
 
     latencies_ms: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
-    errors: int = 0  # connection failures and 5xx
+    errors: int = 0  # connection failures, 5xx and requests unanswered at the deadline
+    unanswered: int = 0  # still waiting when the run's deadline passed (their latency: at least that long)
     seconds: float = 0.0
     sent: int = 0
 
@@ -43,6 +44,7 @@ class Result:
             "p999_ms": pct(99.9),
             "max_ms": float(lat.max()) if lat.size else float("nan"),
             "errors": self.errors,
+            "unanswered": self.unanswered,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
         }
 
@@ -107,15 +109,26 @@ async def _one(conn: Connection, req: Request, due: float, result: Result, pool:
 
 
 async def open_loop(
-    host: str, port: int, requests: Callable[[int], Request], rate: float, seconds: float, max_conns: int = 512
+    host: str,
+    port: int,
+    requests: Callable[[int], Request],
+    rate: float,
+    seconds: float,
+    max_conns: int = 512,
+    grace_s: float = 10.0,
 ) -> Result:
-    """Send `rate` requests per second for `seconds`, each on time, latency measured from its due time."""
+    """Send `rate` requests per second for `seconds`, each on time, latency measured from its due time.
+
+    Requests still unanswered `grace_s` after the last one was due are cancelled and counted as
+    errors (`unanswered`), with the time they had waited as their latency (a lower bound).
+    """
     result = Result()
     idle: list[Connection] = []
     opened = 0
     tasks = set()
     start = time.perf_counter()
     n = int(rate * seconds)
+    dues: dict[asyncio.Task, float] = {}
     for i in range(n):
         due = start + i / rate
         delay = due - time.perf_counter()
@@ -131,10 +144,17 @@ async def open_loop(
             conn = idle.pop()
         task = asyncio.create_task(_one(conn, requests(i), due, result, idle))
         tasks.add(task)
+        dues[task] = due
         task.add_done_callback(tasks.discard)
         result.sent += 1
     if tasks:
-        await asyncio.wait(tasks, timeout=60)
+        await asyncio.wait(tasks, timeout=max(start + seconds + grace_s - time.perf_counter(), 0.1))
+    now = time.perf_counter()
+    for task in list(tasks):
+        task.cancel()
+        result.unanswered += 1
+        result.errors += 1
+        result.latencies_ms.append((now - dues[task]) * 1000)
     result.seconds = time.perf_counter() - start
     for conn in idle:
         conn.close()

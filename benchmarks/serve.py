@@ -295,13 +295,13 @@ def redis_faults(url: str, redis: Any, reqs: list, seconds: float = 3.0) -> dict
 
     out: dict[str, Any] = {}
     redis.pause()
-    out["redis_paused"] = run_open(url, cycle(reqs), 200, seconds).summary()
+    out["redis_paused"] = run_open(url, cycle(reqs), 50, seconds).summary()
     redis.resume()
     stop(redis.proc)
-    out["redis_killed"] = run_open(url, cycle(reqs), 200, seconds).summary()
+    out["redis_killed"] = run_open(url, cycle(reqs), 50, seconds).summary()
     new = start_redis(port=redis.port)
     time.sleep(1.5)  # the fallback's retry interval
-    out["redis_back"] = run_open(url, cycle(reqs), 200, seconds).summary()
+    out["redis_back"] = run_open(url, cycle(reqs), 50, seconds).summary()
     out["degraded_after_recovery"] = _get(f"{url}/status")["store"]["degraded"]
     fives = sum(
         int(v)

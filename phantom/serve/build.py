@@ -4,7 +4,8 @@
    (the aliases are read once; the pinned version URIs are imported, so an alias moving during
    the build cannot mix versions);
 2. import both into the BentoML model store (`bentoml.mlflow.import_model`) with their registry
-   name, version, run id and the registry URI as labels and metadata;
+   name, version, run id and the registry URI as labels and metadata (a version already imported
+   from the same registry is reused);
 3. save the pricing context (fitted policy, rules config, mean demand, demand config, catalogue)
    as a third BentoML model;
 4. write bentofiles/pricing/build_info.json (the tags, versions, registry URI, git commit) and
@@ -35,7 +36,7 @@ def champion(name: str, alias: str = "champion") -> Any:
 
 
 def import_champion(name: str, version: Any, registry_uri: str) -> Any:
-    """Import one registry version into the BentoML store; returns the bentoml Model."""
+    """The registry version in the BentoML store: imported once, reused by later builds."""
     import bentoml
 
     from phantom.registry.models import version_uri
@@ -46,6 +47,9 @@ def import_champion(name: str, version: Any, registry_uri: str) -> Any:
         "run_id": str(version.run_id or ""),
         "registry_uri": registry_uri,
     }
+    for stored in bentoml.models.list(f"phantom-{name}"):
+        if all(stored.info.metadata.get(k) == v for k, v in meta.items()):
+            return stored
     return bentoml.mlflow.import_model(
         f"phantom-{name}",
         version_uri(name, version.version),
