@@ -128,6 +128,7 @@ async def open_loop(
     tasks = set()
     start = time.perf_counter()
     n = int(rate * seconds)
+    deadline = start + seconds + grace_s
     dues: dict[asyncio.Task, float] = {}
     for i in range(n):
         due = start + i / rate
@@ -139,8 +140,15 @@ async def open_loop(
         elif opened < max_conns:
             conn, opened = Connection(host, port), opened + 1
         else:
-            while not idle:
+            while not idle and time.perf_counter() < deadline:
                 await asyncio.sleep(0.0005)
+            if not idle:  # every connection is stuck past the deadline: the rest are never sent
+                result.unanswered += n - i
+                result.errors += n - i
+                result.sent += n - i
+                now = time.perf_counter()
+                result.latencies_ms += [(now - (start + k / rate)) * 1000 for k in range(i, n)]
+                break
             conn = idle.pop()
         task = asyncio.create_task(_one(conn, requests(i), due, result, idle))
         tasks.add(task)
@@ -148,7 +156,7 @@ async def open_loop(
         task.add_done_callback(tasks.discard)
         result.sent += 1
     if tasks:
-        await asyncio.wait(tasks, timeout=max(start + seconds + grace_s - time.perf_counter(), 0.1))
+        await asyncio.wait(tasks, timeout=max(deadline - time.perf_counter(), 0.1))
     now = time.perf_counter()
     for task in list(tasks):
         task.cancel()

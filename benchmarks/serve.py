@@ -184,6 +184,41 @@ def load(url: str, reqs: list, pids: list[int], rates: list[float], conns: list[
     return out
 
 
+def engine_cost(
+    info: dict[str, Any], redis_url: str, session_ids: list[str], folder: Path, n: int = 2000
+) -> dict[str, Any]:
+    """CPU per `ml` decision of the engine alone (Redis read, features, both models, pricer, log), in this process."""
+    import bentoml
+    import numpy as np
+    import pandas as pd
+
+    from phantom.serve import runtime
+
+    runtime.one_thread()
+    models = info["models"]
+    engine, _ = runtime.build_engine(
+        bentoml.mlflow.load_model(models["detector"]["tag"]),
+        bentoml.mlflow.load_model(models["multitask"]["tag"]),
+        bentoml.models.get(models["context"]["tag"]).path,
+        {},
+        env={"REDIS_URL": redis_url, "PHANTOM_DECISION_LOG": str(folder / "engine-log")},
+    )
+    rng = np.random.default_rng(2)
+    products = pd.read_parquet(ROOT / "data/raw/catalogue.parquet")["product_id"].to_numpy()
+    pairs = [(session_ids[rng.integers(len(session_ids))], str(rng.choice(products))) for _ in range(n)]
+    for sid, pid in pairs[:200]:
+        engine.price("ml", sid, pid)
+    wall, cpu = time.perf_counter(), time.process_time()
+    degraded = sum(engine.price("ml", sid, pid)["degraded"] for sid, pid in pairs)
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    return {
+        "ml_decision_cpu_ms": round(cpu / n * 1000, 3),
+        "ml_decision_wall_ms": round(wall / n * 1000, 3),
+        "decisions": n,
+        "degraded": degraded,
+    }
+
+
 def max_rate(runs: dict[str, Any], bound_ms: float = 50.0) -> float:
     """The highest open-loop rate whose p99 stayed under the bound, with no errors."""
     ok = [v["rps"] for k, v in runs.items() if k.startswith("open_") and v["p99_ms"] < bound_ms and v["errors"] == 0]
@@ -326,7 +361,11 @@ def main() -> None:
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/serve.json")
     args = parser.parse_args()
+    import signal
+
     from phantom.serve.launch import serve_bento, start_redis, stop
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started on the way out
 
     info = json.loads((ROOT / "bentofiles/pricing/build_info.json").read_text())
     tag = args.bento or info["bento"]
@@ -343,6 +382,8 @@ def main() -> None:
             metrics["parity_mismatches"] = metrics["parity"]["parity_mismatches"]
             print(f"parity: {json.dumps(metrics['parity'])}", flush=True)
             reqs = targets(sessions)
+            metrics["engine_in_process"] = engine_cost(info, redis.url, sessions, work)
+            print(f"engine alone: {json.dumps(metrics['engine_in_process'])}", flush=True)
             metrics["bento_runs"] = load(url, reqs, [proc.pid, redis.proc.pid], rates, conns, args.seconds)
             runs = metrics["bento_runs"]
             metrics["p99_ms_at_500rps"] = runs.get("open_500rps", {}).get("p99_ms")

@@ -44,7 +44,10 @@ class PriceResponse(BaseModel):
     base_price: float = Field(description="list price")
     p_agent: float | None = Field(description="P(agent) the price was chosen with (multi-task network; ml only)")
     p_agent_detector: float | None = Field(description="calibrated P(agent) of the agent detector (ml only)")
-    reason: str = Field(description="why this price: list_price, rules, optimiser")
+    reason: str = Field(
+        description="why this price: list_price (static), rules, or the term of the pricer's objective that decided it "
+        "(revenue, margin, leakage, guardrail, cost_floor)"
+    )
     degraded: bool = Field(description="true when the online store was unreachable and a fallback answered")
     ts: int = Field(description="decision time, epoch ms")
     model_versions: dict[str, Any] = Field(description="registry versions of the models and the Bento tag")

@@ -238,3 +238,14 @@ def test_exported_bento_serves_from_a_fresh_store_with_kafka_down(built, tmp_pat
         kafka = state["kafka"]
         assert kafka["offered"] == 7 and kafka["sent"] == 0  # six events and one decision
         assert kafka["dropped"] == kafka["offered"] - kafka["buffered"] >= 3
+
+
+def test_schemathesis_finds_no_server_error(service, tmp_path):
+    har = tmp_path / "run.har"
+    st = str(Path(sys.executable).with_name("schemathesis"))
+    cmd = [st, "run", f"{service}/docs.json", "--checks", "not_a_server_error", "--max-examples", "15"]
+    cmd += ["--exclude-path", "/metrics", "--report", "har", "--report-har-path", str(har)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    statuses = [entry["response"]["status"] for entry in json.loads(har.read_text())["log"]["entries"]]
+    assert len(statuses) > 50 and not [s for s in statuses if s >= 500], done.stdout[-3000:]
+    assert done.returncode == 0, done.stdout[-3000:]
