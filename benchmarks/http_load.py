@@ -38,7 +38,8 @@ class Result:
         pct = (lambda q: float(np.percentile(lat, q))) if lat.size else (lambda q: float("nan"))
         return {
             "requests": self.sent,
-            "rps": self.sent / self.seconds if self.seconds else 0.0,
+            "rps": self.sent / self.seconds if self.seconds else 0.0,  # offered
+            "answered_rps": sum(v for k, v in self.statuses.items() if k < 500) / self.seconds if self.seconds else 0.0,
             "p50_ms": pct(50),
             "p99_ms": pct(99),
             "p999_ms": pct(99.9),
