@@ -142,7 +142,7 @@ def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def main(root: str) -> None:
     """Write a small world's catalogue, decisions and policy to `root` and register its two models there."""
     folder = Path(root)
-    world = make_world()
+    world = make_world(days=0.15)
     world.catalogue.to_parquet(folder / "catalogue.parquet", index=False)
     world.decisions.to_parquet(folder / "decisions.parquet", index=False)
     world.events.to_parquet(folder / "events.parquet", index=False)

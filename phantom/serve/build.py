@@ -47,7 +47,13 @@ def import_champion(name: str, version: Any, registry_uri: str) -> Any:
         "run_id": str(version.run_id or ""),
         "registry_uri": registry_uri,
     }
-    for stored in bentoml.models.list(f"phantom-{name}"):
+    from bentoml.exceptions import NotFound
+
+    try:
+        stored_models = bentoml.models.list(f"phantom-{name}")
+    except NotFound:  # none imported yet
+        stored_models = []
+    for stored in stored_models:
         if all(stored.info.metadata.get(k) == v for k, v in meta.items()):
             return stored
     return bentoml.mlflow.import_model(
