@@ -68,10 +68,12 @@ class RowScaler:
         """float32 vector (width,) for one row."""
         out = np.zeros(self.width, dtype=np.float32)
         x = np.array([row.get(c, np.nan) for c in self.numeric], dtype=np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            x = np.where(self.log, np.log1p(np.clip(x, 0, None)), x)
+        with np.errstate(
+            invalid="ignore", divide="ignore"
+        ):  # ufuncs, not np.clip: same values, a tenth of the overhead
+            x = np.where(self.log, np.log1p(np.maximum(x, 0.0)), x)
             z = (x - self.mean) / self.std
-        out[self.num_pos] = np.clip(np.where(np.isfinite(z), z, 0.0), -CLIP, CLIP)
+        out[self.num_pos] = np.maximum(np.minimum(np.where(np.isfinite(z), z, 0.0), CLIP), -CLIP)
         for c, start, offsets in self.categorical:
             k = offsets.get(_label(float(row.get(c, np.nan))))
             if k is not None:
