@@ -33,7 +33,7 @@ from phantom.pricing.policies import RulesConfig, rules
 from phantom.pricing.pricer import Pricer
 from phantom.serve import features as feats
 from phantom.serve.decision_log import DecisionLog, record
-from phantom.serve.store import OnlineStore
+from phantom.serve.store import CorruptState, OnlineStore
 
 MODES: tuple[str, ...] = ("static", "rules", "ml", "ab", "distilled")
 EVENTS_TOPIC = "user-interactions"
@@ -158,23 +158,17 @@ class PricingEngine:
             "model_versions": self.versions,
         }
         row: dict[str, float] | None = None
-        if arm == "static":
-            ratio, reason = 1.0, "list_price"
-        else:
-            row, degraded = self.features(session_id, product_id, ts)
-            decision["degraded"] = degraded
-            if arm == "rules":
-                ratio = float(
-                    rules(
-                        np.array([row["product_views_last_hour"]]),
-                        self.ctx.mean_demand,
-                        np.array([row["events_per_min"]]),
-                        self.ctx.rules,
-                    )[0]
-                )
-                reason = "rules"
-            else:
-                ratio, reason = self._ml(row, base, cost, decision)
+        ratio, reason = 1.0, "list_price"
+        if arm != "static":
+            try:
+                row, decision["degraded"] = self.features(session_id, product_id, ts)
+            except CorruptState:  # this session's stored state is unreadable: list price, flagged, nothing deleted
+                decision["degraded"], reason = True, "session_state_corrupt"
+        if row is not None and arm == "rules":
+            demand, velocity = np.array([row["product_views_last_hour"]]), np.array([row["events_per_min"]])
+            ratio, reason = float(rules(demand, self.ctx.mean_demand, velocity, self.ctx.rules)[0]), "rules"
+        elif row is not None:
+            ratio, reason = self._ml(row, base, cost, decision)
         decision.update(ratio=ratio, price=round(base * ratio, 2), reason=reason)
         self.log.write(record(decision, row))
         if explain:
@@ -198,6 +192,7 @@ class PricingEngine:
         received = now_ms() if received_ms is None else received_ms
         rejected: list[dict[str, Any]] = []
         by_session: dict[str, list[dict[str, Any]]] = {}
+        positions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for i, event in enumerate(events):
             reason = check_event(event, received if self.check_time else None)
             if reason is not None:
@@ -207,11 +202,20 @@ class PricingEngine:
                 )
                 continue
             by_session.setdefault(event["session_id"], []).append(normalise(event))
+            positions.setdefault(event["session_id"], []).append((i, event))
         accepted = 0
         for sid, session_events in by_session.items():
-            self.store.update_session(sid, feats.session_updater(sid, session_events, self.catalogue))
+            try:
+                self.store.update_session(sid, feats.session_updater(sid, session_events, self.catalogue))
+            except CorruptState:  # refuse these events; the unreadable state is left as it is for inspection
+                rejected += [
+                    {"index": i, "event_id": e["event_id"], "reason": "session_state_corrupt"}
+                    for i, e in positions[sid]
+                ]
+                continue
             accepted += len(session_events)
             if self.publisher is not None:
                 for event in session_events:
                     self.publisher.offer(EVENTS_TOPIC, sid.encode(), json.dumps(event, separators=(",", ":")).encode())
+        rejected.sort(key=lambda r: r["index"])
         return {"accepted": accepted, "rejected": rejected, "degraded": self.store.degraded}

@@ -19,7 +19,7 @@ from phantom.features import context
 from phantom.features.encode import CatalogueIndex
 from phantom.features.online import SessionState
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
-from phantom.serve.store import Delta, Snapshot, Updater
+from phantom.serve.store import CorruptState, Delta, Snapshot, Updater
 
 CATALOGUE_FACTS = (
     "product_base_price",
@@ -74,7 +74,10 @@ def session_updater(session_id: str, events: Iterable[dict[str, Any]], catalogue
     events = list(events)
 
     def update(text: str | bytes | None) -> tuple[str, Delta]:
-        state = SessionState(session_id, catalogue) if text is None else SessionState.from_json(text, catalogue)
+        try:
+            state = SessionState(session_id, catalogue) if text is None else SessionState.from_json(text, catalogue)
+        except (ValueError, KeyError, TypeError) as exc:  # never overwrite what cannot be read
+            raise CorruptState(session_id, f"{type(exc).__name__}: {exc}"[:200]) from None
         delta = Delta()
         for event in events:
             if not state.update(event):

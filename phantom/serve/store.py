@@ -32,6 +32,14 @@ PRODUCT_BUYS_KEY = "product_recent_buys:{}"
 TTL_SECONDS = 3600
 
 
+class CorruptState(ValueError):
+    """A session's stored state cannot be read (not JSON, wrong shape or version): that session only."""
+
+    def __init__(self, session_id: str, why: str) -> None:
+        super().__init__(f"stored state of session {session_id!r} is unreadable ({why})")
+        self.session_id = session_id
+
+
 @dataclass
 class Snapshot:
     """What one price decision reads: the session's state and the product's demand counters."""
@@ -169,6 +177,19 @@ return {v or false, spv or false, counts[1] or false, counts[2] or false,
 """
 
 
+def _vector(session_id: str, raw: bytes | None) -> list[float] | None:
+    """The stored session vector, or CorruptState when it is not a JSON list of numbers."""
+    if not raw:
+        return None
+    try:
+        vector = json.loads(raw)
+    except ValueError:
+        raise CorruptState(session_id, "not JSON") from None
+    if not isinstance(vector, list) or not all(isinstance(v, int | float) and not isinstance(v, bool) for v in vector):
+        raise CorruptState(session_id, "not a list of numbers")
+    return vector
+
+
 class RedisStore(OnlineStore):
     """State in Redis: one scripted read per decision, one WATCH/MULTI transaction per session write."""
 
@@ -206,7 +227,7 @@ class RedisStore(OnlineStore):
             keys=keys, args=(product_id, ts, ts - window_ms)
         )
         return Snapshot(
-            session_vector=json.loads(vector) if vector else None,
+            session_vector=_vector(session_id, vector),
             session_product_views=int(spv or 0),
             views=int(views or 0),
             purchases=int(buys or 0),
@@ -294,6 +315,8 @@ class ResilientStore(OnlineStore):
         if self._up("read"):
             try:
                 return self.primary.read(session_id, product_id, ts, window_ms)
+            except CorruptState:  # one session's data, not the store: Redis is fine
+                raise
             except Exception:
                 self._failed("read")
         snap = self.fallback.read(session_id, product_id, ts, window_ms)
@@ -305,6 +328,8 @@ class ResilientStore(OnlineStore):
         if self._up("write"):
             try:
                 return self.primary.update_session(session_id, update)
+            except CorruptState:
+                raise
             except Exception:
                 self._failed("write")
         return self.fallback.update_session(session_id, update)
