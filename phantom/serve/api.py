@@ -52,6 +52,11 @@ class PriceResponse(BaseModel):
     ts: int = Field(description="decision time, epoch ms")
     model_versions: dict[str, Any] = Field(description="registry versions of the models and the Bento tag")
     features: dict[str, float] | None = Field(default=None, description="the decision's features (explain=true)")
+    reasons: dict[str, Any] | None = Field(
+        default=None,
+        description="explain=true: the detector's top three SHAP attributions (agent_score) and, in distilled mode, "
+        "the tree's first three conditions (rules)",
+    )
 
 
 class IngestRequest(BaseModel):
@@ -160,7 +165,9 @@ def create_app(
         product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id"),
         session_id: str = Query(pattern=ID_PATTERN, description="the visitor's session id"),
         ts: int | None = Query(default=None, ge=0, le=2**62, description="decision time, epoch ms (default: now)"),
-        explain: bool = Query(default=False, description="also return the features the price was chosen on"),
+        explain: bool = Query(
+            default=False, description="also return the features and the top three reasons (costs nothing when false)"
+        ),
     ) -> Any:
         """Price one product view for a session."""
         # a Response skips FastAPI's re-validation of our own output (PriceResponse documents it)

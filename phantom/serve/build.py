@@ -22,6 +22,7 @@ from typing import Any
 
 DETECTOR = "agent-detector"
 MULTITASK = "pricing-multitask"
+RULES = "pricing-rules"
 BENTO_NAME = "phantom-pricing"
 
 
@@ -107,6 +108,18 @@ def save_context(spec: Mapping[str, Any], catalogue: Any, labels: Mapping[str, s
     return model
 
 
+def distilled_of(registry_uri: str) -> tuple[dict[str, Any] | None, Any | None]:
+    """The `pricing-rules` champion's tree as JSON (no pickle) and its version; (None, None) when there is none."""
+    from phantom.pricing import rules_package
+    from phantom.registry.models import version_by_alias, version_uri
+
+    version = version_by_alias(RULES, "champion")
+    if version is None:
+        return None, None
+    tree = rules_package.pricer_of(rules_package.load(version_uri(RULES, version.version)))
+    return tree.to_json(), version
+
+
 def bento_version(versions: Mapping[str, str], commit: str) -> str:
     """A readable Bento version: detector and pricing versions, commit, build time."""
     return f"d{versions[DETECTOR]}-p{versions[MULTITASK]}-{commit[:8]}-{time.strftime('%Y%m%d%H%M%S')}"
@@ -137,6 +150,9 @@ def build(
     det_model = import_champion(DETECTOR, det, registry_uri)
     mt_model = import_champion(MULTITASK, mt, registry_uri)
     spec = context_spec(policy_of(mt, policy_file), params, decisions)
+    rules_tree, rules_version = distilled_of(registry_uri)
+    if rules_tree is not None:
+        spec["distilled"] = {"tree": rules_tree, "registry": RULES, "version": str(rules_version.version)}
     ctx_model = save_context(
         spec, catalogue, {"git_commit": git["commit"], **{k.replace("-", "_"): v for k, v in versions.items()}}
     )
@@ -163,6 +179,19 @@ def build(
                 "run_id": mt.run_id,
             },
             "context": {"tag": str(ctx_model.tag)},
+            **(
+                {
+                    "rules": {
+                        "registry": RULES,
+                        "version": str(rules_version.version),
+                        "alias": "champion",
+                        "run_id": rules_version.run_id,
+                        "tag": str(ctx_model.tag),
+                    }
+                }
+                if rules_version is not None
+                else {}
+            ),
         },
         "policy": spec["policy"].get("objective", {}),
     }

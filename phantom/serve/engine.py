@@ -8,7 +8,13 @@ product's demand, builds the decision's feature vector (phantom.serve.features),
 - `ml`: the multi-task network's P(agent) and purchase curves, priced by the one pricer
   (phantom.pricing.pricer, fitted by evaluate_pricing: grid, mu, guardrail lambda); the
   detector's calibrated P(agent) is reported alongside;
-- `ab`: a stable hash of the session picks one of the configured arms (`ab_arms`).
+- `ab`: a stable hash of the session picks one of the configured arms (`ab_arms`);
+- `distilled`: the registered `pricing-rules` tree (phantom.pricing.distill, JSON, no pickle) on the
+  same features plus the network's P(agent).
+
+With `explain`, the answer carries the features and the top three reasons: the detector's exact
+TreeSHAP attributions (phantom.detect.explain) and, in `distilled` mode, the tree's conditions.
+Nothing is computed for them unless asked.
 
 Every decision is logged (phantom.serve.decision_log). `ingest(events)` checks each event
 against the contract, folds the valid ones into the online store and, when a publisher is
@@ -62,6 +68,7 @@ class PricingContext:
     """Everything besides the models that a decision needs (built at Bento build time)."""
 
     policy: Mapping[str, Any]  # {"objective": {...}} as models/pricing/policy.json / the `pricer.policy` tag
+    distilled: Mapping[str, Any] | None = None  # the pricing-rules tree as JSON (phantom.pricing.distill)
     rules: RulesConfig = field(default_factory=RulesConfig)
     mean_demand: float = 1.0  # mean product_views_last_hour of the training decisions (the rules' reference)
     demand: context.DemandConfig = field(default_factory=context.DemandConfig)
@@ -118,6 +125,11 @@ class PricingEngine:
         self.versions = dict(versions or {})
         self.publisher = publisher
         self.check_time = check_time
+        self.distilled = None
+        if ctx.distilled is not None:
+            from phantom.pricing.distill import DistilledPricer
+
+            self.distilled = DistilledPricer.from_json(ctx.distilled)
 
     # pricing
     def _product(self, product_id: str) -> tuple[int, float, float]:
@@ -142,8 +154,8 @@ class PricingEngine:
         _, base, cost = self._product(product_id)
         ts = now_ms() if ts is None else int(ts)
         arm = ab_arm(session_id, self.ctx.ab_arms, self.ctx.ab_salt) if mode == "ab" else mode
-        if arm == "distilled":
-            raise ModeUnavailable("mode 'distilled' is not in this Bento yet (no distilled policy was registered)")
+        if arm == "distilled" and (self.distilled is None or self.multitask is None):
+            raise ModeUnavailable("mode 'distilled' is not in this Bento (no pricing-rules champion when it was built)")
         decision: dict[str, Any] = {
             "decision_id": uuid.uuid4().hex,
             "ts": ts,
@@ -167,13 +179,39 @@ class PricingEngine:
         if row is not None and arm == "rules":
             demand, velocity = np.array([row["product_views_last_hour"]]), np.array([row["events_per_min"]])
             ratio, reason = float(rules(demand, self.ctx.mean_demand, velocity, self.ctx.rules)[0]), "rules"
+        elif row is not None and arm == "distilled":
+            ratio, reason = self._distilled(row, decision)
         elif row is not None:
             ratio, reason = self._ml(row, base, cost, decision)
         decision.update(ratio=ratio, price=round(base * ratio, 2), reason=reason)
         self.log.write(record(decision, row))
         if explain:
-            return {**decision, "features": row}
+            return {**decision, "features": row, "reasons": self._reasons(arm, row, decision)}
         return decision
+
+    def _distilled(self, row: dict[str, float], decision: dict[str, Any]) -> tuple[float, str]:
+        import pandas as pd
+
+        p_agent = float(self.multitask.demand([row]).p_agent[0])
+        decision["p_agent"] = p_agent
+        try:
+            priced = self.distilled.price(pd.DataFrame([{**row, "p_agent": p_agent}]))
+        except ValueError as exc:  # a feature the tree needs is missing or not finite
+            raise ServeError(str(exc)) from None
+        return float(priced.ratio[0]), f"rules_leaf_{int(priced.leaf[0])}"
+
+    def _reasons(self, arm: str, row: dict[str, float] | None, decision: dict[str, Any]) -> dict[str, Any]:
+        """The top three reasons behind the decision, computed only when asked."""
+        if row is None:
+            return {}
+        out: dict[str, Any] = {}
+        if self.detector is not None:
+            from phantom.detect.explain import explain
+
+            out["agent_score"] = [a.as_dict() for a in explain(self.detector.booster, self.detector.features, row)]
+        if arm == "distilled" and self.distilled is not None:
+            out["rules"] = self.distilled.explain({**row, "p_agent": decision["p_agent"]})
+        return out
 
     def _ml(self, row: dict[str, float], base: float, cost: float, decision: dict[str, Any]) -> tuple[float, str]:
         if self.multitask is None:

@@ -66,6 +66,7 @@ def read_context(folder: Path | str, env: Mapping[str, str] = os.environ) -> tup
     )
     ctx = PricingContext(
         policy=spec["policy"],
+        distilled=(spec.get("distilled") or {}).get("tree"),
         rules=RulesConfig.from_params(spec.get("rules", {})),
         mean_demand=float(spec["mean_demand"]),
         demand=DemandConfig(**spec.get("demand", {})),

@@ -127,6 +127,36 @@ def test_modes_static_rules_ab_and_errors(world, models, tmp_path):
         engine.price("distilled", "s-1", pid)
 
 
+def test_distilled_mode_prices_with_the_registered_tree_and_explains(world, models, tmp_path):
+    """A tree distilled from the ml mode's own decisions: the service prices with its JSON and says why."""
+    from sklearn.tree import DecisionTreeClassifier
+
+    from phantom.pricing.distill import DistilledPricer, tree_to_json
+
+    engine = make_engine(world, models, tmp_path)
+    views = world.decisions.loc[world.decisions["price_ratio"].notna()].head(150)
+    rows, targets = [], []
+    for sid, pid, ts in zip(views["session_id"], views["product_id"], views["ts"], strict=True):
+        d = engine.price("ml", sid, pid, int(ts), explain=True)
+        rows.append({**d["features"], "p_agent": d["p_agent"]})
+        targets.append(int(np.searchsorted(engine.pricer.grid, d["ratio"])))
+    features = ["p_agent", "events_per_min", "product_margin_rate"]
+    frame = pd.DataFrame(rows)
+    tree = DecisionTreeClassifier(max_depth=3, random_state=0).fit(frame[features], targets)
+    spec = tree_to_json(tree, features, engine.pricer.grid)
+    distilled = make_engine(world, models, tmp_path, distilled=spec)
+    sid, pid, ts = views["session_id"].iloc[0], views["product_id"].iloc[0], int(views["ts"].iloc[0])
+    out = distilled.price("distilled", sid, pid, ts, explain=True)
+    request = {**out["features"], "p_agent": out["p_agent"]}
+    expected = DistilledPricer.from_json(spec).price(pd.DataFrame([request]))
+    assert out["arm"] == "distilled" and out["ratio"] == pytest.approx(float(expected.ratio[0]))
+    assert out["reason"] == f"rules_leaf_{int(expected.leaf[0])}"
+    assert out["reasons"]["rules"] == DistilledPricer.from_json(spec).explain(request)
+    assert len(out["reasons"]["agent_score"]) == 3
+    assert {"feature", "shap"} <= set(out["reasons"]["agent_score"][0])
+    assert "reasons" not in distilled.price("distilled", sid, pid, ts)  # nothing computed unless asked
+
+
 def test_ingest_answers_each_invalid_event_and_counts_the_valid(world, models, tmp_path):
     engine = make_engine(world, models, tmp_path)
     good = ss.contract_events(world.events.head(5))
