@@ -118,3 +118,36 @@ def test_share_estimate_of_each_recipe_without_a_family() -> None:
         assert v["true"] == pytest.approx(true) and v["abs_error"] == pytest.approx(abs(v["em"] - true))
         # the family never seen scores low: its sessions are missing from the estimate
         assert v["em"] < true - 0.05
+
+
+def test_blended_model_scores_the_same_in_process_as_pyfunc_and_in_the_service(tmp_path) -> None:
+    """Detector.predict_proba, the MLflow pyfunc model and the service's scorer give the same P(agent)."""
+    from phantom.detect import calibration, classifier, package
+    from phantom.serve.models import DetectorScorer
+
+    train, test = _world(1000, 0, 9), _world(300, 2000, 10)
+    pool = _world(2000, 5000, 11, labeled=False)
+    features = ["f1", "f2"]
+    sup = classifier.refit(train, features, PARAMS, 20)
+    pu_booster = pu.fit_pu(train, pool, features, PARAMS, 20)
+    raw = pu.blend(
+        classifier.predict_raw(sup, train, features), classifier.predict_raw(pu_booster, train, features), 0.5
+    )
+    detector = package.Detector(
+        sup,
+        calibration.fit_platt(raw, train["is_agent"]),
+        0.5,
+        features,
+        pu_booster,
+        0.5,
+        package.input_ranges(train, features),
+    )
+    expected = detector.predict_proba(test)
+    assert not np.allclose(expected, detector.calibrator.apply(classifier.predict_raw(sup, test, features)))
+    package.save(detector, tmp_path / "model", example=train)
+    model = package.load(str(tmp_path / "model"))
+    scored = package.score(model, test, features)
+    np.testing.assert_allclose(scored["p_agent"], expected, atol=1e-6)
+    assert (scored["inputs_out_of_range"] >= 0).all()
+    service = DetectorScorer(model.unwrap_python_model())
+    np.testing.assert_allclose(service.p_agent(test[features].to_dict("records")), expected, atol=1e-6)
