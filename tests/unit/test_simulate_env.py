@@ -182,3 +182,12 @@ def test_ppo_trains_saves_and_loads_through_mlflow(tmp_path: Path, pool: pd.Data
     assert rl.to_multiplier([-1], 0.7, 1.5) == 0.7 and rl.to_multiplier([1], 0.7, 1.5) == 1.5
     ratios = rl.policy(rl.load(tmp_path / "ppo"))(env, obs)
     assert ratios.size == len(env.arrivals["demand"]) and np.allclose(ratios, mult, atol=1e-5)
+
+
+def test_stage_with_a_misspelt_param_ends_in_one_line(tmp_path: Path) -> None:
+    from tests.stage_runner import run_stage
+
+    result = run_stage(tmp_path, "simulate", lambda p: p["simulate"].update(sedes=3), "--no-mlflow")
+    assert result.returncode == 1
+    assert "simulate: ValueError: unknown simulate params: ['sedes']" in result.stderr
+    assert "Traceback" not in result.stderr
