@@ -32,7 +32,7 @@ def main() -> None:
     if args.stage_pool:
         from pipelines.simulate import _args, _pool
 
-        pool = _pool(_args([]), EnvConfig().leakage_weight)
+        pool = _pool(_args([]), EnvConfig())
     else:
         pool = synthetic_pool(4000, seed=0)
     env = DynamicPricingEnv(pool, World(), EnvConfig())

@@ -41,7 +41,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _pool(args: argparse.Namespace, leakage_weight: float) -> Any:
+def _pool(args: argparse.Namespace, env: Any) -> Any:
     """Held-out test decisions with model outputs, the pricer's ratio and the hidden truth."""
     from phantom.pricing import evaluate, package
     from phantom.simulate import benchmark, outcomes
@@ -51,7 +51,9 @@ def _pool(args: argparse.Namespace, leakage_weight: float) -> Any:
     p_detector, source = evaluate.detector_p_agent(str(args.detector), test)
     console.print(f"pool: {len(test):,} test decisions; detector P(agent) from {source}")
     policy = json.loads(args.policy.read_text())
-    return benchmark.decision_pool(test, truth, package.load(args.model_dir), policy, p_detector, leakage_weight)
+    return benchmark.decision_pool(
+        test, truth, package.load(args.model_dir), policy, p_detector, env.leakage_weight, env.value
+    )
 
 
 def _calibrate(args: argparse.Namespace) -> dict[str, Any]:
@@ -75,7 +77,7 @@ def counterfactual(args: argparse.Namespace, cfg: Any, knobs: dict[str, float]) 
     world = cfg.world.with_agent_share(knobs.pop("agent_share")) if "agent_share" in knobs else cfg.world
     world = replace(world, **knobs)
     agents = {name: rl.load(args.agents / name) for name in study.AGENTS if (args.agents / name).exists()}
-    _, summary = study.table(_pool(args, cfg.env.leakage_weight), world, cfg, agents, cfg.seeds)
+    _, summary = study.table(_pool(args, cfg.env), world, cfg, agents, cfg.seeds)
     tag = "_".join(f"{k}_{v:g}" for k, v in sorted({**knobs, "agent_share": world.mix.agent_share}.items()))
     out = {"world": {k: getattr(world, k, None) for k in KNOBS[1:]} | {"agent_share": world.mix.agent_share}}
     write_json(args.reports / "counterfactual" / f"{tag}.json", {**out, "policies": study.flat_metrics(summary)})
@@ -90,7 +92,7 @@ def study_run(args: argparse.Namespace, cfg: Any, params: dict[str, Any]) -> tup
     from phantom.simulate import calibrate, report, rl, study
     from phantom.simulate.env import OBS_NAMES
 
-    pool, fitted = _pool(args, cfg.env.leakage_weight), _calibrate(args)
+    pool, fitted = _pool(args, cfg.env), _calibrate(args)
     inputs = [args.eval_set, args.truth, args.sessions, args.policy]
     run = nullcontext() if args.no_mlflow else parent_run(report.EXPERIMENT, params=params, inputs=inputs)
     with run:

@@ -145,7 +145,7 @@ def ranking(table: Mapping[str, Mapping[str, Any]], key: str = "reward_mean") ->
 def with_oracle(pool: pd.DataFrame, world: World, config: EnvConfig, grid: np.ndarray) -> pd.DataFrame:
     """The pool with `oracle_ratio`: the one pricer on the true kind's curve, maximising the env's reward.
 
-    The objective is the env's (revenue - leakage_weight x leakage below the fair price) with the
+    The objective is the env's (value - leakage_weight x leakage below the fair price) with the
     same guardrail as the shipped pricer (human conversion at least list price's), fitted on the
     true-kind curves of this world's sensitivities.
     """
@@ -156,7 +156,11 @@ def with_oracle(pool: pd.DataFrame, world: World, config: EnvConfig, grid: np.nd
     sens = {k: world.agent_sensitivity if v.is_agent else world.human_sensitivity for k, v in KINDS.items()}
     # no cost floor here: the env raises any price below cost to cost, for every policy alike
     obj = Objective(
-        grid=tuple(map(float, grid)), mu=config.leakage_weight, fair_ratio=config.fair_ratio, min_margin=None
+        grid=tuple(map(float, grid)),
+        mu=config.leakage_weight,
+        value=config.value,
+        fair_ratio=config.fair_ratio,
+        min_margin=None,
     )
     ratio, _ = oracle.type_oracle(
         pool["kind"].to_numpy(),
@@ -176,20 +180,21 @@ def decision_pool(
     policy: Mapping[str, Any],
     p_detector: np.ndarray | None,
     leakage_weight: float,
+    value: str = "revenue",
     demand_feature: str = "product_views_last_hour",
     velocity_feature: str = "events_per_min",
 ) -> pd.DataFrame:
     """The env's pool from held-out decisions: observables, model outputs, the one pricer's ratios, truth.
 
     `truth` is `outcomes.decision_truth(decisions, ...)` (kind, wtp, intercept, units, unit cost).
-    `mt_ratio` is the one pricer on the env's reward (mu = `leakage_weight`, the shipped grid and
-    guardrail); `shipped_ratio` the shipped policy as fitted (its own mu).
+    `mt_ratio` is the one pricer on the env's reward (mu = `leakage_weight`, `value`, the shipped
+    grid and guardrail); `shipped_ratio` the shipped policy as fitted (its own mu).
     """
     from phantom.pricing.package import score_grid
     from phantom.pricing.pricer import Pricer
 
     shipped = Pricer.from_policy(policy)
-    on_reward = Pricer(replace(shipped.objective, mu=float(leakage_weight)))
+    on_reward = Pricer(replace(shipped.objective, mu=float(leakage_weight), value=value))
     demand = score_grid(model, decisions, shipped.grid)
     base, cost = decisions["base_price"].to_numpy(float), truth["unit_cost"].to_numpy(float)
     at_list = int(np.argmin(np.abs(shipped.grid - 1.0)))

@@ -14,7 +14,8 @@ tests, straight from the population model (`synthetic_pool`).
   mean predicted P(buy) at list price of the current arrivals (zeros unless `model_features`);
 - action: a price multiplier in [lo, hi] (`Box`), or an index into the grid (`discrete`); with
   `base="multitask"` it multiplies the one pricer's per-visitor ratio instead of list price;
-- reward: (revenue - leakage_weight x margin leaked to agents below the fair price) x `reward_scale`;
+- reward: (revenue, or margin with `value: margin`, - leakage_weight x margin leaked to agents
+  below the fair price) x `reward_scale`;
 - prices below unit cost are raised to cost (`cost_floor`), for every policy alike;
 - inventory: units sold deplete the stock, which restocks every hour up to its capacity;
 - the episode ends (truncated) after `hours` steps; its last `info["summary"]` reports revenue,
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from phantom.simulate.population import KINDS, Mix, purchase_probability
+from phantom.simulate.traffic import TrafficConfig
 
 POOL_COLUMNS: tuple[str, ...] = (
     "session_id",
@@ -70,13 +72,7 @@ class World:
     """The population the env draws from: arrival rates by hour and kind, price sensitivities."""
 
     sessions_per_hour: float = 120.0
-    mix: Mix = field(
-        default_factory=lambda: Mix(
-            0.3,
-            {"casual": 0.5, "deliberate": 0.35, "power": 0.15},
-            {"scraper": 0.3, "price_monitor": 0.2, "llm_agent": 0.3, "stealth": 0.2},
-        )
-    )
+    mix: Mix = field(default_factory=lambda: TrafficConfig().mix)  # the generator's default population
     human_sensitivity: float = 2.0
     agent_sensitivity: float = 5.0
     hour_profile: tuple[float, ...] | None = None  # 24 relative rates (mean 1); None: each kind's own day curve
@@ -106,6 +102,7 @@ class EnvConfig:
 
     hours: int = 24
     leakage_weight: float = 0.5  # the plan's weight of margin leakage in the reward
+    value: Literal["revenue", "margin"] = "revenue"  # what the reward counts before the leakage penalty
     fair_ratio: float = 1.0  # leakage counts agent purchases below fair_ratio x list price
     lo: float = 0.7
     hi: float = 1.5
@@ -253,7 +250,7 @@ class DynamicPricingEnv(gym.Env):
             idx = self._arrivals
             ratios = np.maximum(ratios, self._cols["unit_cost"][idx] / self._cols["base_price"][idx])
         out = self._sell(ratios)
-        reward = (out["revenue"] - self.config.leakage_weight * out["leakage"]) * self.reward_scale
+        reward = (out[self.config.value] - self.config.leakage_weight * out["leakage"]) * self.reward_scale
         self._hour += 1
         truncated = self._hour >= self.config.hours
         self._draw_arrivals()
@@ -269,7 +266,7 @@ class DynamicPricingEnv(gym.Env):
             "revenue": t["revenue"],
             "margin": t["margin"],
             "leakage": t["leakage"],
-            "reward": t["revenue"] - self.config.leakage_weight * t["leakage"],
+            "reward": t[self.config.value] - self.config.leakage_weight * t["leakage"],
             "units": t["units"],
             "lost_units": t["lost_units"],
             "human_conversion": t["human_buys"] / t["human_views"] if t["human_views"] else float("nan"),

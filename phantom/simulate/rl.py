@@ -57,7 +57,9 @@ def wrap(env: DynamicPricingEnv) -> Any:
     return RescaleAction(env, -1.0, 1.0)
 
 
-def train(make_env: Callable[[], DynamicPricingEnv], hp: Mapping[str, Any], steps: int, cfg: PPOConfig) -> Any:
+def train(
+    make_env: Callable[[], DynamicPricingEnv], hp: Mapping[str, Any], steps: int, cfg: PPOConfig, progress: bool = False
+) -> Any:
     """Train PPO for `steps` env steps on `cfg.n_envs` copies of the env; returns the SB3 model."""
     import torch
     from stable_baselines3 import PPO
@@ -67,7 +69,7 @@ def train(make_env: Callable[[], DynamicPricingEnv], hp: Mapping[str, Any], step
     venv = make_vec_env(lambda: wrap(make_env()), n_envs=cfg.n_envs, seed=cfg.seed)
     params = {**cfg.fixed, **hp}
     model = PPO("MlpPolicy", venv, seed=cfg.seed, device="cpu", verbose=0, **params)
-    return model.learn(total_timesteps=int(steps), progress_bar=False)
+    return model.learn(total_timesteps=int(steps), progress_bar=progress)
 
 
 def policy(model: Any) -> Callable[[DynamicPricingEnv, np.ndarray], np.ndarray]:

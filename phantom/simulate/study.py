@@ -43,10 +43,15 @@ class SimulateConfig:
         mix = Mix(float(w.pop("agent_share")), dict(w.pop("humans")), dict(w.pop("agents")))
         mix.kind_shares()  # unknown kinds fail here, by name
         sweep = dict(p.get("sweep", {}))
+        try:
+            world, env = World(mix=mix, **w), EnvConfig(**dict(p.get("env", {})))
+            ppo = rl.PPOConfig.from_params(p.get("ppo", {}))
+        except TypeError as exc:  # an unknown key in world, env or ppo
+            raise ValueError(f"simulate params: {exc}") from None
         return cls(
-            world=World(mix=mix, **w),
-            env=EnvConfig(**dict(p.get("env", {}))),
-            ppo=rl.PPOConfig.from_params(p.get("ppo", {})),
+            world=world,
+            env=env,
+            ppo=ppo,
             seeds=int(p.get("seeds", 10)),
             sweep_shares=tuple(float(x) for x in sweep.get("agent_share", cls.sweep_shares)),
             sweep_seeds=int(sweep.get("seeds", cls.sweep_seeds)),
@@ -85,7 +90,8 @@ def train_agents(
     agents, seconds = {}, {}
     for name in AGENTS:
         started = time.perf_counter()
-        agents[name] = rl.train(lambda n=name: make(n), best, cfg.ppo.total_steps, cfg.ppo)
+        print(f"training {name}: {cfg.ppo.total_steps:,} steps")
+        agents[name] = rl.train(lambda n=name: make(n), best, cfg.ppo.total_steps, cfg.ppo, progress=True)
         seconds[name] = time.perf_counter() - started
     return agents, {"best_params": best, "train_seconds": seconds, "trials": len(study.trials)}
 

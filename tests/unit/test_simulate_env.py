@@ -156,7 +156,7 @@ def test_simulate_params_parse_and_refuse_unknown_keys() -> None:
     assert cfg.ppo.total_steps >= 100_000 and cfg.seeds >= 10
     with pytest.raises(ValueError, match="unknown simulate params"):
         study.SimulateConfig.from_params({**params, "sedes": 3})
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="hourz"):
         study.SimulateConfig.from_params({**params, "env": {**params["env"], "hourz": 3}})
     bad_world = {**params, "world": {**params["world"], "agents": {"robot": 1.0}}}
     with pytest.raises(ValueError, match="unknown visitor kind"):
