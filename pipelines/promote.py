@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing in the registry")
     args = parser.parse_args(argv)
 
-    from phantom.registry import promotion, tracking
+    from phantom.registry import annotate, promotion, tracking
 
     params = load_params("promote")
     if args.model not in params:
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(promotion.render_report(outcome, gate, str(eval_set)))
     console.print(f"wrote {report}")
+    if not args.dry_run:  # verdict, figures and the report onto the version, for people in the MLflow UI
+        console.print(f"attached to the version: {annotate.record_decision(outcome, report.read_text(), eval_set)}")
     summary = outcome.as_dict() | {"dry_run": args.dry_run}
     write_json(metrics_path, summary)
     return summary

@@ -247,6 +247,21 @@ def promote(
     log(f"{name}: challenger v{ch_v}, champion {'v' + cp_v if cp_v else 'none'}{' (set by hand)' if by_hand else ''}")
     common = {"model": name, "challenger_version": ch_v, "champion_before": cp_v, "champion_set_by_hand": by_hand}
 
+    judged = (getattr(challenger, "tags", None) or {}).get("gate.decision")
+    if by_hand and judged and cp_v != ch_v:
+        # a person moved champion away from a version the gate already judged (a rollback): respect it
+        return Outcome(
+            **common,
+            champion_after=cp_v,
+            action="kept",
+            reason=(
+                f"challenger v{ch_v} was already judged ({judged}) and champion v{cp_v} was set by hand since; "
+                "the person's choice stands until a new challenger is registered"
+            ),
+            result=None,
+            challenger_metrics={},
+            champion_metrics=None,
+        )
     challenger_metrics = {k: float(v) for k, v in evaluate(models.version_uri(name, ch_v)).items()}
     if cp_v == ch_v:
         return Outcome(

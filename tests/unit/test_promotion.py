@@ -282,6 +282,26 @@ def test_earlier_champions_are_rescored_on_the_current_set(store) -> None:
     assert outcome.action == "kept"  # 0.932 < champion v2's 0.945 - 0.01
 
 
+def test_a_rollback_by_hand_is_not_undone_by_the_same_challenger(store) -> None:
+    """A person rolls champion back from the gate's pick; rerunning the gate on that same challenger keeps the rollback."""
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version()
+    metrics = {v1: GOOD}
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
+    v2 = new_version()
+    metrics[v2] = BETTER
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
+    client.set_registered_model_alias("toy", "champion", v1)  # the rollback, as in the UI; challenger stays on v2
+    outcome = promote("toy", _evaluator(metrics), GATE, log=lambda _: None)
+    assert outcome.action == "kept" and "set by hand" in outcome.reason
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v1
+    v3 = new_version()  # a new challenger is judged against the person's champion as usual
+    metrics[v3] = {**BETTER, "roc_auc": 0.995}
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
+
+
 def test_unevaluable_champion_is_kept(store) -> None:
     from phantom.registry.promotion import promote
 
