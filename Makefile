@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean
+.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +51,12 @@ lock:  ## re-resolve the stack from pyproject ranges and freeze it
 	( echo "# Exact versions that install together on Python 3.11 (pip freeze of pyproject's deps + dev)."; \
 	  echo "# Regenerate: make lock"; \
 	  /tmp/phantom-lock/bin/pip freeze --exclude phantom | sed 's/+cpu$$//' ) > requirements.lock
+
+bento: install  ## build the pricing Bento from the registry champions (MLFLOW_TRACKING_URI)
+	$(BIN)/python -m pipelines.build_bento
+
+serve: install  ## serve the latest pricing Bento on 127.0.0.1:$${PORT:-3000}
+	$(BIN)/bentoml serve phantom-pricing:latest --host 127.0.0.1 --port $${PORT:-3000}
 
 ui: install  ## MLflow UI on the embedded store
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --port $${PORT:-5000}

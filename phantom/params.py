@@ -398,6 +398,32 @@ class EvaluatePricingParams(Section):
     targets: Targets
 
 
+# --- distill, explain ---------------------------------------------------------------------------
+
+
+class DistillParams(Section):
+    """`distill`: the readable tree distilled from the multi-task pricer (docs/distill.md)."""
+
+    depth: Annotated[int, Field(ge=1, le=5)] = Field(description="the shipped tree's maximum depth")
+    depths: list[Annotated[int, Field(ge=1, le=5)]] = Field(description="depths of the reported trade-off")
+    dagger_rounds: NonNegInt = Field(description="rounds of rollout under the tree, teacher relabelling, refit")
+    min_samples_leaf: PositiveInt = Field(description="no rule for fewer training decisions")
+    use_p_agent: bool = Field(description="the tree may read the network's P(agent)")
+    exclude_features: list[str] = Field(default_factory=list, description="request features the tree must not read")
+    weight: Literal["base_price", "none"] = Field(description="sample weight of a decision")
+    seed: int = Field(description="the tree's random state")
+
+
+class ExplainParams(Section):
+    """`explain`: SHAP on the detector, integrated gradients on the multi-task network."""
+
+    n_sessions: PositiveInt = Field(description="most confident agents and false positives explained one by one")
+    top_reasons: PositiveInt = Field(description="reasons per explained session")
+    timed_requests: PositiveInt = Field(description="per-request explain() calls timed")
+    ig_rows: PositiveInt = Field(description="test decisions the integrated gradients run on")
+    ig_steps: PositiveInt = Field(description="Riemann steps of the integrated gradients")
+
+
 # --- promote ----------------------------------------------------------------------------------
 
 
@@ -413,7 +439,7 @@ class PromoteModel(Section):
     """`promote.<model>`: one registered model's evaluation set and gate."""
 
     eval_set: str
-    ece_bins: PositiveInt
+    ece_bins: PositiveInt | None = Field(None, description="equal-count bins of its ECE metrics (models that have one)")
     gate: Gate
 
 
@@ -495,6 +521,8 @@ class Params(Section):
     train_detector: TrainDetectorParams
     train_multitask: TrainMultitaskParams
     evaluate_pricing: EvaluatePricingParams
+    distill: DistillParams
+    explain: ExplainParams
     promote: dict[str, PromoteModel]
     simulate: SimulateParams | None = None
 
