@@ -25,7 +25,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         "--hours",
         type=float,
         default=2.0,
-        help="hours of simulated traffic (at most 5: ingest refuses events older than 6 h)",
+        help="hours of simulated traffic, replayed to end now (at most 5; the service may refuse older events as late)",
     )
     parser.add_argument("--sessions-per-hour", type=float, default=120.0)
     parser.add_argument("--seed", type=int, default=11)
