@@ -243,6 +243,9 @@ class FeaturesParams(Section):
     """`features`: point-in-time session features (docs/features.md)."""
 
     early_events: PositiveInt = Field(description="sessions_early: features over each session's first N events")
+    popularity: Literal["catalogue", "traffic"] = Field(
+        "catalogue", description="catalogue: its popularity column (required); traffic: view counts in the events"
+    )
     conversion_prior: Share = Field(description="prior of product_past_conversion")
     conversion_strength: Annotated[float, Field(ge=0)] = Field(description="views the prior weighs")
     window_ms: PositiveInt = Field(description="trailing window of product_views_last_hour")
@@ -289,6 +292,16 @@ class Rule(Section):
     threshold: float
 
 
+class PUParams(Section):
+    """`train_detector.pu`: the positive-unlabeled score blended with the supervised one."""
+
+    enabled: bool = Field(description="fit and consider the blend at all")
+    weights: list[Share] = Field(min_length=1, description="blend weights tried in log-odds")
+    min_lift: Annotated[float, Field(ge=0)] = Field(description="worst left-out recall it must lift to be kept")
+    max_auc_loss: Annotated[float, Field(ge=0)] = Field(description="val ROC-AUC the known families may lose")
+    max_recall_loss: Annotated[float, Field(ge=0)] = Field(description="val recall the known families may lose")
+
+
 class TrainDetectorParams(Section):
     """`train_detector`: the XGBoost agent detector."""
 
@@ -296,6 +309,7 @@ class TrainDetectorParams(Section):
     tuning: DetectorTuning
     calibration: Calibration
     operating_point: OperatingPoint
+    pu: PUParams | None = None
     rule: Rule
     targets: Targets
 
@@ -511,6 +525,14 @@ class SimulateParams(Section):
 # --- the file ---------------------------------------------------------------------------------
 
 
+class ShiftWorldParams(Section):
+    """A small generated world with another agent mix: train_detector grades its share estimate on it."""
+
+    seed: int = Field(description="generator seed (differs from generate.seed)")
+    days: Annotated[float, Field(gt=0)] = Field(description="days of traffic")
+    mix: MixParams = Field(description="the shifted visitor mix")
+
+
 class Params(Section):
     """The whole params.yaml."""
 
@@ -518,6 +540,7 @@ class Params(Section):
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     features: FeaturesParams
+    shift_world: ShiftWorldParams
     train_detector: TrainDetectorParams
     train_multitask: TrainMultitaskParams
     evaluate_pricing: EvaluatePricingParams
