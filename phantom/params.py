@@ -400,6 +400,9 @@ class EvaluatePricingParams(Section):
 
     objective: Objective
     mu_selection: MuSelection
+    agent_calibration: Literal["isotonic", "none"] = Field(
+        "isotonic", description="recalibrate the network's P(agent) on the validation cohorts before pricing"
+    )
     ope: Ope | None = None
     guardrail: Guardrail
     fixed_ratio: Annotated[float, Field(gt=0)]

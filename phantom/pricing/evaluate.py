@@ -70,6 +70,7 @@ class EvaluationConfig:
     demand_feature: str = "product_views_last_hour"
     sweep_mu: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 32.0, 64.0)
     ece_bins: int = 15
+    agent_calibration: str = "isotonic"  # isotonic: recalibrate P(agent) on the validation cohorts; none
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> EvaluationConfig:
@@ -96,6 +97,7 @@ class EvaluationConfig:
             demand_feature=str(params.get("demand_feature", "product_views_last_hour")),
             sweep_mu=tuple(float(m) for m in params.get("sweep_mu", cls.sweep_mu)),
             ece_bins=int(params.get("ece_bins", cls.ece_bins)),
+            agent_calibration=str(params.get("agent_calibration", cls.agent_calibration)),
         )
 
 
@@ -369,12 +371,26 @@ def run(
 
     grid = cfg.objective.ratios
     demand_val, demand_test = score(model, val, grid), score(model, test, grid)
+    calibration = None
+    if pricer is not None and pricer.agent_calibration is not None:  # a shipped pricer brings its own map
+        calibration, pricer = pricer.agent_calibration, replace(pricer, agent_calibration=None)
+    elif cfg.agent_calibration == "isotonic":  # the network's P(agent) is recalibrated on the validation cohorts
+        from phantom.pricing.pricer import fit_agent_calibration
+        from phantom.pricing.tuning import agent_labels
+
+        y = agent_labels(val)
+        lab = ~np.isnan(y)
+        calibration = fit_agent_calibration(demand_val.p_agent[lab], y[lab])
+    if calibration is not None:
+        demand_val, demand_test = calibration.demand(demand_val), calibration.demand(demand_test)
     if pricer is None:
         pricer, fit = fit_pricer(val, demand_val, cfg, mean_demand)
     else:
         fit = {"mu_selection": "given", "mu": pricer.objective.mu, "lambda": pricer.objective.guardrail_lambda}
     ratios, decisions = price_policies(test, demand_test, pricer, cfg, mean_demand, detector_p_agent)
     estimates, by_estimator = estimate_policies(test, demand_test, ratios, cfg)
+    if calibration is not None:  # what ships carries the map; inside this evaluation the demands are already mapped
+        pricer = replace(pricer, agent_calibration=calibration)
     shown = predict(model, test)  # at the price each view was actually shown
     metrics = model_metrics(test, shown["p_agent"].to_numpy(), shown["p_purchase"].to_numpy(), cfg.ece_bins)
     return Evaluation(

@@ -51,21 +51,58 @@ class PriceDecisions:
 
 
 @dataclass(frozen=True)
+class AgentCalibration:
+    """A monotone map of the network's P(agent) (isotonic, fitted on labeled cohorts): piecewise linear points."""
+
+    x: tuple[float, ...]
+    y: tuple[float, ...]
+
+    def apply(self, p_agent: Any) -> np.ndarray:
+        """Calibrated P(agent)."""
+        return np.interp(np.asarray(p_agent, dtype=float), self.x, self.y)
+
+    def demand(self, demand: Demand) -> Demand:
+        """The same curves with P(agent) calibrated."""
+        return Demand(self.apply(demand.p_agent), demand.p_buy_agent, demand.p_buy_human)
+
+
+def fit_agent_calibration(p_agent: Any, label: Any) -> AgentCalibration | None:
+    """Isotonic P(agent | score) on labeled rows; None when there are too few of either class."""
+    from sklearn.isotonic import IsotonicRegression
+
+    p, y = np.asarray(p_agent, dtype=float), np.asarray(label, dtype=float)
+    if min((y == 1).sum(), (y == 0).sum()) < 20:
+        return None
+    iso = IsotonicRegression(y_min=0.0, y_max=1.0, out_of_bounds="clip").fit(p, y)
+    return AgentCalibration(tuple(map(float, iso.X_thresholds_)), tuple(map(float, iso.y_thresholds_)))
+
+
+@dataclass(frozen=True)
 class Pricer:
-    """The fitted objective (grid, value, mu, guardrail lambda, cost floor) applied to predictions."""
+    """The fitted objective (grid, value, mu, guardrail lambda, cost floor) applied to predictions.
+
+    With `agent_calibration`, `price` first maps the network's P(agent) through it (the policy JSON
+    carries the map, so the service prices exactly as the evaluation did).
+    """
 
     objective: Objective
+    agent_calibration: AgentCalibration | None = None
 
     @classmethod
     def from_policy(cls, policy: Mapping[str, Any]) -> Pricer:
         """From the policy JSON `evaluate_pricing` writes (`{"objective": {...}, ...}`) or its objective block."""
         block = dict(policy.get("objective", policy))
         block["grid"] = tuple(float(x) for x in block["grid"])
-        return cls(Objective(**block))
+        cal = policy.get("agent_calibration") if "objective" in policy else None
+        calibration = AgentCalibration(tuple(cal["x"]), tuple(cal["y"])) if cal else None
+        return cls(Objective(**block), calibration)
 
     def to_policy(self) -> dict[str, Any]:
         """The JSON form `from_policy` reads."""
-        return {"objective": self.objective.to_dict()}
+        out: dict[str, Any] = {"objective": self.objective.to_dict()}
+        if self.agent_calibration is not None:
+            out["agent_calibration"] = {"x": list(self.agent_calibration.x), "y": list(self.agent_calibration.y)}
+        return out
 
     @property
     def grid(self) -> np.ndarray:
@@ -75,6 +112,8 @@ class Pricer:
     def price(self, demand: Demand, base_price: Any, unit_cost: Any) -> PriceDecisions:
         """Price every decision: argmax of the objective over the allowed grid prices, with its reason."""
         obj = self.objective
+        if self.agent_calibration is not None:
+            demand = self.agent_calibration.demand(demand)
         base = np.asarray(base_price, dtype=float).reshape(-1)
         cost = np.asarray(unit_cost, dtype=float).reshape(-1)
         if not (len(demand) == base.size == cost.size):

@@ -75,6 +75,25 @@ def test_policy_json_round_trip():
     assert again == pricer
 
 
+def test_agent_calibration_travels_with_the_policy_and_is_applied():
+    from phantom.pricing.pricer import fit_agent_calibration
+
+    rng = np.random.default_rng(3)
+    score = rng.uniform(0, 1, 4000)
+    label = (rng.uniform(0, 1, 4000) < np.sqrt(score)).astype(float)  # the score under-states P(agent)
+    cal = fit_agent_calibration(score, label)
+    assert cal is not None and cal.apply([0.25])[0] == pytest.approx(0.5, abs=0.08)
+    pricer = Pricer(Objective(grid=GRID, mu=20.0), cal)
+    again = Pricer.from_policy(json.loads(json.dumps(pricer.to_policy())))
+    assert again == pricer
+    demand, base, cost = _demand(np.random.default_rng(4), 30)
+    np.testing.assert_array_equal(
+        again.price(demand, base, cost).ratio,
+        Pricer(Objective(grid=GRID, mu=20.0)).price(cal.demand(demand), base, cost).ratio,
+    )
+    assert fit_agent_calibration(score[:30], label[:30] * 0) is None  # one class only: no map
+
+
 def test_mismatched_lengths_are_an_error():
     demand, base, cost = _demand(np.random.default_rng(0), 3)
     with pytest.raises(ValueError, match="differ"):
