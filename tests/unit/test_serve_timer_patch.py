@@ -34,7 +34,12 @@ def _call(middleware: TimeoutMiddleware) -> tuple[list[dict], int]:
         pending = [h for h in loop._scheduled if not h.cancelled()]  # timers the request left behind
         return sent, len(pending)
 
-    return asyncio.run(run())
+    # a fresh thread owns a fresh event loop: an earlier test (the browser tests' sync API) may have
+    # left this thread's loop running, and asyncio.run refuses to nest
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, run()).result()
 
 
 def test_unknown_version_is_not_patched() -> None:
