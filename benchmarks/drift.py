@@ -45,6 +45,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--reference-days", type=float, default=14)
     p.add_argument("--seed", type=int, default=1000, help="base seed of the generated worlds (pipeline: 7)")
     p.add_argument("--out", type=Path, default=Path("metrics/drift.json"))
+    p.add_argument("--cache", type=Path, default=None, help="keep the generated worlds' tables here (reruns skip them)")
     p.add_argument(
         "--margin", type=float, default=1.5, help="thresholds = margin x the largest value on tuning windows"
     )
@@ -211,6 +212,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
     def world(name: str, seed: int, n_days: float, **changes: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+        cached = args.cache / f"{name}-{seed}-{n_days:g}" if args.cache else None
+        if cached and (cached / "decisions.parquet").exists():
+            return pd.read_parquet(cached / "sessions.parquet"), pd.read_parquet(cached / "decisions.parquet")
         t = time.perf_counter()
         cfg = replace(base, seed=seed, days=n_days, **changes)
         events, _ = _world(cfg, catalogue, bug_share=0.2 if name == "client_bug" else 0.0)
@@ -218,6 +222,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         console.print(
             f"world {name}: {n_days:g} days, {len(st):,} sessions, {len(dt):,} decisions ({time.perf_counter() - t:.0f} s)"
         )
+        if cached:
+            cached.mkdir(parents=True, exist_ok=True)
+            st.to_parquet(cached / "sessions.parquet")
+            dt.to_parquet(cached / "decisions.parquet")
         return st, dt
 
     # the shipped reference: the pipeline's training split (generate.seed's world)

@@ -55,11 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         else json.loads((args.reference / "reference.json").read_text())["cut_ms"]
     )
     sessions, decisions = _current(args)
-    found = (
-        windows.cut(sessions, decisions, cfg.window_hours, since_ms=since)[-args.last :]
-        if args.last
-        else windows.cut(sessions, decisions, cfg.window_hours, since_ms=since)
-    )
+    found = windows.cut(sessions, decisions, cfg.window_hours, since_ms=since)
+    found = found[-args.last :] if args.last else found
     console.print(f"{len(found)} windows of {cfg.window_hours:g} h from {since} ms")
     judged, skipped = judge.judge_all(found, ref_s, ref_d, cfg)
     for s in skipped:
@@ -69,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     _write(judged, skipped, args, cfg)
     failed = [j.verdict for j in judged if j.verdict["decision"] == "fail"]
     for v in (j.verdict for j in judged):
-        console.print(_line(v))
+        console.print(_line(v), soft_wrap=True, markup=False)
     if failed:
         sys.exit(f"monitor: {len(failed)} of {len(judged)} windows failed; latest failing: {_line(failed[-1])}")
 

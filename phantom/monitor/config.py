@@ -61,6 +61,8 @@ class MonitorConfig(BaseModel):
     """Compare a window shorter than a day with the reference's sessions from the same hours of day."""
     price_buckets: list[float] = Field(default_factory=lambda: [0.7, 0.9, 1.1, 1.3, 1.5])
     """Edges of the price-ratio buckets of the human-cohort conversion check."""
+    report_reference_rows: int = Field(30000, ge=100)
+    """Reference rows per table Evidently compares with (a seeded sample; the mean bounds use them all)."""
     human_cohort: str = "xp_human_only"
     """experiment_id of the verified-human cohort."""
     tests: DriftTests = Field(default_factory=DriftTests)

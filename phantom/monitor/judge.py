@@ -9,7 +9,7 @@ import pandas as pd
 
 from phantom.monitor import checks, report
 from phantom.monitor.config import MonitorConfig
-from phantom.monitor.frames import DECISIONS, SESSIONS
+from phantom.monitor.frames import DECISIONS, SESSIONS, sample
 from phantom.monitor.windows import Window, matching_reference
 
 
@@ -64,14 +64,19 @@ def judge(
     ref_s = clip_to_reference(ref_s, reference_sessions, SESSIONS.numerical)
     ref_d = clip_to_reference(ref_d, reference_decisions, DECISIONS.numerical)
     agent = [report.mean_bound("p_agent", ref_s, window.sessions, tests.agent_share_tolerance, tests.z)]
-    snap_s = report.run(report.build(SESSIONS, tests, agent, per_column), SESSIONS, window.sessions, ref_s, agent)
+    cap = cfg.report_reference_rows
+    snap_s = report.run(
+        report.build(SESSIONS, tests, agent, per_column), SESSIONS, window.sessions, sample(ref_s, cap, 0), agent
+    )
     results = [checks.read(snap_s, "sessions")]
     snapshots = {"sessions": snap_s}
     if len(window.decisions) and len(ref_d):
         cur_d, names = report.bucket_columns(window.decisions, cfg.price_buckets, cfg.human_cohort)
         ref_d, _ = report.bucket_columns(ref_d, cfg.price_buckets, cfg.human_cohort)
         conv = report.conversion_bounds(ref_d, cur_d, names, tests)
-        snap_d = report.run(report.build(DECISIONS, tests, conv, per_column), DECISIONS, cur_d, ref_d, conv)
+        snap_d = report.run(
+            report.build(DECISIONS, tests, conv, per_column), DECISIONS, cur_d, sample(ref_d, cap, 0), conv
+        )
         results.append(checks.read(snap_d, "decisions"))
         snapshots["decisions"] = snap_d
     verdict = checks.verdict(window.label, results, float(ref_s["p_agent"].mean()) if len(ref_s) else None)

@@ -179,3 +179,17 @@ def test_decision_log_reader_names_file_and_missing_columns(tmp_path, reference)
         decision_log.read_decision_log(bad)
     with pytest.raises(FileNotFoundError, match="not found"):
         decision_log.read_decision_log(tmp_path / "missing.parquet")
+
+
+def test_the_monitor_never_imports_the_simulator() -> None:
+    import ast
+    from pathlib import Path
+
+    import phantom.monitor
+
+    for path in Path(phantom.monitor.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.startswith("phantom.simulate") for n in names), path.name
