@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker clean monitor retrain
+.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean monitor retrain
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ run: install  ## the whole pipeline on embedded defaults (no services needed)
 	$(BIN)/dvc repro
 	$(BIN)/python -m pipelines.summary
 
-test: install lint  ## lint, then every test tier (starts its own Kafka broker; uses local Redis)
+test: install lint chromium  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -66,6 +66,21 @@ lock:  ## re-resolve the stack from pyproject ranges and freeze it
 
 ui: install  ## MLflow UI on the embedded store
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --port $${PORT:-5000}
+
+mlflow-server: install  ## MLflow tracking server on PostgreSQL (creates db+user if missing), foreground; Ctrl-C stops its process group
+	$(BIN)/python -m phantom.registry.server
+
+# Copy the embedded store (mlflow.db + mlruns/) into the server's store; run with the server stopped.
+mlflow-migrate: install  ## SQLite store -> the PostgreSQL store of `make mlflow-server` (docs/registry.md)
+	$(BIN)/python -m phantom.registry.server --create-only
+	$(BIN)/python -m phantom.registry.migrate --source $${SOURCE:-sqlite:///mlflow.db} \
+	  --dest $${PHANTOM_MLFLOW_DB:-postgresql://phantom@127.0.0.1:5432/phantom_mlflow} \
+	  --artifacts-to $${PHANTOM_MLFLOW_ARTIFACTS:-mlartifacts}
+
+# The browser the e2e tests drive (Debian's chromium: playwright cannot download its own here).
+chromium:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] || { echo "chromium missing: run as root or apt-get install chromium"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 clean:
 	rm -rf $(VENV)

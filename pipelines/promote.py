@@ -46,10 +46,13 @@ def detector_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[s
 
 def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
     """`evaluate(model_uri) -> metrics` for pricing-multitask: the frozen set written by evaluate_pricing."""
-    from pipelines.evaluate_pricing import frozen_evaluator
+    import json
 
-    bins = params.get("ece_bins")  # purchase_ece's equal-count bins; default: the frozen replay config's
-    return frozen_evaluator(eval_set, ece_bins=None if bins is None else int(bins))
+    from phantom.pricing.gate import frozen_evaluator
+
+    config = json.loads(eval_set.with_suffix(".config.json").read_text())
+    bins = params.get("ece_bins")  # purchase_ece's equal-count bins; default: the frozen config's
+    return frozen_evaluator(read_parquet(eval_set), config, None if bins is None else int(bins), console.print)
 
 
 # registered model name -> builder of its evaluator (eval set path, its params section)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--dry-run", action="store_true", help="decide and report, change nothing in the registry")
     args = parser.parse_args(argv)
 
-    from phantom.registry import promotion, tracking
+    from phantom.registry import annotate, promotion, tracking
 
     params = load_params("promote")
     if args.model not in params:
@@ -88,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(promotion.render_report(outcome, gate, str(eval_set)))
     console.print(f"wrote {report}")
+    if not args.dry_run:  # verdict, figures and the report onto the version, for people in the MLflow UI
+        console.print(f"attached to the version: {annotate.record_decision(outcome, report.read_text(), eval_set)}")
     summary = outcome.as_dict() | {"dry_run": args.dry_run}
     write_json(metrics_path, summary)
     return summary

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     import pandas as pd
 
     from phantom.detect.evaluate import calibration_table, rounded
-    from phantom.pricing import package, replay, tuning
+    from phantom.pricing import evaluate, package, tuning
     from phantom.pricing.data import PURCHASE_LABEL, time_split
     from phantom.registry import models, tracking
 
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for name in ("val", "test"):
             out = package.predict(shipped, parts[name])
             scored[name] = out
-            m = replay.model_metrics(parts[name], out["p_agent"].to_numpy(), out["p_purchase"].to_numpy(), ece_bins)
+            m = evaluate.model_metrics(parts[name], out["p_agent"].to_numpy(), out["p_purchase"].to_numpy(), ece_bins)
             if name == "test":
                 metrics.update(m)
             else:
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         }
         metrics["features"] = {"session": len(session_cols), "product": len(product_cols)}
 
-        table = partial(calibration_table, n_bins=ece_bins, binning=replay.ECE_BINNING)  # the ECEs' bins
+        table = partial(calibration_table, n_bins=ece_bins, binning=evaluate.ECE_BINNING)  # the ECEs' bins
         figures = _write_reports(args.reports, tuned.history, parts["test"], scored["test"], table)
         for name, fig in figures.items():
             tracking.log_figure(fig, name)

@@ -150,3 +150,34 @@ def usable(decisions: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     ratio = pd.to_numeric(decisions["price_ratio"], errors="coerce").to_numpy(dtype=float)
     keep = np.isfinite(ratio) & (ratio > 0) & decisions["base_price"].notna().to_numpy()
     return decisions.loc[keep].reset_index(drop=True), int((~keep).sum())
+
+
+@dataclass(frozen=True)
+class EvaluationSplits:
+    """The validation and test decisions a pricing evaluation uses, with unit costs and the rules' demand mean."""
+
+    val: pd.DataFrame
+    test: pd.DataFrame
+    mean_demand: float  # mean of the demand feature before the test period (the seed's rules read it)
+    dropped_unpriced: int  # decisions without a catalogue price
+    dropped_costless: int  # decisions whose product has no unit cost
+
+
+def evaluation_splits(
+    decisions: pd.DataFrame, catalogue: pd.DataFrame, fractions: Sequence[float], demand_feature: str
+) -> EvaluationSplits:
+    """Rebuild the model's time split, attach unit costs, keep the val and test decisions."""
+    decisions, unpriced = usable(decisions)
+    decisions["split"] = time_split(decisions, fractions)
+    cost = catalogue.drop_duplicates("product_id").set_index("product_id")["unit_cost"]
+    decisions["unit_cost"] = decisions["product_id"].map(cost).astype(float)
+    known = decisions["unit_cost"].notna()
+    decisions = decisions.loc[known]
+    history = decisions.loc[decisions["split"] != "test", demand_feature]
+    return EvaluationSplits(
+        val=decisions.loc[decisions["split"] == "val"].reset_index(drop=True),
+        test=decisions.loc[decisions["split"] == "test"].reset_index(drop=True),
+        mean_demand=float(history.mean()),
+        dropped_unpriced=unpriced,
+        dropped_costless=int((~known).sum()),
+    )

@@ -1,119 +1,422 @@
-"""Replay pricing policies on held-out decisions against the ground truth, in expectation.
+"""Evaluate pricing on held-out decisions with what a shop observes: fit on validation, estimate on test.
 
-The generator draws each purchase from `purchase_probability(intercept, sensitivity, wtp, ratio)`
-at the ratio the session was shown, so for any other ratio the truth gives that visitor's exact
-purchase probability. Every metric is an expected value (no sampling), so two policies replayed
-on the same decisions differ only by their prices, never by noise.
+The protocol, in one straight line:
+1. score the validation and test decisions with the multi-task network (P(agent), both purchase
+   curves on the grid: one forward pass each);
+2. fit the pricer on validation only: the guardrail multiplier from the model's predicted human
+   conversion, and mu (the leakage weight) as the most revenue-friendly weight whose off-policy
+   estimated leakage reduction vs the seed's rules meets the target (`phantom.pricing.ope`);
+3. price the test decisions with every policy (fixed, rules, detector markup, the pricer);
+4. estimate every policy's outcomes on the test decisions off-policy, with bootstrap intervals.
 
-Expected units per purchase are 1 + the kind's `quantity_mean` (the generator draws extra units
-from a Poisson), independent of price.
+Nothing here reads the simulator's truth. `phantom.simulate.backtest` grades the same prices
+against the truth as the evaluation of record, and reports the estimator's error beside it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-TRUTH_COLUMNS = ("kind", "family", "is_agent", "wtp", "intercept", "sensitivity")
+from phantom.pricing import objective, ope, policies
+from phantom.pricing.data import PURCHASE_LABEL
+from phantom.pricing.pricer import PriceDecisions, Pricer
+
+OPTIMISER = "multitask"
+POLICY_ORDER = ("fixed", "rules", "detector_markup", OPTIMISER)
+MU_CANDIDATES = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0, 13.0, 16.0, 20.0, 25.0, 32.0, 40.0, 50.0, 64.0)
+HEADLINE = ("revenue_vs_fixed", "margin_vs_fixed", "leakage_reduction_vs_rules", "human_conversion_delta")
 
 
-def decision_truth(decisions: pd.DataFrame, ground_truth: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
-    """The decisions with each visitor's hidden truth, expected units and the product's unit cost."""
-    from phantom.simulate.population import KINDS
+@dataclass(frozen=True)
+class MuSelection:
+    """How mu is chosen when `objective.mu` is `auto`."""
 
-    truth = ground_truth[["session_id", *TRUTH_COLUMNS]].rename(columns={"is_agent": "true_agent"})
-    out = decisions[["session_id", "product_id", "base_price"]].merge(truth, on="session_id", how="left")
-    missing = out["kind"].isna()
-    if missing.any():
-        raise ValueError(f"{int(missing.sum())} decisions have no ground-truth session")
-    cost = catalogue.set_index("product_id")["unit_cost"]
-    out["unit_cost"] = out["product_id"].map(cost).astype(float)
-    if out["unit_cost"].isna().any():
-        raise ValueError("decisions reference products missing from the catalogue")
-    units = {name: 1.0 + k.quantity_mean for name, k in KINDS.items()}
-    out["units"] = out["kind"].map(units).astype(float)
-    out["true_agent"] = out["true_agent"].astype(bool)
-    out.index = decisions.index
-    return out
+    method: str = "ope"  # ope: off-policy estimates on validation; model: predicted leakage; simulator: research only
+    leakage_target: float = 0.5  # required leakage reduction vs the seed's rules (on validation)
+    candidates: tuple[float, ...] = MU_CANDIDATES
 
-
-def true_purchase_probability(truth: pd.DataFrame, ratio: np.ndarray) -> np.ndarray:
-    """Each visitor's exact purchase probability at the given price ratio(s); ratio (n,) or (n, G)."""
-    from phantom.simulate.population import purchase_probability
-
-    ratio = np.asarray(ratio, dtype=float)
-    cols = [truth[c].to_numpy(dtype=float) for c in ("intercept", "sensitivity", "wtp")]
-    if ratio.ndim == 2:
-        cols = [c[:, None] for c in cols]
-    return purchase_probability(*cols, ratio)
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> MuSelection:
+        """Build from the `mu_selection` block."""
+        method = str(params.get("method", "ope"))
+        if method not in ("ope", "model", "simulator"):
+            raise ValueError(f"mu_selection.method must be 'ope', 'model' or 'simulator', got {method!r}")
+        return cls(
+            method=method,
+            leakage_target=float(params.get("leakage_target", 0.5)),
+            candidates=tuple(float(m) for m in params.get("candidates", MU_CANDIDATES)),
+        )
 
 
-def replay(truth: pd.DataFrame, ratio: np.ndarray, fair_ratio: float = 1.0) -> dict[str, float]:
-    """Expected outcomes of charging `ratio` x base price on every decision."""
-    ratio = np.broadcast_to(np.asarray(ratio, dtype=float), (len(truth),))
-    p = true_purchase_probability(truth, ratio)
-    base = truth["base_price"].to_numpy(dtype=float)
-    units = truth["units"].to_numpy(dtype=float)
-    agent = truth["true_agent"].to_numpy(dtype=bool)
-    price = ratio * base
-    sold = p * units
-    leak = np.maximum(fair_ratio * base - price, 0.0) * sold * agent
-    human, bot = ~agent, agent
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """Everything the evaluation reads from params.yaml `evaluate_pricing`."""
+
+    objective: objective.Objective
+    mu_selection: MuSelection | None = None  # None: objective.mu as given
+    ope: ope.OpeConfig = field(default_factory=ope.OpeConfig)
+    rules: policies.RulesConfig = field(default_factory=policies.RulesConfig)
+    markup_threshold: float = 0.7
+    markup_ratio: float = 1.3
+    fixed_ratio: float = 1.0
+    guardrail_reference: str = "fixed"  # "fixed" or "rules": whose human conversion must not fall
+    guardrail_tolerance: float = 0.0  # predicted-conversion slack the fitted guardrail allows
+    velocity_feature: str = "events_per_min"
+    demand_feature: str = "product_views_last_hour"
+    sweep_mu: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 13.0, 20.0, 32.0, 64.0)
+    ece_bins: int = 15
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> EvaluationConfig:
+        """Build from the `evaluate_pricing` section (objective.mu may be `auto`: see mu_selection)."""
+        guard = params.get("guardrail", {})
+        markup = params.get("detector_markup", {})
+        obj_params = dict(params["objective"])
+        selection = None
+        if obj_params.get("mu") == "auto":
+            obj_params["mu"] = 0.0
+            selection = MuSelection.from_params(params.get("mu_selection", {}))
+        obj = objective.Objective.from_params(obj_params)
+        return cls(
+            objective=obj,
+            mu_selection=selection,
+            ope=ope.OpeConfig.from_params(params.get("ope", {}), obj.fair_ratio),
+            rules=policies.RulesConfig.from_params(params.get("rules", {})),
+            markup_threshold=float(markup.get("threshold", 0.7)),
+            markup_ratio=float(markup.get("ratio", 1.3)),
+            fixed_ratio=float(params.get("fixed_ratio", 1.0)),
+            guardrail_reference=str(guard.get("reference", "fixed")),
+            guardrail_tolerance=float(guard.get("tolerance", 0.0)),
+            velocity_feature=str(params.get("velocity_feature", "events_per_min")),
+            demand_feature=str(params.get("demand_feature", "product_views_last_hour")),
+            sweep_mu=tuple(float(m) for m in params.get("sweep_mu", cls.sweep_mu)),
+            ece_bins=int(params.get("ece_bins", cls.ece_bins)),
+        )
+
+
+def rules_ratios(frame: pd.DataFrame, cfg: EvaluationConfig, mean_demand: float) -> np.ndarray:
+    """The seed's rules on these decisions."""
+    return policies.rules(
+        frame[cfg.demand_feature].to_numpy(dtype=float),
+        mean_demand,
+        frame[cfg.velocity_feature].to_numpy(dtype=float),
+        cfg.rules,
+    )
+
+
+def reference_ratios(frame: pd.DataFrame, cfg: EvaluationConfig, mean_demand: float) -> np.ndarray | float:
+    """The prices whose human conversion the guardrail protects."""
+    if cfg.guardrail_reference == "fixed":
+        return cfg.fixed_ratio
+    if cfg.guardrail_reference == "rules":
+        return rules_ratios(frame, cfg, mean_demand)
+    raise ValueError(f"guardrail reference must be 'fixed' or 'rules', got {cfg.guardrail_reference!r}")
+
+
+def _costs(frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    return frame["base_price"].to_numpy(dtype=float), frame["unit_cost"].to_numpy(dtype=float)
+
+
+def with_guardrail(
+    frame: pd.DataFrame, demand: objective.Demand, cfg: EvaluationConfig, mean_demand: float, obj: objective.Objective
+) -> tuple[Pricer, objective.GuardrailFit]:
+    """A pricer for `obj` with its guardrail multiplier fitted on these decisions' predictions."""
+    base, cost = _costs(frame)
+    obj = replace(obj, guardrail_lambda=0.0)
+    guard = objective.fit_guardrail(
+        demand, base, cost, obj, reference_ratios(frame, cfg, mean_demand), cfg.guardrail_tolerance
+    )
+    return Pricer(replace(obj, guardrail_lambda=guard.guardrail_lambda)), guard
+
+
+def _guard_info(guard: objective.GuardrailFit) -> dict[str, Any]:
     return {
-        "revenue": float(np.sum(price * sold)),
-        "margin": float(np.sum((price - truth["unit_cost"].to_numpy(dtype=float)) * sold)),
-        "margin_leakage": float(np.sum(leak)),
-        "human_conversion": float(p[human].mean()) if human.any() else float("nan"),
-        "agent_conversion": float(p[bot].mean()) if bot.any() else float("nan"),
-        "human_revenue": float(np.sum((price * sold)[human])),
-        "agent_revenue": float(np.sum((price * sold)[bot])),
-        "mean_ratio_human": float(ratio[human].mean()) if human.any() else float("nan"),
-        "mean_ratio_agent": float(ratio[bot].mean()) if bot.any() else float("nan"),
-        "below_cost_share": float(np.mean(price < truth["unit_cost"].to_numpy(dtype=float))),
+        "lambda": guard.guardrail_lambda,
+        "binding": guard.binding,
+        "predicted_reference_conversion_val": guard.reference_conversion,
+        "predicted_unconstrained_conversion_val": guard.unconstrained_conversion,
+        "predicted_conversion_val": guard.constrained_conversion,
     }
 
 
-def _ratio(a: float, b: float) -> float:
-    return float(a / b) if b else float("nan")
+def select_mu_by_ope(
+    val: pd.DataFrame,
+    demand: objective.Demand,
+    cfg: EvaluationConfig,
+    mean_demand: float,
+    obj: objective.Objective,
+    selection: MuSelection,
+) -> tuple[Pricer, dict[str, Any]]:
+    """The mu with the highest estimated revenue whose estimated leakage cut vs the rules meets the target.
 
-
-def compare(results: Mapping[str, Mapping[str, float]], policy: str = "multitask") -> dict[str, float]:
-    """The headline comparisons of `policy` against fixed price, the rules and the type oracle."""
-    me, fixed, rules, oracle = (results[k] for k in (policy, "fixed", "rules", "oracle"))
-    return {
-        "revenue_vs_fixed": _ratio(me["revenue"], fixed["revenue"]),
-        "revenue_vs_oracle": _ratio(me["revenue"], oracle["revenue"]),
-        "margin_vs_fixed": _ratio(me["margin"], fixed["margin"]),
-        "margin_vs_oracle": _ratio(me["margin"], oracle["margin"]),
-        "leakage_reduction_vs_rules": 1.0 - _ratio(me["margin_leakage"], rules["margin_leakage"]),
-        "human_conversion_delta": me["human_conversion"] - fixed["human_conversion"],
-        "human_conversion_delta_vs_rules": me["human_conversion"] - rules["human_conversion"],
-    }
-
-
-def response_curves(truth: pd.DataFrame, grid: np.ndarray, demand: Any) -> pd.DataFrame:
-    """Mean purchase probability vs price ratio for people and agents (true types): truth and model.
-
-    Sources: `truth`; `model` (the type mixture the optimiser's revenue term uses); `model | type`
-    (the model's curve for the visitor's true type: P(buy | human) for people, P(buy | agent) for
-    agents). Long format (ratio, group, source, p_buy), ready for DVC plots and matplotlib.
+    Every candidate is fitted (guardrail from predictions), prices the validation decisions, and is
+    estimated off-policy on the validation logs against the same estimate of the rules. When no
+    candidate meets the target, the largest estimated reduction is taken and reported as not met.
     """
-    grid = np.asarray(grid, dtype=float)
-    true_p = true_purchase_probability(truth, np.broadcast_to(grid, (len(truth), grid.size)))
-    agent = truth["true_agent"].to_numpy(dtype=bool)
+    base, cost = _costs(val)
+    logged = ope.Logged.from_frame(val)
+    point_only = replace(cfg.ope, bootstrap=0)
     rows = []
-    for group, mask, own in (("people", ~agent, demand.p_buy_human), ("agents", agent, demand.p_buy_agent)):
-        if not mask.any():
-            continue
-        for source, p in (("truth", true_p), ("model", demand.p_buy), ("model | type", own)):
-            for r, v in zip(grid, np.asarray(p, dtype=float)[mask].mean(axis=0), strict=True):
-                rows.append({"ratio": float(r), "group": group, "source": source, "p_buy": float(v)})
-    return pd.DataFrame(rows)
+    for mu in sorted(selection.candidates):
+        pricer, guard = with_guardrail(val, demand, cfg, mean_demand, replace(obj, mu=mu))
+        ratios = {
+            "candidate": pricer.price(demand, base, cost).ratio,
+            "fixed": policies.fixed(len(val), cfg.fixed_ratio),
+            "rules": rules_ratios(val, cfg, mean_demand),
+        }
+        est = ope.estimate(demand, obj.ratios, logged, ratios, point_only)
+        revenue = est.value("candidate", "revenue")
+        reduction = 1.0 - est.value("candidate", "leakage") / est.value("rules", "leakage")
+        rows.append((mu, revenue, reduction, pricer, guard))
+    ok = [r for r in rows if r[2] >= selection.leakage_target]
+    mu, _, reduction, pricer, guard = (
+        max(ok, key=lambda r: (r[1], -r[0])) if ok else max(rows, key=lambda r: (r[2], r[1]))
+    )
+    return pricer, {
+        "mu_selection": "ope (off-policy estimates on validation)",
+        "leakage_target": selection.leakage_target,
+        "leakage_target_met_on_val": bool(ok),
+        "estimated_leakage_reduction_val": reduction,
+        "mu": mu,
+        **_guard_info(guard),
+    }
 
 
-def policy_table(results: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
-    """One row per policy with its metrics (for the CSV the revenue plot reads)."""
-    return pd.DataFrame([{"policy": name, **metrics} for name, metrics in results.items()])
+def select_mu_by_model(
+    val: pd.DataFrame,
+    demand: objective.Demand,
+    cfg: EvaluationConfig,
+    mean_demand: float,
+    obj: objective.Objective,
+    selection: MuSelection,
+) -> tuple[Pricer, dict[str, Any]]:
+    """The smallest mu that cuts the model-predicted leakage vs the rules by the target."""
+    base, cost = _costs(val)
+    rules = rules_ratios(val, cfg, mean_demand)
+    rules_leak = objective.predicted_leakage(demand, obj.ratios, rules, base, obj.fair_ratio)
+    fit = objective.fit_leakage_weight(
+        demand,
+        base,
+        cost,
+        obj,
+        rules_leak,
+        selection.leakage_target,
+        reference_ratios(val, cfg, mean_demand),
+        cfg.guardrail_tolerance,
+    )
+    return Pricer(replace(obj, mu=fit.mu, guardrail_lambda=fit.guardrail.guardrail_lambda)), {
+        "mu_selection": "model (predicted leakage)",
+        "leakage_target": selection.leakage_target,
+        "leakage_target_met_on_val": fit.met,
+        "predicted_rules_leakage_val": fit.reference_leakage,
+        "predicted_leakage_val": fit.predicted_leakage,
+        "mu": fit.mu,
+        **_guard_info(fit.guardrail),
+    }
+
+
+def fit_pricer(
+    val: pd.DataFrame,
+    demand: objective.Demand,
+    cfg: EvaluationConfig,
+    mean_demand: float,
+    obj: objective.Objective | None = None,
+) -> tuple[Pricer, dict[str, Any]]:
+    """The pricer with its multipliers fitted on the validation decisions (no truth)."""
+    obj = obj or cfg.objective
+    selection = cfg.mu_selection
+    if selection is None:
+        pricer, guard = with_guardrail(val, demand, cfg, mean_demand, obj)
+        return pricer, {"mu_selection": "fixed", "mu": obj.mu, **_guard_info(guard)}
+    if selection.method == "ope":
+        return select_mu_by_ope(val, demand, cfg, mean_demand, obj, selection)
+    if selection.method == "model":
+        return select_mu_by_model(val, demand, cfg, mean_demand, obj, selection)
+    raise ValueError(
+        "mu_selection.method simulator replays against the simulator's truth: a research option that only "
+        "the evaluate_pricing stage runs (phantom.simulate.backtest.select_mu_by_truth), never the gate or service"
+    )
+
+
+def price_policies(
+    test: pd.DataFrame,
+    demand: objective.Demand,
+    pricer: Pricer,
+    cfg: EvaluationConfig,
+    mean_demand: float,
+    detector_p_agent: np.ndarray | None = None,
+) -> tuple[dict[str, np.ndarray], PriceDecisions]:
+    """Price ratios of every observable policy on the test decisions, and the pricer's full decisions."""
+    base, cost = _costs(test)
+    p_detector = demand.p_agent if detector_p_agent is None else detector_p_agent
+    decisions = pricer.price(demand, base, cost)
+    ratios = {
+        "fixed": policies.fixed(len(test), cfg.fixed_ratio),
+        "rules": rules_ratios(test, cfg, mean_demand),
+        "detector_markup": policies.detector_markup(p_detector, cfg.markup_threshold, cfg.markup_ratio),
+        OPTIMISER: decisions.ratio,
+    }
+    return ratios, decisions
+
+
+def estimate_policies(
+    frame: pd.DataFrame, demand: objective.Demand, ratios: Mapping[str, np.ndarray], cfg: EvaluationConfig
+) -> tuple[ope.Estimates, dict[str, dict[str, dict[str, float]]]]:
+    """Off-policy estimates of every policy with the configured estimator, and the optimiser's headline
+    comparisons (95 % intervals) under every estimator, the configured one first."""
+    logged = ope.Logged.from_frame(frame)
+    order = [cfg.ope.estimator, *(e for e in ope.ESTIMATORS if e != cfg.ope.estimator)]
+    by_estimator, chosen = {}, None
+    for name in order:
+        est = ope.estimate(demand, cfg.objective.ratios, logged, ratios, replace(cfg.ope, estimator=name))
+        by_estimator[name] = ope.compare(est, OPTIMISER)
+        chosen = chosen or est
+    return chosen, by_estimator
+
+
+ECE_BINNING = "count"  # equal-count bins: most P(buy) are small, equal-width bins would lump them in one
+
+
+def model_metrics(
+    frame: pd.DataFrame, p_agent: np.ndarray, p_purchase: np.ndarray, ece_bins: int = 15, label: str = PURCHASE_LABEL
+) -> dict[str, float]:
+    """agent_roc_auc (labeled rows), purchase_roc_auc, ECEs (`ece_bins` equal-count bins), log losses,
+    and the mean predicted and observed purchase rates, on decision rows."""
+    from sklearn.metrics import log_loss
+
+    from phantom.detect.evaluate import auc, ece
+    from phantom.pricing.tuning import agent_labels
+
+    y_agent = agent_labels(frame)
+    lab = ~np.isnan(y_agent)
+    y_buy = frame[label].to_numpy(dtype=int)
+    p_purchase = np.clip(np.asarray(p_purchase, dtype=float), 1e-7, 1 - 1e-7)
+    p_agent = np.clip(np.asarray(p_agent, dtype=float), 1e-7, 1 - 1e-7)
+    return {
+        "agent_roc_auc": auc(y_agent[lab], p_agent[lab]),
+        "agent_ece": ece(y_agent[lab], p_agent[lab], ece_bins, ECE_BINNING),
+        "agent_logloss": float(log_loss(y_agent[lab], p_agent[lab], labels=[0, 1])) if lab.any() else float("nan"),
+        "purchase_roc_auc": auc(y_buy, p_purchase),
+        "purchase_ece": ece(y_buy, p_purchase, ece_bins, ECE_BINNING),
+        "purchase_mean_predicted": float(p_purchase.mean()) if len(y_buy) else float("nan"),
+        "purchase_mean_observed": float(y_buy.mean()) if len(y_buy) else float("nan"),
+        "purchase_logloss": float(log_loss(y_buy, p_purchase, labels=[0, 1])) if len(y_buy) else float("nan"),
+        "purchase_rate": float(y_buy.mean()) if len(y_buy) else float("nan"),
+        "decisions": len(frame),
+        "labeled_decisions": int(lab.sum()),
+    }
+
+
+@dataclass
+class Evaluation:
+    """One evaluation: the fitted pricer, every policy's test prices, off-policy estimates, model metrics."""
+
+    pricer: Pricer
+    fit: dict[str, Any]
+    ratios: dict[str, np.ndarray]
+    decisions: PriceDecisions
+    estimates: ope.Estimates
+    estimator: str  # the configured estimator: `ope` holds its comparisons
+    by_estimator: dict[str, Any]  # the optimiser's headline comparisons with intervals, per estimator
+    model: dict[str, float]
+    demand_val: objective.Demand
+    demand_test: objective.Demand
+
+    @property
+    def ope(self) -> dict[str, dict[str, float]]:
+        """The optimiser's headline comparisons under the configured estimator."""
+        return self.by_estimator[self.estimator]
+
+    def metrics(self) -> dict[str, Any]:
+        """The JSON-able summary: estimates per policy, headline comparisons, model metrics, the fit."""
+        reasons = pd.Series(self.decisions.reason).value_counts(normalize=True).sort_index()
+        return {
+            "ope": {k: v["estimate"] for k, v in self.ope.items()},
+            "ope_ci95": {k: [v["ci_low"], v["ci_high"]] for k, v in self.ope.items()},
+            "ope_estimator": self.estimator,
+            "ope_estimators": self.by_estimator,
+            "ope_policies": self.estimates.point,
+            "model": self.model,
+            "fit": self.fit,
+            "objective": self.pricer.objective.to_dict(),
+            "reason_share": {str(k): float(v) for k, v in reasons.items()},
+        }
+
+
+def score(model: Any, frame: pd.DataFrame, grid: Any) -> objective.Demand:
+    """P(agent) and both purchase curves on the grid from a loaded pyfunc model (one forward pass)."""
+    from phantom.pricing.package import score_grid
+
+    return score_grid(model, frame, grid)
+
+
+def run(
+    model: Any,
+    val: pd.DataFrame,
+    test: pd.DataFrame,
+    cfg: EvaluationConfig,
+    mean_demand: float,
+    detector_p_agent: np.ndarray | None = None,
+    pricer: Pricer | None = None,
+) -> Evaluation:
+    """Fit the pricer on `val` (unless given), price `test` with every policy, estimate off-policy."""
+    from phantom.pricing.package import predict
+
+    grid = cfg.objective.ratios
+    demand_val, demand_test = score(model, val, grid), score(model, test, grid)
+    if pricer is None:
+        pricer, fit = fit_pricer(val, demand_val, cfg, mean_demand)
+    else:
+        fit = {"mu_selection": "given", "mu": pricer.objective.mu, "lambda": pricer.objective.guardrail_lambda}
+    ratios, decisions = price_policies(test, demand_test, pricer, cfg, mean_demand, detector_p_agent)
+    estimates, by_estimator = estimate_policies(test, demand_test, ratios, cfg)
+    shown = predict(model, test)  # at the price each view was actually shown
+    metrics = model_metrics(test, shown["p_agent"].to_numpy(), shown["p_purchase"].to_numpy(), cfg.ece_bins)
+    return Evaluation(
+        pricer=pricer,
+        fit={"guardrail_reference": cfg.guardrail_reference, **fit},
+        ratios=ratios,
+        decisions=decisions,
+        estimates=estimates,
+        estimator=cfg.ope.estimator,
+        by_estimator=by_estimator,
+        model=metrics,
+        demand_val=demand_val,
+        demand_test=demand_test,
+    )
+
+
+FROZEN_KEYS = ("session_id", "ts", "product_id", "base_price", "unit_cost", "price_ratio", "is_agent", "labeled")
+
+
+def frozen_set(parts: Mapping[str, pd.DataFrame], columns: Sequence[str], mean_demand: float) -> pd.DataFrame:
+    """The evaluation set the promotion gate scores every version on: {view: decisions}, no truth.
+
+    Keeps `columns` the decisions carry (pass every feature, not only one model's inputs, so any
+    version can be scored), the keys, the labels and the observed purchases.
+    """
+    present = set.intersection(*(set(frame.columns) for frame in parts.values())) if parts else set()
+    keep = list(dict.fromkeys([*(c for c in columns if c in present), *FROZEN_KEYS, PURCHASE_LABEL]))
+    frames = [frame[keep].reset_index(drop=True).assign(view=view) for view, frame in parts.items()]
+    return pd.concat(frames, ignore_index=True).assign(rules_mean_demand=float(mean_demand))
+
+
+def detector_p_agent(source: str, frame: pd.DataFrame) -> tuple[np.ndarray | None, str]:
+    """P(agent) from the agent detector (a folder or models:/ URI) for the markup baseline, and where it came from.
+
+    An unavailable detector is not fatal: the baseline then uses the multi-task agent head, and says so.
+    """
+    if not source:
+        return None, "multitask agent head"
+    from phantom.detect import package as detector
+
+    try:
+        model = detector.load(source)
+        return detector.score(model, frame)["p_agent"].to_numpy(dtype=float), source
+    except Exception as exc:  # the markup baseline is a comparison, not a product: fall back, loudly
+        return None, f"multitask agent head ({source!r} unavailable: {type(exc).__name__}: {exc})"

@@ -82,3 +82,29 @@ def predict(model: Any, frame: pd.DataFrame) -> pd.DataFrame:
     x = frame[names]
     numeric = [c for c in names if pd.api.types.is_numeric_dtype(x[c])]
     return model.predict(x.astype(dict.fromkeys(numeric, "float64")))
+
+
+def trained_split(model: Any) -> tuple[float, float, float]:
+    """The (train, val, test) fractions a packaged network was trained with, from its MLflow metadata."""
+    split = (model.metadata.metadata or {}).get("split")
+    if not split:
+        raise ValueError("the pricing model records no split in its metadata; rerun train_multitask")
+    return float(split["train"]), float(split["val"]), float(split["test"])
+
+
+def lineage(model_dir: Path | str) -> dict[str, Any]:
+    """The MLflow run and registered name that produced the model in `model_dir` (from its spec), if recorded."""
+    import json
+
+    spec = Path(model_dir) / "artifacts" / "model.json"
+    if not spec.exists():
+        return {}
+    meta = json.loads(spec.read_text()).get("meta", {})
+    return {"model_run_id": meta.get("run_id"), "model_name": meta.get("model")}
+
+
+def all_feature_columns(model: Any) -> list[str]:
+    """The model's inputs plus every session and product feature: what a frozen set keeps for any version."""
+    from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
+
+    return list(dict.fromkeys([*model.metadata.get_input_schema().input_names(), *SESSION_FEATURES, *PRODUCT_FEATURES]))

@@ -75,8 +75,8 @@ def outcomes_by_policy(table: pd.DataFrame, order: Sequence[str]) -> Any:
 def frontier(sweep: pd.DataFrame, chosen: tuple[float, float], chosen_value: str, target: float = 0.5) -> Any:
     """Revenue vs fixed against leakage relative to the rules (log scale), one point per mu (labelled).
 
-    Solid: the multi-task optimiser; dotted: the type oracle under the same objective (the
-    ceiling); the star is the shipped configuration; the shaded band is where leakage meets the
+    Solid: the multi-task optimiser graded by the truth; dashed: its off-policy estimate (what the
+    shop sees); dotted: the type oracle under the same objective (the ceiling); the star is the shipped configuration; the shaded band is where leakage meets the
     target (at most 1 - target of the rules').
     """
     import numpy as np
@@ -100,6 +100,17 @@ def frontier(sweep: pd.DataFrame, chosen: tuple[float, float], chosen_value: str
         if policy != "oracle":
             for xi, yi, mu in zip(x, part["revenue_vs_fixed"], part["mu"], strict=True):
                 ax.annotate(f"{mu:g}", (xi, yi), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            if "ope_revenue_vs_fixed" in part:  # what the shop estimated for the same prices, off-policy
+                ax.plot(
+                    rel(part["ope_leakage_reduction_vs_rules"]),
+                    part["ope_revenue_vs_fixed"],
+                    "--",
+                    marker="x",
+                    markersize=3,
+                    color=colours.get(value, "k"),
+                    alpha=0.6,
+                    label=f"{label} (off-policy estimate)",
+                )
     ax.plot(rel(chosen[0]), [chosen[1]], "k*", markersize=13, label=f"shipped (value={chosen_value})")
     ax.axvspan(floor, 1.0 - target, color="green", alpha=0.06, label=f"leakage cut >= {target:.0%} vs rules")
     ax.axhline(1.0, color="grey", linewidth=0.8, linestyle=":")

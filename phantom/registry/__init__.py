@@ -22,7 +22,11 @@ registry follows the tracking URI (set `MLFLOW_REGISTRY_URI` only to split them)
 
 tracking:  tracking_uri, configure, experiment, parent_run, log_params, log_metrics, log_figure,
            log_inputs (md5 of input files, as dvc.lock records them), git_state, trial_callback
-models:    register, version_by_alias, set_alias, tag_version, tag_model, model_tags,
+models:    register, version_by_alias, champion_versions, set_alias, tag_version, tag_model, model_tags,
            alias_uri, version_uri, CHALLENGER, CHAMPION
 promotion: GateConfig, decide (pure), promote (registry I/O), render_report, Outcome
+annotate:  lineage_tags, gate_tags, verdict_line (pure); describe_new_version, record_decision
+           (what a person sees on a version in the UI: lineage, verdict, figures, report)
+server:    make mlflow-server: ensure_database, start_server / tracking_server (own process group)
+migrate:   the embedded SQLite store -> a server's PostgreSQL store (ids, aliases, artifacts kept)
 """

@@ -7,7 +7,7 @@ MLflow UI) last pointed that alias at.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,13 +43,18 @@ def register(
     tags: Mapping[str, Any] | None = None,
     description: str | None = None,
 ) -> Any:
-    """Register `model_uri` as a new version of `name`, tag it and point `alias` at it; return the version."""
+    """Register `model_uri` as a new version of `name`, tag it and point `alias` at it; return the version.
+
+    The version also gets its run's lineage (git commit, input md5s) as tags and a description
+    that links the run (`phantom.registry.annotate.describe_new_version`).
+    """
     import mlflow
+
+    from phantom.registry.annotate import describe_new_version
 
     client = _client()
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
-    if description:
-        client.update_model_version(name, version.version, description=description)
+    describe_new_version(name, version.version, description or "")
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return client.get_model_version(name, version.version)
@@ -63,6 +68,25 @@ def version_by_alias(name: str, alias: str) -> Any | None:
         return _client().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
+
+
+def champion_versions(names: Iterable[str]) -> dict[str, str]:
+    """The version `champion` points at for each registered model, read from MLFLOW_TRACKING_URI.
+
+    This is what a Bento build pins: `{"agent-detector": "3", ...}`. A model without a champion
+    is an error naming it (a build must never ship "whatever is latest").
+    """
+    out: dict[str, str] = {}
+    missing: list[str] = []
+    for name in names:
+        version = version_by_alias(name, CHAMPION)
+        if version is None:
+            missing.append(name)
+        else:
+            out[name] = str(version.version)
+    if missing:
+        raise LookupError(f"no '{CHAMPION}' alias in the registry for {missing}: promote a version first")
+    return out
 
 
 def set_alias(name: str, alias: str, version: str | int) -> None:

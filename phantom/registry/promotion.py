@@ -10,10 +10,11 @@ Whatever version `champion` points at is the one to beat, whether the gate or a 
 MLflow UI put it there: a champion set by hand is only replaced by a challenger that passes the
 gate against it.
 
-The gate also keeps a ratchet: each time it promotes, it records on the registered model (tags
-`gate.best.<metric>`) the best value any champion has reached on a gated metric. The regression
-check compares the challenger with the better of the champion and that record, so a chain of
-challengers, each within tolerance of the one before, cannot drift the champion down step by step.
+The gate also keeps a ratchet: it records on the registered model (tag `gate.history`) the last
+versions it made champion, and re-scores them on the same frozen set as the challenger. The
+regression check compares the challenger with the best of the champion and those earlier
+champions, all measured on one set, so a chain of challengers, each within tolerance of the one
+before, cannot drift the champion down step by step.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 GATE_TAG = "champion_set_by_gate"  # registered-model tag: the version the gate last made champion
-BEST_TAG_PREFIX = "gate.best."  # registered-model tags: best value of each gated metric at a promotion
+HISTORY_TAG = "gate.history"  # registered-model tag: versions the gate made champion, oldest first
+HISTORY_KEPT = 3  # earlier champions re-scored as the ratchet's reference
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def decide(
     """The gate (pure): floors and ceilings on the challenger, then no regression beyond tolerance.
 
     The regression reference of a metric with a tolerance is the better of the champion's value
-    and `best`, the best value recorded at earlier promotions (see `updated_best`): the challenger
+    and `best`, the best value of earlier champions re-scored on the same set (`best_of`): the challenger
     may fall at most `tolerance` below it (above it, for a lower-is-better metric).
 
     A missing or NaN challenger metric fails its check. Without a champion or a recorded best only
@@ -153,7 +155,7 @@ def decide(
         ref = _better(config, metric, from_champion, _value(best or {}, metric))
         if math.isnan(ref):
             continue
-        rule = "vs champion" if ref == from_champion else "vs recorded best"
+        rule = "vs champion" if ref == from_champion else "vs earlier champion"
         if config.higher_is_better(metric):
             checks.append(Check(metric, rule, ">=", _value(challenger, metric), ref - tol))
         else:
@@ -161,36 +163,24 @@ def decide(
     return GateResult(all(c.passed for c in checks), tuple(checks), champion is not None)
 
 
-def updated_best(
-    best: Mapping[str, Any] | None,
-    promoted: Mapping[str, Any],
-    champion: Mapping[str, Any] | None,
-    config: GateConfig,
-) -> dict[str, float]:
-    """The record after a promotion (pure): per gated metric, the better of the record, the replaced
-    champion and the promoted version (max for `minimum` metrics, min for `maximum` metrics)."""
+def history_from_tags(tags: Mapping[str, str]) -> list[str]:
+    """The versions the gate made champion, oldest first (tag `gate.history`, comma-separated)."""
+    return [v for v in (tags.get(HISTORY_TAG) or "").split(",") if v.strip().isdigit()]
+
+
+def best_of(runs: Mapping[str, Mapping[str, Any]], config: GateConfig) -> dict[str, float]:
+    """Per gated metric, the best value over versions measured on the same set (pure)."""
     out: dict[str, float] = {}
     for metric in [*config.minimum, *config.maximum]:
-        value = _value(best or {}, metric)
-        for source in (champion or {}, promoted):
-            value = _better(config, metric, value, _value(source, metric))
+        value = math.nan
+        for metrics in runs.values():
+            value = _better(config, metric, value, _value(metrics, metric))
         if not math.isnan(value):
             out[metric] = value
     return out
 
 
-def best_from_tags(tags: Mapping[str, str]) -> dict[str, float]:
-    """The recorded bests in registered-model tags `gate.best.<metric>`."""
-    out: dict[str, float] = {}
-    for key, raw in tags.items():
-        if key.startswith(BEST_TAG_PREFIX):
-            value = _value({"v": raw}, "v")
-            if not math.isnan(value):
-                out[key[len(BEST_TAG_PREFIX) :]] = value
-    return out
-
-
-@dataclass
+@dataclass(kw_only=True)
 class Outcome:
     """What `promote` found and did."""
 
@@ -204,8 +194,8 @@ class Outcome:
     result: GateResult | None
     challenger_metrics: dict[str, float]
     champion_metrics: dict[str, float] | None
-    best_before: dict[str, float] = field(default_factory=dict)  # recorded bests the gate compared with
-    best_after: dict[str, float] = field(default_factory=dict)  # the record after this decision
+    best_before: dict[str, float] = field(default_factory=dict)  # best of the earlier champions, re-scored
+    earlier: dict[str, dict[str, float]] = field(default_factory=dict)  # earlier champions' metrics, same set
     evaluated_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
 
     def as_dict(self) -> dict[str, Any]:
@@ -221,7 +211,8 @@ class Outcome:
             "reason": self.reason,
             "challenger": self.challenger_metrics,
             "champion": self.champion_metrics,
-            "recorded_best": self.best_after,
+            "earlier_champions": self.earlier,
+            "best_of_earlier": self.best_before,
         }
 
 
@@ -233,10 +224,12 @@ def promote(
     dry_run: bool = False,
     log: Callable[[str], None] = print,
 ) -> Outcome:
-    """Evaluate challenger and champion of `name` with `evaluate(model_uri)`, apply the gate, tag the result.
+    """Evaluate challenger, champion and earlier champions of `name` on one frozen set, apply the gate, tag the result.
 
     Versions are loaded by number (`models:/name/<v>`), so an alias moved meanwhile cannot swap
-    what was evaluated. With `dry_run` nothing in the registry changes.
+    what was evaluated. With `dry_run` nothing in the registry changes. An evaluator may carry
+    `version_tags` ({model URI: tags}): what it learned about each version it scored (a pricing
+    version's fitted pricer), written on those versions with the decision.
     """
     from phantom.registry import models
 
@@ -250,88 +243,107 @@ def promote(
     ch_v = str(challenger.version)
     cp_v = str(champion.version) if champion is not None else None
     tags = models.model_tags(name)
-    gate_set = tags.get(GATE_TAG)
-    best = best_from_tags(tags)
-    by_hand = cp_v is not None and gate_set != cp_v
+    by_hand = cp_v is not None and tags.get(GATE_TAG) != cp_v
     log(f"{name}: challenger v{ch_v}, champion {'v' + cp_v if cp_v else 'none'}{' (set by hand)' if by_hand else ''}")
+    common = {"model": name, "challenger_version": ch_v, "champion_before": cp_v, "champion_set_by_hand": by_hand}
 
+    judged = (getattr(challenger, "tags", None) or {}).get("gate.decision")
+    if by_hand and judged and cp_v != ch_v:
+        # a person moved champion away from a version the gate already judged (a rollback): respect it
+        return Outcome(
+            **common,
+            champion_after=cp_v,
+            action="kept",
+            reason=(
+                f"challenger v{ch_v} was already judged ({judged}) and champion v{cp_v} was set by hand since; "
+                "the person's choice stands until a new challenger is registered"
+            ),
+            result=None,
+            challenger_metrics={},
+            champion_metrics=None,
+        )
     challenger_metrics = {k: float(v) for k, v in evaluate(models.version_uri(name, ch_v)).items()}
     if cp_v == ch_v:
-        outcome = Outcome(
-            name,
-            ch_v,
-            cp_v,
-            cp_v,
-            by_hand,
-            "already champion",
-            "challenger is the champion",
-            None,
-            challenger_metrics,
-            challenger_metrics,
-            best,
-            best,
+        return Outcome(
+            **common,
+            champion_after=cp_v,
+            action="already champion",
+            reason="challenger is the champion",
+            result=None,
+            challenger_metrics=challenger_metrics,
+            champion_metrics=challenger_metrics,
         )
-        return outcome
 
     champion_metrics: dict[str, float] | None = None
     if cp_v is not None:
         try:
             champion_metrics = {k: float(v) for k, v in evaluate(models.version_uri(name, cp_v)).items()}
         except Exception as exc:  # an incompatible champion is kept: a person must resolve it
-            reason = f"champion v{cp_v} could not be evaluated on the frozen set ({type(exc).__name__}: {exc}); kept"
             outcome = Outcome(
-                name, ch_v, cp_v, cp_v, by_hand, "kept", reason, None, challenger_metrics, None, best, best
+                **common,
+                champion_after=cp_v,
+                action="kept",
+                reason=f"champion v{cp_v} could not be evaluated on the frozen set ({type(exc).__name__}: {exc}); kept",
+                result=None,
+                challenger_metrics=challenger_metrics,
+                champion_metrics=None,
             )
-            _apply(outcome, dry_run)
+            _apply(outcome, dry_run, tags, getattr(evaluate, "version_tags", {}))
             return outcome
 
+    earlier = _earlier_champions(name, history_from_tags(tags), {ch_v, cp_v}, evaluate, log)
+    best = best_of(earlier, config)
     result = decide(challenger_metrics, champion_metrics, config, best)
-    if result.passed:
-        after = updated_best(best, challenger_metrics, champion_metrics, config)
-        outcome = Outcome(
-            name,
-            ch_v,
-            cp_v,
-            ch_v,
-            by_hand,
-            "promoted",
-            result.summary(),
-            result,
-            challenger_metrics,
-            champion_metrics,
-            best,
-            after,
-        )
-    else:
-        outcome = Outcome(
-            name,
-            ch_v,
-            cp_v,
-            cp_v,
-            by_hand,
-            "kept",
-            result.summary(),
-            result,
-            challenger_metrics,
-            champion_metrics,
-            best,
-            best,
-        )
-    _apply(outcome, dry_run)
+    outcome = Outcome(
+        **common,
+        champion_after=ch_v if result.passed else cp_v,
+        action="promoted" if result.passed else "kept",
+        reason=result.summary(),
+        result=result,
+        challenger_metrics=challenger_metrics,
+        champion_metrics=champion_metrics,
+        best_before=best,
+        earlier=earlier,
+    )
+    _apply(outcome, dry_run, tags, getattr(evaluate, "version_tags", {}))
     return outcome
 
 
-def _apply(outcome: Outcome, dry_run: bool) -> None:
+def _earlier_champions(
+    name: str,
+    history: list[str],
+    skip: set[str | None],
+    evaluate: Callable[[str], Mapping[str, float]],
+    log: Callable[[str], None],
+) -> dict[str, dict[str, float]]:
+    """Re-score the last HISTORY_KEPT versions the gate promoted (except `skip`); one that fails is left out, said."""
+    from phantom.registry import models
+
+    out: dict[str, dict[str, float]] = {}
+    for version in [v for v in history if v not in skip][-HISTORY_KEPT:]:
+        try:
+            out[version] = {k: float(v) for k, v in evaluate(models.version_uri(name, version)).items()}
+        except Exception as exc:  # a deleted or incompatible old version cannot hold the ratchet
+            log(f"earlier champion v{version} not re-scored ({type(exc).__name__}: {exc}); left out of the ratchet")
+    return out
+
+
+def _apply(
+    outcome: Outcome, dry_run: bool, tags: Mapping[str, str], version_tags: Mapping[str, Mapping[str, str]]
+) -> None:
     """Move the alias (when promoted) and tag the challenger version with the decision."""
     from phantom.registry import models
 
     if dry_run:
         return
     name, version = outcome.model, outcome.challenger_version
+    for uri, extra in version_tags.items():
+        models.tag_version(name, uri.rsplit("/", 1)[1], extra)
     if outcome.action == "promoted":
         models.set_alias(name, models.CHAMPION, version)
         models.tag_model(name, {GATE_TAG: version})
-        models.tag_model(name, {BEST_TAG_PREFIX + m: repr(v) for m, v in outcome.best_after.items()})
+        history = [*(v for v in history_from_tags(tags) if v != version), version][-(HISTORY_KEPT + 1) :]
+        models.tag_model(name, {HISTORY_TAG: ",".join(history)})
         if outcome.champion_before:
             models.tag_version(name, outcome.champion_before, {"gate.replaced_by": version})
     models.tag_version(
@@ -362,7 +374,7 @@ def render_report(outcome: Outcome, config: GateConfig, eval_set: str = "") -> s
         "",
     ]
     gated = [*config.minimum, *(m for m in config.maximum if m not in config.minimum)]
-    lines += ["| metric | challenger | champion | recorded best | gate |", "|---|---|---|---|---|"]
+    lines += ["| metric | challenger | champion | best earlier champion | gate |", "|---|---|---|---|---|"]
     for m in gated:
         ch = outcome.challenger_metrics.get(m, math.nan)
         cpv = (outcome.champion_metrics or {}).get(m, math.nan)

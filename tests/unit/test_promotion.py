@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from phantom.registry.promotion import GateConfig, decide, updated_best
+from phantom.registry.promotion import HISTORY_KEPT, GateConfig, best_of, decide, history_from_tags
 
 GATE = GateConfig.from_params(
     {
@@ -80,17 +80,20 @@ def test_metric_champion_lacks_is_not_compared() -> None:
 RATCHET = GateConfig.from_params({"minimum": {"auc": 0.90}, "tolerance": {"auc": 0.01}})
 
 
-def _run_gate(values: list[float], config: GateConfig = RATCHET) -> list[bool]:
-    """Feed challengers through the pure gate in order, as `promote` would; return who was promoted."""
-    champion: dict[str, float] | None = None
-    best: dict[str, float] = {}
+def _run_gate(values: list[float], config: GateConfig = RATCHET, key: str = "auc") -> list[bool]:
+    """Feed challengers through the pure gate in order, as `promote` would; return who was promoted.
+
+    Earlier champions are the last HISTORY_KEPT versions the gate promoted, other than the champion.
+    """
+    history: list[dict[str, float]] = []
     promoted = []
     for value in values:
-        challenger = {"auc": value}
-        passed = decide(challenger, champion, config, best).passed
+        challenger = {key: value}
+        champion = history[-1] if history else None
+        earlier = {str(i): m for i, m in enumerate(history[:-1][-HISTORY_KEPT:])}
+        passed = decide(challenger, champion, config, best_of(earlier, config)).passed
         if passed:
-            best = updated_best(best, challenger, champion, config)
-            champion = challenger
+            history.append(challenger)
         promoted.append(passed)
     return promoted
 
@@ -107,40 +110,29 @@ def test_successive_small_regressions_cannot_ratchet_the_champion_down() -> None
 
 def test_ratchet_holds_for_lower_is_better_metrics() -> None:
     config = GateConfig.from_params({"maximum": {"ece": 0.05}, "tolerance": {"ece": 0.004}})
-    champion: dict[str, float] | None = None
-    best: dict[str, float] = {}
-    promoted = []
-    for ece in [0.010, 0.013, 0.016, 0.019]:
-        ok = decide({"ece": ece}, champion, config, best).passed
-        if ok:
-            best = updated_best(best, {"ece": ece}, champion, config)
-            champion = {"ece": ece}
-        promoted.append(ok)
-    assert promoted == [True, True, False, False]
-    assert best == {"ece": 0.010}
+    assert _run_gate([0.010, 0.013, 0.016, 0.019], config, "ece") == [True, True, False, False]
+    assert best_of({"1": {"ece": 0.013}, "2": {"ece": 0.010}}, config) == {"ece": 0.010}
 
 
 def test_better_challenger_passes_and_raises_the_record() -> None:
     assert _run_gate([0.95, 0.941, 0.97, 0.965, 0.955]) == [True, True, True, True, False]
-    assert updated_best({"auc": 0.95}, {"auc": 0.97}, {"auc": 0.941}, RATCHET) == {"auc": 0.97}
+    assert best_of({"1": {"auc": 0.95}, "2": {"auc": 0.97}, "3": {"auc": 0.941}}, RATCHET) == {"auc": 0.97}
 
 
 def test_recorded_best_applies_against_a_worse_champion() -> None:
     """A champion pinned by hand below the record: the challenger must be within tolerance of the record."""
     result = decide({"auc": 0.93}, {"auc": 0.92}, RATCHET, {"auc": 0.95})
     assert not result.passed
-    assert [(c.rule, round(c.bound, 4)) for c in result.failures] == [("vs recorded best", 0.94)]
+    assert [(c.rule, round(c.bound, 4)) for c in result.failures] == [("vs earlier champion", 0.94)]
     assert decide({"auc": 0.945}, {"auc": 0.92}, RATCHET, {"auc": 0.95}).passed
     # a champion better than the record is the reference
     assert decide({"auc": 0.945}, {"auc": 0.96}, RATCHET, {"auc": 0.95}).failures[0].rule == "vs champion"
 
 
-def test_recorded_best_record_keeps_nan_out_and_reads_tags() -> None:
-    from phantom.registry.promotion import best_from_tags
-
-    assert updated_best({}, {"roc_auc": math.nan}, None, GATE) == {}
-    tags = {"gate.best.roc_auc": "0.985", "gate.best.ece": "nan", "champion_set_by_gate": "3", "gate.best.x": "?"}
-    assert best_from_tags(tags) == {"roc_auc": 0.985}
+def test_best_of_keeps_nan_out_and_history_reads_tags() -> None:
+    assert best_of({"1": {"roc_auc": math.nan}}, GATE) == {}
+    assert history_from_tags({"gate.history": "1,3, x,4", "champion_set_by_gate": "4"}) == ["1", "3", "4"]
+    assert history_from_tags({}) == []
 
 
 def test_config_rejects_tolerance_without_direction() -> None:
@@ -243,8 +235,8 @@ def test_manual_champion_is_respected(store) -> None:
     assert str(client.get_model_version_by_alias("toy", "champion").version) == v4
 
 
-def test_promotion_records_the_best_and_blocks_drift(store) -> None:
-    """Through the registry: bests land in `gate.best.<metric>` tags and hold across promotions."""
+def test_promotion_records_the_history_and_blocks_drift(store) -> None:
+    """Through the registry: promoted versions land in `gate.history` and are re-scored as the ratchet."""
     from phantom.registry.promotion import promote, render_report
 
     client, new_version = store
@@ -255,14 +247,59 @@ def test_promotion_records_the_best_and_blocks_drift(store) -> None:
         metrics[v] = {"auc": 0.95 - 0.009 * i}
         actions.append(promote("toy", _evaluator(metrics), RATCHET, log=lambda _: None).action)
     assert actions == ["promoted", "promoted", "kept", "kept", "kept"]
-    assert client.get_registered_model("toy").tags["gate.best.auc"] == "0.95"
+    assert client.get_registered_model("toy").tags["gate.history"] == "1,2"
     assert str(client.get_model_version_by_alias("toy", "champion").version) == "2"
     v = new_version()
     metrics[v] = {"auc": 0.97}  # genuinely better: promoted, and the record rises
     outcome = promote("toy", _evaluator(metrics), RATCHET, log=lambda _: None)
     assert outcome.action == "promoted" and outcome.best_before == {"auc": 0.95}
-    assert client.get_registered_model("toy").tags["gate.best.auc"] == "0.97"
+    assert client.get_registered_model("toy").tags["gate.history"] == f"1,2,{v}"
     assert "| auc | 0.9700 | 0.9410 | 0.9500 |" in render_report(outcome, RATCHET)
+
+
+def test_earlier_champions_are_rescored_on_the_current_set(store) -> None:
+    """The ratchet compares figures from one evaluation set: an earlier champion is scored again, not looked up."""
+    from phantom.registry.promotion import promote
+
+    _, new_version = store
+    scored: list[str] = []
+    metrics = {"1": {"auc": 0.95}, "2": {"auc": 0.945}}
+    for _ in metrics:
+        new_version()
+        promote("toy", _evaluator(metrics), RATCHET, log=lambda _: None)
+    # a new frozen set on which v1 scores lower: the challenger is held to v1's new figure
+    metrics["1"] = {"auc": 0.93}
+    v3 = new_version()
+    metrics[v3] = {"auc": 0.932}
+
+    def evaluate(uri: str) -> dict[str, float]:
+        scored.append(uri.rsplit("/", 1)[1])
+        return metrics[uri.rsplit("/", 1)[1]]
+
+    outcome = promote("toy", evaluate, RATCHET, log=lambda _: None)
+    assert sorted(scored) == ["1", "2", v3]
+    assert outcome.best_before == {"auc": 0.93} and outcome.earlier == {"1": {"auc": 0.93}}
+    assert outcome.action == "kept"  # 0.932 < champion v2's 0.945 - 0.01
+
+
+def test_a_rollback_by_hand_is_not_undone_by_the_same_challenger(store) -> None:
+    """A person rolls champion back from the gate's pick; rerunning the gate on that same challenger keeps the rollback."""
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version()
+    metrics = {v1: GOOD}
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
+    v2 = new_version()
+    metrics[v2] = BETTER
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
+    client.set_registered_model_alias("toy", "champion", v1)  # the rollback, as in the UI; challenger stays on v2
+    outcome = promote("toy", _evaluator(metrics), GATE, log=lambda _: None)
+    assert outcome.action == "kept" and "set by hand" in outcome.reason
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v1
+    v3 = new_version()  # a new challenger is judged against the person's champion as usual
+    metrics[v3] = {**BETTER, "roc_auc": 0.995}
+    assert promote("toy", _evaluator(metrics), GATE, log=lambda _: None).action == "promoted"
 
 
 def test_unevaluable_champion_is_kept(store) -> None:

@@ -1,4 +1,4 @@
-"""Splits, labels, policies and the replay against ground truth, on small hand-made tables."""
+"""Splits, labels, policies, the type oracle and expected outcomes against the truth, on small hand-made tables."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phantom.pricing import evaluate, policies
+from phantom.pricing import policies
 from phantom.pricing.data import time_split
 from phantom.pricing.objective import Objective, price_grid
+from phantom.simulate import oracle, outcomes
 from phantom.simulate.population import KINDS, kind_demand_curve, purchase_probability
 
 GRID = tuple(price_grid(0.7, 1.5, 0.05))
@@ -54,10 +55,10 @@ def truth_table(kinds: list[str], agent: list[bool], base: float = 100.0) -> pd.
     )
 
 
-def test_replay_is_the_exact_expectation():
+def test_expected_outcomes_are_the_exact_expectation():
     truth = truth_table(["casual", "llm_agent"], [False, True])
     ratio = np.array([1.0, 0.8])
-    out = evaluate.replay(truth, ratio, fair_ratio=1.0)
+    out = outcomes.expected_outcomes(truth, ratio, fair_ratio=1.0)
     p = purchase_probability(truth["intercept"], truth["sensitivity"], truth["wtp"], ratio)
     units = truth["units"].to_numpy()
     assert out["revenue"] == pytest.approx(float(np.sum(100 * ratio * p * units)))
@@ -74,7 +75,7 @@ def test_compare_against_fixed_rules_and_oracle():
         "oracle": {"revenue": 120.0, "margin": 35.0, "margin_leakage": 0.0, "human_conversion": 0.07},
         "multitask": {"revenue": 110.0, "margin": 38.0, "margin_leakage": 4.0, "human_conversion": 0.06},
     }
-    cmp = evaluate.compare(results)
+    cmp = outcomes.compare(results)
     assert cmp["revenue_vs_fixed"] == pytest.approx(1.1)
     assert cmp["revenue_vs_oracle"] == pytest.approx(110 / 120)
     assert cmp["leakage_reduction_vs_rules"] == pytest.approx(0.6)
@@ -84,21 +85,21 @@ def test_compare_against_fixed_rules_and_oracle():
 def test_type_oracle_prices_each_kind_on_its_own_curve():
     kinds = ["casual", "deliberate", "power", "scraper", "llm_agent", "stealth"]
     truth = truth_table(kinds, [KINDS[k].is_agent for k in kinds])
-    curves = policies.kind_curves(GRID)
+    curves = oracle.kind_curves(GRID)
     np.testing.assert_allclose(curves["casual"], kind_demand_curve(KINDS["casual"], np.asarray(GRID)))
     base, cost = truth["base_price"].to_numpy(), truth["unit_cost"].to_numpy()
-    free, _ = policies.type_oracle(truth["kind"], truth["true_agent"], base, cost, Objective(GRID, mu=0.0), curves)
+    free, _ = oracle.type_oracle(truth["kind"], truth["true_agent"], base, cost, Objective(GRID, mu=0.0), curves)
     assert (free <= 0.8).all(), "revenue alone discounts every kind in this world (docs/pricing.md)"
-    fair, _ = policies.type_oracle(truth["kind"], truth["true_agent"], base, cost, Objective(GRID, mu=20.0), curves)
+    fair, _ = oracle.type_oracle(truth["kind"], truth["true_agent"], base, cost, Objective(GRID, mu=20.0), curves)
     agents = truth["true_agent"].to_numpy()
     assert (fair[agents] >= 1.0).all() and (fair[~agents] == free[~agents]).all()
     with pytest.raises(KeyError):
-        policies.curves_for(np.array(["alien"]), curves)
+        oracle.curves_for(np.array(["alien"]), curves)
 
 
 def test_model_metrics_use_equal_count_ece_and_report_mean_rates():
     from phantom.detect.evaluate import ece
-    from phantom.pricing.replay import model_metrics
+    from phantom.pricing.evaluate import model_metrics
 
     rng = np.random.default_rng(4)
     n = 3000

@@ -1,0 +1,59 @@
+"""Services shared by the integration and e2e tiers: an MLflow tracking server on PostgreSQL.
+
+One per test session, started lazily (only when a test asks for it): a database of its own on
+the local PostgreSQL (created, then dropped), artifacts in tmp, and `mlflow server` in its own
+process group, stopped as a group; the teardown checks that no process of that group is left.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from phantom.registry import server
+
+
+def _admin() -> str:
+    return os.environ.get("PHANTOM_PG_ADMIN", server.DEFAULT_ADMIN)
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[Callable[[str], str]]:
+    """A factory of throwaway PostgreSQL databases (URI by name suffix); all are dropped at the end."""
+    made: list[str] = []
+
+    def make(suffix: str) -> str:
+        base = os.environ.get("PHANTOM_MLFLOW_DB", server.DEFAULT_DB)
+        db = server.with_database(base, f"phantom_test_{os.getpid()}_{suffix}")
+        server.drop_database(db, _admin())  # a leftover of a killed run with the same pid
+        server.ensure_database(db, _admin())
+        made.append(db)
+        return db
+
+    yield make
+    for db in made:
+        server.drop_database(db, _admin())
+
+
+@pytest.fixture(scope="session")
+def server_starting(tmp_path_factory, pg_database) -> Iterator[server.Running]:
+    """`mlflow server` on a fresh PostgreSQL database with served artifacts, started, not yet waited for."""
+    db = pg_database("server")
+    root = tmp_path_factory.mktemp("mlflow-server")
+    running = server.start_server(db, root / "artifacts", log_dir=root)
+    try:
+        yield running
+    finally:
+        started = time.perf_counter()
+        running.stop()
+        assert not server.group_alive(running.proc.pid), "a process of the mlflow server's group outlived it"
+        print(f"mlflow server stopped in {time.perf_counter() - started:.1f}s")
+
+
+@pytest.fixture(scope="session")
+def tracking_server(server_starting: server.Running) -> str:
+    """The URL of the server, once healthy."""
+    return server_starting.wait()

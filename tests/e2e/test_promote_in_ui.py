@@ -1,0 +1,205 @@
+"""A person promotes, and rolls back, `agent-detector` in the MLflow UI; the gate respects it.
+
+Everything is real: an `mlflow server` on PostgreSQL with served artifacts, detectors packaged
+and registered as `train_detector` does, `python -m pipelines.promote` as a separate process,
+and Debian's chromium driven by Playwright through the UI with clicks and typing.
+
+The story, on one frozen evaluation set:
+  v1  strong detector, v2 medium detector (registered in that order)
+  gate: challenger v2, no champion yet           -> v2 champion (the floors alone)
+  a person pins `champion` on the older v1 in the UI (it ranks agents better)
+  v3  medium again                               -> gated against the person's v1: kept (against
+                                                    the gate's own v2 it would have passed)
+  v4  strong                                     -> no worse than v1 beyond tolerance: promoted
+  the person rolls back to v1 (the same motion) and takes `challenger` off v4
+                                                 -> the gate has nothing to promote, changes nothing
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.e2e import detectors
+from tests.e2e import registry_ui as ui
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+REPO = Path(__file__).resolve().parents[2]
+MODEL = "agent-detector"
+GATE = {"minimum": {"roc_auc": 0.85}, "maximum": {"ece": 0.10}, "tolerance": {"roc_auc": 0.01}}
+
+
+def _promote(env: dict[str, str], tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`python -m pipelines.promote --model agent-detector` as its own process; returns it and its summary."""
+    metrics = tmp / "promotion.json"
+    metrics.unlink(missing_ok=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pipelines.promote",
+            "--model",
+            MODEL,
+            "--report",
+            str(tmp / "promotion.md"),
+            "--metrics",
+            str(metrics),
+            *extra,
+        ],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    return done, json.loads(metrics.read_text()) if metrics.exists() else {}
+
+
+def _gated(env: dict[str, str], tmp: Path, *extra: str) -> dict:
+    done, summary = _promote(env, tmp, *extra)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
+    return summary
+
+
+@pytest.fixture(scope="session")
+def trained(server_starting) -> dict[str, tuple[object, object]]:
+    """The four detectors of the story, trained while the tracking server starts."""
+    return {
+        "strong detector": detectors.train(seed=1),
+        "medium detector (blind to 3 of the 6 telling features)": detectors.train(seed=2, blind_to=3),
+        "medium detector again": detectors.train(seed=3, blind_to=3),
+        "strong detector, retrained": detectors.train(seed=4),
+    }
+
+
+def test_person_promotes_and_rolls_back_in_the_ui(
+    trained, tracking_server, browser, shots, tmp_path, monkeypatch
+) -> None:
+    import mlflow
+
+    from phantom.registry import models, promotion, tracking
+
+    started = time.perf_counter()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_server)
+    tracking.configure(tracking_server)
+    client = mlflow.MlflowClient()
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    eval_set = detectors.frozen_eval_set(tmp_path / "detector_test.parquet")
+    params["promote"][MODEL].update(eval_set=str(eval_set), gate=GATE)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    env = {**os.environ, "PHANTOM_PARAMS": str(tmp_path / "params.yaml"), "MLFLOW_TRACKING_URI": tracking_server}
+    train_set = tmp_path / "sessions.parquet"
+    detectors.world(0, 10).to_parquet(train_set)  # an input file whose md5 the versions carry
+
+    laps: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        laps[name] = round(time.perf_counter() - started, 1)
+        print(f"  {laps[name]:6.1f}s {name}", flush=True)
+
+    def register(note: str) -> str:
+        detector, frame = trained[note]
+        version = detectors.register(detector, frame, train_set, note)
+        lap(f"registered v{version}")
+        return version
+
+    v1 = register("strong detector")
+    v2 = register("medium detector (blind to 3 of the 6 telling features)")
+    first = _gated(env, tmp_path)
+    lap("gate run 1")
+    assert first["action"] == "promoted" and first["champion_after"] == int(v2)
+    assert models.champion_versions([MODEL]) == {MODEL: v2}
+    setup_s = time.perf_counter() - started
+
+    # ---- a person, in the browser ----------------------------------------------------------------
+    clicks: list[str] = []
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    ui_started = time.perf_counter()
+    ui.open_model(page, tracking_server, MODEL, clicks)
+    page.screenshot(path=str(shots / "1-before-promotion.png"), full_page=True)
+    ui.set_alias(page, v1, models.CHAMPION, clicks, shot=shots / "2-alias-dialog.png")
+    page.reload()
+    ui.version_row(page, v1).get_by_text(f"@ {models.CHAMPION}").wait_for(timeout=ui.TIMEOUT_MS)
+    page.screenshot(path=str(shots / "3-after-promotion.png"), full_page=True)
+    promote_ui_s = time.perf_counter() - ui_started
+    lap("ui promotion")
+    assert models.champion_versions([MODEL]) == {MODEL: v1}  # what a Bento build would now pin
+
+    # ---- the gate respects the person's champion ---------------------------------------------------
+    v3 = register("medium detector again")
+    kept = _gated(env, tmp_path)
+    lap("gate run 2")
+    assert kept["action"] == "kept" and kept["champion_before"] == int(v1) and kept["champion_set_by_hand"]
+    assert kept["champion"]["roc_auc"] > kept["challenger"]["roc_auc"] + GATE["tolerance"]["roc_auc"]
+    assert models.champion_versions([MODEL]) == {MODEL: v1}
+    # against the gate's own champion v2 (re-scored in this very run, same frozen set) v3 passes:
+    # it is the person's choice, not the floors, that keeps v3 out
+    gate = promotion.GateConfig.from_params(GATE)
+    assert promotion.decide(kept["challenger"], kept["earlier_champions"][v2], gate).passed
+    report = (tmp_path / "promotion.md").read_text()
+    assert f"champion before: v{v1} (set by hand in the registry)" in report
+    tags = client.get_model_version(MODEL, v3).tags
+    assert tags["gate.decision"] == "rejected" and tags["gate.against"] == v1
+    assert tags["gate.champion_set_by_hand"] == "true"
+    assert (
+        tags["gate.roc_auc"]
+        == f"{kept['challenger']['roc_auc']:.4f} (champion v{v1}: {kept['champion']['roc_auc']:.4f})"
+    )
+    # the report is an artifact of v3's run, fetched through the server
+    run_id = client.get_model_version(MODEL, v3).run_id
+    served = mlflow.artifacts.load_text(f"runs:/{run_id}/{tags['gate.report']}")
+    assert served == report
+
+    v4 = register("strong detector, retrained")
+    promoted = _gated(env, tmp_path)
+    lap("gate run 3")
+    assert promoted["action"] == "promoted" and promoted["champion_before"] == int(v1)
+    assert models.champion_versions([MODEL]) == {MODEL: v4}
+
+    # ---- rollback: the same motion, back to v1, and v4 is no longer offered to the gate -------------
+    rollback_started = time.perf_counter()
+    page.reload()
+    ui.version_row(page, v4).get_by_text(f"@ {models.CHAMPION}").wait_for(timeout=ui.TIMEOUT_MS)
+    page.screenshot(path=str(shots / "4-before-rollback.png"), full_page=True)
+    ui.set_alias(page, v1, models.CHAMPION, clicks)
+    ui.remove_alias(page, v4, models.CHALLENGER, clicks)
+    page.reload()
+    ui.version_row(page, v1).get_by_text(f"@ {models.CHAMPION}").wait_for(timeout=ui.TIMEOUT_MS)
+    page.screenshot(path=str(shots / "5-after-rollback.png"), full_page=True)
+    rollback_ui_s = time.perf_counter() - rollback_started
+    lap("ui rollback")
+    assert models.champion_versions([MODEL]) == {MODEL: v1}
+    assert models.version_by_alias(MODEL, models.CHALLENGER) is None
+    done, _ = _promote(env, tmp_path)
+    lap("gate run 4")
+    assert done.returncode != 0 and "no 'challenger'" in done.stdout + done.stderr  # stops loudly
+    assert models.champion_versions([MODEL]) == {MODEL: v1}
+
+    # the version page tells a person why v3 is not champion
+    page.goto(f"{tracking_server}/#/models/{MODEL}/versions/{v3}")
+    page.get_by_text("not champion").first.wait_for(timeout=ui.TIMEOUT_MS)
+    page.screenshot(path=str(shots / "6-version-page.png"), full_page=True)
+    page.close()
+
+    flow = {
+        "clicks": clicks,
+        "seconds": {
+            "server_to_first_gate": round(setup_s, 1),
+            "ui_promotion": round(promote_ui_s, 1),
+            "ui_rollback": round(rollback_ui_s, 1),
+            "total": round(time.perf_counter() - started, 1),
+        },
+        "laps_since_test_start": laps,
+        "versions": {"v1": v1, "v2": v2, "v3": v3, "v4": v4},
+        "screenshots": sorted(p.name for p in shots.glob("*.png")),
+    }
+    (shots / "flow.json").write_text(json.dumps(flow, indent=2))
+    print(json.dumps(flow, indent=2))
