@@ -100,13 +100,13 @@ def _train_without(sessions: pd.DataFrame) -> _Detector:
     return _Detector(booster, calibration.fit_platt(oof, labeled["is_agent"].to_numpy()), features)
 
 
-def _tables(events, catalogue, detector, multitask, objective, p_agent_fn=None):
+def _tables(events, catalogue, detector, multitask, pricer, p_agent_fn=None):
     from phantom.monitor import frames, scoring
 
     sessions, decisions = _features(events, catalogue)
     p = p_agent_fn(sessions) if p_agent_fn else scoring.session_p_agent(detector, sessions)
     st = frames.session_table(sessions, p)
-    priced, p_buy, chosen = scoring.priced_decisions(multitask, decisions, catalogue, objective)
+    priced, p_buy, chosen = scoring.priced_decisions(multitask, decisions, catalogue, pricer)
     return st, frames.decision_table(priced, p_buy, chosen)
 
 
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     catalogue = make_catalogue(base.n_products, np.random.default_rng(base.seed))
     detector = detector_pkg.load("models/detector")
     multitask = pricing_pkg.load("models/multitask")
-    objective = scoring.load_objective(json.loads(Path("models/pricing/policy.json").read_text()))
+    pricer = scoring.load_pricer(json.loads(Path("models/pricing/policy.json").read_text()))
     ref_cfg = ReferenceConfig(**params["monitor_reference"])
     cfg0 = MonitorConfig(**params["monitor"])
     hours_max = max(args.sizes)
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         t = time.perf_counter()
         cfg = replace(base, seed=seed, days=n_days, **changes)
         events, _ = _world(cfg, catalogue, bug_share=0.2 if name == "client_bug" else 0.0)
-        st, dt = _tables(events, catalogue, detector, multitask, objective, p_agent_fns.get(name))
+        st, dt = _tables(events, catalogue, detector, multitask, pricer, p_agent_fns.get(name))
         console.print(
             f"world {name}: {n_days:g} days, {len(st):,} sessions, {len(dt):,} decisions ({time.perf_counter() - t:.0f} s)"
         )
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     # the shipped reference: the pipeline's training split (generate.seed's world)
     sessions = pd.read_parquet("data/features/sessions.parquet")
     decisions = pd.read_parquet("data/features/decisions.parquet")
-    st, dt = reference.tables(sessions, decisions, catalogue, detector, multitask, objective)
+    st, dt = reference.tables(sessions, decisions, catalogue, detector, multitask, pricer)
     ref_s, ref_d, _ = reference.split(st, dt, ref_cfg)
     console.print(f"reference: {len(ref_s):,} sessions, {len(ref_d):,} decisions (pipeline training split)")
 
@@ -247,7 +247,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from phantom.monitor import frames
 
     nf_st = frames.session_table(nf_sessions, nf_detector.p_agent(nf_sessions))
-    priced, p_buy, chosen = scoring.priced_decisions(multitask, nf_decisions, catalogue, objective)
+    priced, p_buy, chosen = scoring.priced_decisions(multitask, nf_decisions, catalogue, pricer)
     nf_ref_s, nf_ref_d, _ = reference.split(nf_st, frames.decision_table(priced, p_buy, chosen), ref_cfg)
     del nf_events
 

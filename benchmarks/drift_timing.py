@@ -53,9 +53,9 @@ def main(argv: list[str] | None = None) -> dict:
 
     t = time.perf_counter()
     events, _ = _world(world, catalogue)
-    objective = scoring.load_objective(json.loads(Path("models/pricing/policy.json").read_text()))
+    pricer = scoring.load_pricer(json.loads(Path("models/pricing/policy.json").read_text()))
     st, dt = _tables(
-        events, catalogue, detector_pkg.load("models/detector"), pricing_pkg.load("models/multitask"), objective
+        events, catalogue, detector_pkg.load("models/detector"), pricing_pkg.load("models/multitask"), pricer
     )
     prepare = time.perf_counter() - t
     ref_s = pd.read_parquet(args.reference / "reference_sessions.parquet")

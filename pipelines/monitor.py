@@ -92,9 +92,9 @@ def _current(args: argparse.Namespace):
     else:
         sessions = read_parquet(args.features / "sessions.parquet")
         decisions = read_parquet(args.features / "decisions.parquet")
-    objective = scoring.load_objective(json.loads(args.policy.read_text()))
+    pricer = scoring.load_pricer(json.loads(args.policy.read_text()))
     st, dt = reference.tables(
-        sessions, decisions, catalogue, detector.load(args.detector), pricing.load(args.multitask), objective
+        sessions, decisions, catalogue, detector.load(args.detector), pricing.load(args.multitask), pricer
     )
     if args.decision_log:
         dt = decision_log.read_decision_log(args.decision_log)

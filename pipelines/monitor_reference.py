@@ -33,14 +33,14 @@ def main(argv: list[str] | None = None) -> None:
 
     cfg = ReferenceConfig(**load_params("monitor_reference"))
     priced = not args.no_decisions
-    objective = scoring.load_objective(json.loads(args.policy.read_text())) if priced else None
+    pricer = scoring.load_pricer(json.loads(args.policy.read_text())) if priced else None
     session_table, decision_table = reference.tables(
         read_parquet(args.features / "sessions.parquet"),
         read_parquet(args.features / "decisions.parquet"),
         read_parquet(args.catalogue),
         detector.load(args.detector),
         pricing.load(args.multitask) if priced else None,
-        objective,
+        pricer,
     )
     ref_s, ref_d, cut = reference.split(session_table, decision_table, cfg)
     console.print(f"reference: {len(ref_s):,} sessions, {len(ref_d):,} decisions before {cut} ms")

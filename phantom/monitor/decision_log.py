@@ -1,7 +1,7 @@
 """Read served pricing decisions (the service's log) as the monitor's decision table.
 
 Until the pricing service writes its log, `pipelines.monitor` prices logged product views
-offline with the same model and objective (`scoring.priced_decisions`); pointing `--decision-log`
+offline with the same model and pricer (`scoring.priced_decisions`); pointing `--decision-log`
 at the service's parquet log switches to what was really served. This is the one place that
 knows the log's columns.
 """

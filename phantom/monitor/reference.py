@@ -16,7 +16,7 @@ def tables(
     catalogue: pd.DataFrame,
     detector: Any,
     multitask: Any,
-    objective: Any,
+    pricer: Any,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(session table, decision table): features plus P(agent), P(buy) and the chosen price ratio.
 
@@ -25,7 +25,7 @@ def tables(
     session_table = frames.session_table(sessions, scoring.session_p_agent(detector, sessions))
     if multitask is None:
         return session_table, frames.decision_table(decisions.iloc[:0], [], [])
-    priced, p_buy, chosen = scoring.priced_decisions(multitask, decisions, catalogue, objective)
+    priced, p_buy, chosen = scoring.priced_decisions(multitask, decisions, catalogue, pricer)
     return session_table, frames.decision_table(priced, p_buy, chosen)
 
 

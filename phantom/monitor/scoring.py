@@ -18,16 +18,15 @@ def session_p_agent(detector: Any, sessions: pd.DataFrame) -> np.ndarray:
 
 
 def priced_decisions(
-    multitask: Any, decisions: pd.DataFrame, catalogue: pd.DataFrame, objective: Any
+    multitask: Any, decisions: pd.DataFrame, catalogue: pd.DataFrame, pricer: Any
 ) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
     """Decisions the pricer can price (known product), P(buy) at the price shown, the chosen ratio.
 
-    Offline stand-in for the pricing service's decision log: the same model and objective the
-    service prices with, applied to logged product views.
+    Offline stand-in for the pricing service's decision log: the same model and the one pricer
+    (`phantom.pricing.pricer.Pricer`) the service prices with, applied to logged product views.
     """
     from phantom.pricing import package
     from phantom.pricing.data import usable
-    from phantom.pricing.objective import decide
 
     frame, _ = usable(decisions)
     frame = frame.assign(unit_cost=frame["product_id"].map(catalogue.set_index("product_id")["unit_cost"]))
@@ -35,15 +34,13 @@ def priced_decisions(
     if frame.empty:
         return frame, np.zeros(0), np.zeros(0)
     p_buy = package.predict(multitask, frame)["p_purchase"].to_numpy(dtype=float)
-    demand = package.score_grid(multitask, frame, objective.ratios)
-    chosen = decide(demand, frame["base_price"].to_numpy(float), frame["unit_cost"].to_numpy(float), objective)
+    demand = package.score_grid(multitask, frame, pricer.grid)
+    chosen = pricer.price(demand, frame["base_price"].to_numpy(float), frame["unit_cost"].to_numpy(float)).ratio
     return frame, p_buy, chosen
 
 
-def load_objective(policy: dict[str, Any]) -> Any:
-    """The pricer's objective from a policy JSON (`models/pricing/policy.json`)."""
-    from phantom.pricing.objective import Objective
+def load_pricer(policy: dict[str, Any]) -> Any:
+    """The one pricer from a policy JSON (`models/pricing/policy.json`)."""
+    from phantom.pricing.pricer import Pricer
 
-    spec = dict(policy["objective"])
-    spec["grid"] = tuple(spec["grid"])
-    return Objective(**spec)
+    return Pricer.from_policy(policy)
