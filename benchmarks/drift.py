@@ -47,7 +47,11 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=Path("metrics/drift.json"))
     p.add_argument("--cache", type=Path, default=None, help="keep the generated worlds' tables here (reruns skip them)")
     p.add_argument(
-        "--margin", type=float, default=1.5, help="thresholds = margin x the largest value on tuning windows"
+        "--margin",
+        type=float,
+        default=0.0,
+        help="thresholds = margin x the largest value on tuning windows; 0: the smallest margin with no "
+        "leave-one-out false alarm among the tuning windows",
     )
     p.add_argument("--all-sizes", action="store_true", help="evaluate every size, not only up to the first that passes")
     return p.parse_args(argv)
@@ -128,13 +132,17 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
     loose = cfg.tests.model_copy(update=dict(num_threshold=1e9, cat_threshold=1.0, prediction_threshold=1e9))
     loose_cfg = cfg.model_copy(update={"tests": loose})
     column_max: dict[str, float] = {}
+    per_window: list[dict[str, float]] = []
     agent_excess = conv_excess = 0.0
     zero = cfg.tests.model_copy(update=dict(agent_share_tolerance=0.0, conversion_tolerance=0.0))
     for w in windows:
         j = judge.judge(w, ref_s, ref_d, loose_cfg, per_column=True)
+        scores: dict[str, float] = {}
         for table, snap in j.snapshots.items():
             for col, d in read(snap, table).drift.items():
                 column_max[col] = max(column_max.get(col, 0.0), d["score"])
+                scores[col] = d["score"]
+        per_window.append(scores)
         rs = matching_reference(ref_s, w, cfg.match_hours)
         agent_excess = max(agent_excess, _excess(report.mean_bound("p_agent", rs, w.sessions, 0.0, zero.z), w.sessions))
         rd = matching_reference(ref_d, w, cfg.match_hours)
@@ -142,6 +150,8 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
         ref, _ = report.bucket_columns(rd, cfg.price_buckets, cfg.human_cohort)
         for b in report.conversion_bounds(ref, cur, names, zero):
             conv_excess = max(conv_excess, _excess(b, cur))
+    if margin <= 0:
+        margin = _loo_margin(per_window)
     tests = cfg.tests.model_copy(
         update=dict(
             column_thresholds={c: round(margin * m, 4) for c, m in sorted(column_max.items())},
@@ -149,8 +159,27 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
             conversion_tolerance=round(margin * conv_excess, 4),
         )
     )
-    maxima = {"columns": column_max, "agent_excess": agent_excess, "conversion_excess": conv_excess}
+    maxima = {"columns": column_max, "agent_excess": agent_excess, "conversion_excess": conv_excess, "margin": margin}
     return cfg.model_copy(update={"tests": tests}), maxima
+
+
+MARGINS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
+
+
+def _loo_margin(per_window: list[dict[str, float]], target: float = 0.0) -> float:
+    """The smallest margin whose leave-one-out false-alarm rate on the tuning windows is <= target.
+
+    Each tuning window is judged by thresholds made from the other windows' maxima; only tuning
+    windows are used, never the reported ones.
+    """
+    for m in MARGINS:
+        alarms = 0
+        for i, scores in enumerate(per_window):
+            others = per_window[:i] + per_window[i + 1 :]
+            alarms += any(s >= m * max(o.get(c, 0.0) for o in others) for c, s in scores.items())
+        if alarms / max(len(per_window), 1) <= target:
+            return m
+    return MARGINS[-1]
 
 
 def _excess(bound: Any, current: pd.DataFrame) -> float:
@@ -165,13 +194,15 @@ def _line(v: dict[str, Any]) -> str:
     return one_line(v)
 
 
-def _rate(windows, ref_s, ref_d, cfg) -> tuple[float, list[dict[str, Any]]]:
+def _rate(windows, ref_s, ref_d, cfg, name_columns: bool = False, desc: str = "") -> tuple[float, list[dict[str, Any]]]:
+    from tqdm import tqdm
+
     from phantom.monitor import judge
 
     verdicts = []
-    for w in windows:
+    for w in tqdm(windows, desc=desc, unit="window"):
         v = judge.judge(w, ref_s, ref_d, cfg, per_column=False).verdict
-        if v["decision"] == "fail":  # name the columns (the per-column table changes no test)
+        if name_columns and v["decision"] == "fail":  # name the columns (the per-column table changes no test)
             v = judge.judge(w, ref_s, ref_d, cfg, per_column=True).verdict
         verdicts.append(v)
     return (sum(v["decision"] == "fail" for v in verdicts) / len(verdicts) if verdicts else float("nan")), verdicts
@@ -240,16 +271,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     mix_without = Mix(base.mix.agent_share, dict(base.mix.humans), agents)
     p_agent_fns: dict[str, Any] = {}
     nf_cfg = replace(base, seed=args.seed + 90, days=args.reference_days, mix=mix_without)
-    nf_events, _ = _world(nf_cfg, catalogue)
-    nf_sessions, nf_decisions = _features(nf_events, catalogue)
-    nf_detector = _train_without(nf_sessions)
-    p_agent_fns["new_family"] = nf_detector.p_agent
-    from phantom.monitor import frames
+    nf_cache = args.cache / f"nf_reference-{nf_cfg.seed}-{nf_cfg.days:g}" if args.cache else None
+    if nf_cache and (nf_cache / "decisions.parquet").exists():
+        nf_ref_s = pd.read_parquet(nf_cache / "sessions.parquet")
+        nf_ref_d = pd.read_parquet(nf_cache / "decisions.parquet")
+    else:
+        nf_events, _ = _world(nf_cfg, catalogue)
+        nf_sessions, nf_decisions = _features(nf_events, catalogue)
+        nf_detector = _train_without(nf_sessions)
+        p_agent_fns["new_family"] = nf_detector.p_agent
+        from phantom.monitor import frames
 
-    nf_st = frames.session_table(nf_sessions, nf_detector.p_agent(nf_sessions))
-    priced, p_buy, chosen = scoring.priced_decisions(multitask, nf_decisions, catalogue, pricer)
-    nf_ref_s, nf_ref_d, _ = reference.split(nf_st, frames.decision_table(priced, p_buy, chosen), ref_cfg)
-    del nf_events
+        nf_st = frames.session_table(nf_sessions, nf_detector.p_agent(nf_sessions))
+        priced, p_buy, chosen = scoring.priced_decisions(multitask, nf_decisions, catalogue, pricer)
+        nf_ref_s, nf_ref_d, _ = reference.split(nf_st, frames.decision_table(priced, p_buy, chosen), ref_cfg)
+        del nf_events
+        if nf_cache:
+            nf_cache.mkdir(parents=True, exist_ok=True)
+            nf_ref_s.to_parquet(nf_cache / "sessions.parquet")
+            nf_ref_d.to_parquet(nf_cache / "decisions.parquet")
 
     tune = world("tune", args.seed + 10, days["tune"])
     null = world("null", args.seed + 20, days["null"])
@@ -273,11 +313,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions)
         cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin)
         null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions)
-        fa, null_v = _rate(null_w, ref_s, ref_d, cfg)
+        fa, null_v = _rate(null_w, ref_s, ref_d, cfg, name_columns=True, desc=f"{hours:g} h null")
         detection, sessions_per_window = {}, [len(w.sessions) for w in null_w]
         for name in SCENARIOS:
             ws = _windows(*shifted[name], hours, args.scenario_windows, cfg.min_sessions)
-            detection[name], _ = _rate(ws, *refs[name], cfg)
+            detection[name], _ = _rate(ws, *refs[name], cfg, desc=f"{hours:g} h {name}")
             console.print(f"  {hours:g} h {name}: detection {detection[name]:.2f} over {len(ws)} windows")
         ok = fa <= TARGET_FALSE_ALARM and all(d >= TARGET_DETECTION for d in detection.values())
         results[f"{hours:g}h"] = {
@@ -308,7 +348,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "tuned_tests": best["tuned"],
         "by_window_size": results,
         "new_family": args.family,
-        "margin": args.margin,
+        "margin": best["tuning_maxima"]["margin"],
         "seconds": round(time.perf_counter() - started, 1),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
