@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean monitor retrain
+.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,7 @@ unit: install
 bench: install  ## print the throughput figures the issues ask for
 	$(BIN)/python -m benchmarks.generate
 	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.reliability
 
 broker: install  ## a local Kafka-protocol broker (tansu) on 127.0.0.1:$${PORT:-9092}, in the foreground
 	PYTHON=$(BIN)/python scripts/broker.sh
@@ -63,6 +64,12 @@ lock:  ## re-resolve the stack from pyproject ranges and freeze it
 	( echo "# Exact versions that install together on Python 3.11 (pip freeze of pyproject's deps + dev)."; \
 	  echo "# Regenerate: make lock"; \
 	  /tmp/phantom-lock/bin/pip freeze --exclude phantom | sed 's/+cpu$$//' ) > requirements.lock
+
+bento: install  ## build the pricing Bento from the registry champions (MLFLOW_TRACKING_URI)
+	$(BIN)/python -m pipelines.build_bento
+
+serve: install  ## serve the latest pricing Bento on 127.0.0.1:$${PORT:-3000}
+	$(BIN)/bentoml serve phantom-pricing:latest --host 127.0.0.1 --port $${PORT:-3000}
 
 ui: install  ## MLflow UI on the embedded store
 	$(BIN)/mlflow ui --backend-store-uri $${MLFLOW_TRACKING_URI:-sqlite:///mlflow.db} --port $${PORT:-5000}

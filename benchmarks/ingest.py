@@ -56,7 +56,7 @@ def main() -> None:
 
     from phantom.events.broker import local_broker
     from phantom.events.ingest import IngestConfig, ingest, kafka_identity
-    from phantom.events.kafka import KafkaConfig, KafkaSource, ensure_topic, read_stream, replay
+    from phantom.events.kafka import KafkaConfig, KafkaSource, ensure_topic, publish, read_stream
     from phantom.events.store import BatchStore
 
     try:
@@ -75,7 +75,7 @@ def main() -> None:
         topic = f"bench-{int(time.time())}"
         ensure_topic(servers, topic, args.partitions)
         with tqdm(total=n, unit="msg", unit_scale=True, desc="publish", mininterval=0.5) as bar:
-            sent = replay(stream, servers, topic, progress=bar.update)
+            sent = publish(stream, servers, topic, progress=bar.update)
         print(f"publish (kafka-python producer): {rate(sent.sent, sent.seconds)}")
 
         kcfg = KafkaConfig(bootstrap_servers=servers, topic=topic, group_id=f"{topic}-g", max_poll_interval_ms=30_000)

@@ -9,20 +9,28 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
 from rich.console import Console
 
 console = Console(stderr=True, highlight=False)
-PARAMS_FILE = Path(os.environ.get("PHANTOM_PARAMS", "params.yaml"))
 
 
-def load_params(section: str, path: Path = PARAMS_FILE) -> dict[str, Any]:
-    """The stage's own section of params.yaml (stages read nothing else)."""
-    with open(path) as fh:
-        params = yaml.safe_load(fh) or {}
-    if section not in params:
-        raise SystemExit(f"{path}: no '{section}' section; the stage needs one")
-    return params[section]
+def load_params(section: str, path: Path | None = None) -> dict[str, Any]:
+    """The stage's own section of params.yaml, after validating the WHOLE file against
+    `phantom.params.Params` (a typo or a wrong type anywhere stops every stage, naming the key)."""
+    from phantom.params import ParamsError, load
+
+    path = Path(path or os.environ.get("PHANTOM_PARAMS", "params.yaml"))
+    raw, _ = load(path)
+    if section not in raw:
+        raise ParamsError([f"{path}: no '{section}' section; the stage needs one"])
+    return raw[section]
+
+
+def load_typed(path: Path | None = None) -> Any:
+    """The whole params file as the typed `phantom.params.Params` model (validated)."""
+    from phantom.params import load
+
+    return load(Path(path or os.environ.get("PHANTOM_PARAMS", "params.yaml")))[1]
 
 
 def write_json(path: Path | str, payload: Any) -> Path:
@@ -70,20 +78,41 @@ def read_parquet(path: Path | str, **kwargs: Any) -> Any:
 
 
 def run_stage(main: Callable[[], Any], stage: str) -> None:
-    """Run a stage's main; bad params or inputs end in one clear line, not a traceback.
+    """Run a stage's main; any error ends in one clear line naming the stage, not a traceback.
 
-    The innermost frame is named so the rule that broke can be found; PHANTOM_DEBUG=1 re-raises.
+    Bad params print one line per broken key (`params.yaml: ingest.batch_size: ...`); other errors
+    name the exception, the file and the line that raised it. Ctrl-C (or SIGTERM) exits 130 / 143
+    with one line. PHANTOM_DEBUG=1 re-raises, with the traceback.
     """
+    import signal
     import traceback
 
+    from phantom.params import ParamsError
+
+    def terminated(signum: int, _: Any) -> None:
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminated)
+    debug = bool(os.environ.get("PHANTOM_DEBUG"))
     try:
         main()
-    except (KeyError, ValueError, FileNotFoundError) as exc:
-        if os.environ.get("PHANTOM_DEBUG"):
+    except SystemExit:
+        raise
+    except KeyboardInterrupt as exc:
+        if debug:
+            raise
+        name = str(exc) or "SIGINT"
+        console.print(f"{stage}: interrupted ({name}); stopped cleanly", soft_wrap=True)
+        raise SystemExit(143 if name == "SIGTERM" else 130) from None
+    except ParamsError as exc:
+        if debug:
+            raise
+        raise SystemExit("\n".join(f"{stage}: {line}" for line in exc.lines)) from None
+    except Exception as exc:
+        if debug:
             raise
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         what = f"missing key {exc}" if isinstance(exc, KeyError) else f"{type(exc).__name__}: {exc}"
-        raise SystemExit(
-            f"{stage}: {what}\n  (raised at {frame.filename}:{frame.lineno} in {frame.name}; check the "
-            f"'{stage}' section of {PARAMS_FILE} and the stage's inputs; PHANTOM_DEBUG=1 shows the traceback)"
-        ) from None
+        where = f"{frame.filename}:{frame.lineno} in {frame.name}"
+        raise SystemExit(f"{stage}: {what} (at {where}; PHANTOM_DEBUG=1 shows the traceback)") from None

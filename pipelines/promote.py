@@ -55,10 +55,18 @@ def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[
     return frozen_evaluator(read_parquet(eval_set), config, None if bins is None else int(bins), console.print)
 
 
+def rules_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
+    """`evaluate(model_uri) -> metrics` for pricing-rules: the frozen set written by distill."""
+    from phantom.pricing.rules_gate import frozen_evaluator
+
+    return frozen_evaluator(read_parquet(eval_set), console.print)
+
+
 # registered model name -> builder of its evaluator (eval set path, its params section)
 EVALUATORS: dict[str, Callable[[Path, Mapping[str, Any]], Callable[[str], dict[str, float]]]] = {
     "agent-detector": detector_evaluator,
     "pricing-multitask": multitask_evaluator,
+    "pricing-rules": rules_evaluator,
 }
 
 

@@ -57,10 +57,20 @@ def main(argv: list[str] | None = None) -> None:
         say(f"validate: {catalogue_path} not found: skipping the catalogue price checks")
 
     say(f"validate: checking {events}")
+    from phantom.events.store import StoreDamaged, verify_quarantine
+
     try:  # the stage's own store must have a manifest; a path given with --events need not
         report = validate_events(events, catalogue, cfg, require_manifest=args.events is None)
-    except FileNotFoundError as exc:
+    except (FileNotFoundError, StoreDamaged) as exc:
         raise SystemExit(f"validate: {exc}") from None
+    quarantine = Path(params.get("quarantine", "data/quarantine"))
+    if args.events is None and quarantine.is_dir():
+        broken = verify_quarantine(events, quarantine)
+        if broken:
+            raise SystemExit(
+                f"validate: the quarantine of {events} is damaged: {'; '.join(broken[:3])}; restore it "
+                f"(`dvc checkout {quarantine}`) or re-ingest (`python -m pipelines.ingest --reset`)"
+            )
     say(f"read {events} ({len(report.files)} file(s), {report.rows:,} events, {report.sessions:,} sessions)")
     doc = report.to_dict()
     write_json(out.with_suffix(".json"), doc)

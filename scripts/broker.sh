@@ -5,7 +5,7 @@
 #   STORAGE=... scripts/broker.sh  # any tansu --storage-engine URL, e.g. postgres://user:pass@localhost
 # Then, in another shell:
 #   export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:${PORT:-9092}
-#   python -m pipelines.replay --rate 5000 && python -m pipelines.ingest --source kafka
+#   python -m pipelines.publish --rate 5000 && python -m pipelines.ingest --source kafka
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

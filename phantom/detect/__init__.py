@@ -8,4 +8,5 @@ evaluate     metrics: ROC/PR-AUC, operating threshold, ECE, family recall, curve
 train        fit_detector (the recipe) and assess (every reported number)
 package      the MLflow pyfunc model (pyfunc_model.py: booster + calibration + threshold, no pickle)
 plots        ROC, PR, calibration and importance figures
+explain      SHAP: per-request top reasons (exact TreeSHAP, no shap import) and the TreeExplainer report
 """

@@ -36,6 +36,52 @@ PRICE_EVENTS = frozenset({"product_view", "add_to_cart", "purchase"})
 QUANTITY_EVENTS = frozenset({"add_to_cart", "remove_from_cart", "purchase"})
 DWELL_EVENTS = frozenset({"hover", "scroll"})
 
+
+@dataclass(frozen=True)
+class ValueRule:
+    """A contract rule on one optional field: the event types it must be set on, and its range.
+
+    The single declaration that `check_event` (the reference decoder), the columnar fast path
+    (`phantom.events.decode`) and the Great Expectations suite (`phantom.quality.raw_events`) are
+    all generated from, so the three cannot drift apart.
+    """
+
+    field: str
+    required_for: frozenset[str]  # event types that must carry it (missing_field:<field> otherwise)
+    present_check: str  # name of the suite's "is set" expectation
+    low: float | None = None  # allowed range wherever it is set (None: unbounded)
+    high: float | None = None
+    strict_low: bool = False  # low itself is not allowed
+    range_reason: str | None = None  # quarantine reason of a value out of range
+    range_check: str | None = None  # name of the suite's range expectation
+
+    def in_range(self, value: float) -> bool:
+        """True when a set value satisfies the range."""
+        if self.low is not None and (value <= self.low if self.strict_low else value < self.low):
+            return False
+        return self.high is None or value <= self.high
+
+    def describe_range(self) -> str:
+        """The range in words, for reports."""
+        parts = []
+        if self.low is not None:
+            parts.append(f"{self.field} {'>' if self.strict_low else '>='} {self.low:g}")
+        if self.high is not None:
+            parts.append(f"{self.field} <= {self.high:g}")
+        return " and ".join(parts) + " wherever it is set"
+
+
+VALUE_RULES: tuple[ValueRule, ...] = (
+    ValueRule("product_id", PRODUCT_EVENTS, "product_id_on_product_events"),
+    ValueRule("price", PRICE_EVENTS, "price_on_price_events", 0.0, None, True, "price_not_positive", "price_positive"),
+    ValueRule("quantity", QUANTITY_EVENTS, "quantity_on_cart_events", 1, None, False, "quantity_below_1", "quantity_at_least_1"),
+    ValueRule("duration_ms", DWELL_EVENTS, "duration_on_dwell_events", 0, None, False, "duration_negative", "duration_not_negative"),
+    ValueRule(
+        "scroll_depth", frozenset({"scroll"}), "scroll_depth_on_scroll", 0.0, 1.0, False,
+        "scroll_depth_out_of_range", "scroll_depth_in_unit_range",
+    ),
+)  # fmt: skip
+
 # field -> (arrow type, nullable)
 FIELDS: dict[str, tuple[pa.DataType, bool]] = {
     "event_id": (pa.string(), False),
@@ -77,10 +123,31 @@ AGENT_LABEL_PREFIX = "xp_agent_"
 
 @dataclass(frozen=True)
 class Limits:
-    """How far an event's client time may stray from the time it was received."""
+    """How far an event's client time may stray from the time it was received, and how big it may be."""
 
     max_lateness_ms: int = 6 * 3600 * 1000
     max_clock_skew_ms: int = 5 * 60 * 1000
+    max_message_bytes: int | None = 64 << 10  # a raw payload above this is oversize_message
+    max_field_bytes: int | None = 8 << 10  # a text field above this (UTF-8 bytes) is oversize_field:<name>
+
+    @classmethod
+    def from_params(cls, params: Any) -> Limits:
+        """From a params `limits` block; absent or null size limits keep the defaults."""
+        given = {k: v for k, v in dict(params or {}).items() if v is not None}
+        return cls(**given)
+
+
+TEXT_FIELDS: tuple[str, ...] = ("event_id", "session_id", "event_type", "page", "user_agent")
+OPTIONAL_TEXT_FIELDS: tuple[str, ...] = ("product_id", "referrer", "experiment_id")
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A message the transport could not deliver as bytes (e.g. an undecodable Kafka record batch):
+    the reason it is quarantined with, and a description kept as its payload."""
+
+    reason: str
+    payload: str | None = None
 
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
@@ -128,13 +195,18 @@ def check_event(event: Any, received_ms: int | None = None, limits: Limits = Lim
     for name in REQUIRED:
         if event.get(name) is None:
             return f"missing_field:{name}"
-    for name in ("event_id", "session_id", "event_type", "page", "user_agent"):
+    for name in TEXT_FIELDS:
         if not _is_text(event[name]):
             return f"wrong_type:{name}"
-    for name in ("product_id", "referrer", "experiment_id"):
+    for name in OPTIONAL_TEXT_FIELDS:
         value = event.get(name)
         if value is not None and not _is_text(value):
             return f"wrong_type:{name}"
+    if limits.max_field_bytes is not None:
+        for name in (*TEXT_FIELDS, *OPTIONAL_TEXT_FIELDS):
+            value = event.get(name)
+            if value is not None and len(value.encode("utf-8")) > limits.max_field_bytes:
+                return f"oversize_field:{name}"
     if not event["event_id"]:
         return "empty:event_id"
     if not event["session_id"]:
@@ -153,28 +225,12 @@ def check_event(event: Any, received_ms: int | None = None, limits: Limits = Lim
         value = event.get(name)
         if value is not None and not _is_number(value):
             return f"wrong_type:{name}"
-    if event_type in PRODUCT_EVENTS and not event.get("product_id"):
-        return "missing_field:product_id"
-    price = event.get("price")
-    if price is None and event_type in PRICE_EVENTS:
-        return "missing_field:price"
-    if price is not None and price <= 0:
-        return "price_not_positive"
-    quantity = event.get("quantity")
-    if quantity is None and event_type in QUANTITY_EVENTS:
-        return "missing_field:quantity"
-    if quantity is not None and quantity < 1:
-        return "quantity_below_1"
-    duration = event.get("duration_ms")
-    if duration is None and event_type in DWELL_EVENTS:
-        return "missing_field:duration_ms"
-    if duration is not None and duration < 0:
-        return "duration_negative"
-    depth = event.get("scroll_depth")
-    if depth is None and event_type == "scroll":
-        return "missing_field:scroll_depth"
-    if depth is not None and not 0.0 <= depth <= 1.0:
-        return "scroll_depth_out_of_range"
+    for rule in VALUE_RULES:  # in declaration order: the first rule broken names the reason
+        value = event.get(rule.field)
+        if (value is None or value == "") and event_type in rule.required_for:
+            return f"missing_field:{rule.field}"
+        if value is not None and rule.range_reason is not None and not rule.in_range(value):
+            return rule.range_reason
     if received_ms is not None:
         if ts < received_ms - limits.max_lateness_ms:
             return "late_event"
@@ -186,12 +242,28 @@ def check_event(event: Any, received_ms: int | None = None, limits: Limits = Lim
 def parse_message(
     value: bytes | str | None, received_ms: int | None = None, limits: Limits = Limits()
 ) -> tuple[dict[str, Any] | None, str | None]:
-    """Decode one wire message: (event, None) when valid, (None, reason) when not."""
+    """Decode one wire message: (event, None) when valid, (None, reason) when not.
+
+    The wire encoding is UTF-8 without a byte-order mark: UTF-16/32 or BOM-prefixed payloads (which
+    `json.loads` would silently accept), and raw NUL characters (never valid in JSON text), are `not_utf8`.
+    """
+    if isinstance(value, Rejected):
+        return None, value.reason
     if value is None:
         return None, "empty_message"
+    size = len(value) if isinstance(value, bytes) else len(value.encode("utf-8", "surrogatepass"))
+    if limits.max_message_bytes is not None and size > limits.max_message_bytes:
+        return None, "oversize_message"
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None, "not_utf8"
+    if value.startswith("\ufeff") or "\x00" in value:  # a BOM, or UTF-16/32 read as UTF-8
+        return None, "not_utf8"
     try:
         event = json.loads(value)
-    except (UnicodeDecodeError, ValueError):
+    except ValueError:
         return None, "not_json"
     reason = check_event(event, received_ms, limits)
     if reason is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from phantom.events.contract import FIELD_NAMES, QUARANTINE_SCHEMA, RAW_SCHEMA, Limits, parse_message
+from phantom.events.contract import FIELD_NAMES, QUARANTINE_SCHEMA, RAW_SCHEMA, Limits, Rejected, parse_message
 
 DUPLICATE = "duplicate_event_id"
 
@@ -35,7 +35,9 @@ class Batch:
         return pa.Table.from_pylist(self.quarantined, schema=QUARANTINE_SCHEMA)
 
 
-def _text(value: bytes | str | None) -> str | None:
+def _text(value: Any) -> str | None:
+    if isinstance(value, Rejected):
+        return value.payload
     if value is None or isinstance(value, str):
         return value
     return value.decode("utf-8", errors="replace")
@@ -136,7 +138,7 @@ def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> An
     import numpy as np
     import pyarrow.compute as pc
 
-    from phantom.events.contract import DWELL_EVENTS, EVENT_TYPES, PRICE_EVENTS, PRODUCT_EVENTS, QUANTITY_EVENTS
+    from phantom.events.contract import EVENT_TYPES, OPTIONAL_TEXT_FIELDS, TEXT_FIELDS, VALUE_RULES
 
     def mask(array: pa.Array) -> Any:
         return np.asarray(array.to_numpy(zero_copy_only=False), dtype=bool)
@@ -149,21 +151,36 @@ def _value_rules(cols: dict[str, pa.Array], received: Any, limits: Limits) -> An
     def kind(types: frozenset[str] | tuple[str, ...]) -> Any:
         return mask(pc.is_in(etype, value_set=pa.array(sorted(types), pa.string())))
 
-    product_len = pc.fill_null(pc.binary_length(cols["product_id"]), 0)
-    price, quantity = values("price"), values("quantity")
-    duration, depth = values("duration_ms"), values("scroll_depth")
     with np.errstate(invalid="ignore"):
         ok = kind(EVENT_TYPES)
         ok &= mask(pc.greater(pc.binary_length(cols["event_id"]), 0))
         ok &= mask(pc.greater(pc.binary_length(cols["session_id"]), 0))
-        ok &= ~kind(PRODUCT_EVENTS) | mask(pc.greater(product_len, 0))
-        ok &= np.where(np.isnan(price), ~kind(PRICE_EVENTS), (price > 0) & np.isfinite(price))
-        ok &= np.where(np.isnan(quantity), ~kind(QUANTITY_EVENTS), quantity >= 1)
-        ok &= np.where(np.isnan(duration), ~kind(DWELL_EVENTS), duration >= 0)
-        ok &= np.where(np.isnan(depth), ~kind(("scroll",)), (depth >= 0.0) & (depth <= 1.0))
+        for rule in VALUE_RULES:  # the contract's declaration, vectorised
+            required = kind(rule.required_for)
+            if pa.types.is_string(cols[rule.field].type):
+                ok &= ~required | mask(pc.greater(pc.fill_null(pc.binary_length(cols[rule.field]), 0), 0))
+                continue
+            x = values(rule.field)
+            inside = np.isfinite(x)
+            if rule.low is not None:
+                inside &= (x > rule.low) if rule.strict_low else (x >= rule.low)
+            if rule.high is not None:
+                inside &= x <= rule.high
+            ok &= np.where(np.isnan(x), ~required, inside)
+        if limits.max_field_bytes is not None:
+            for name in (*TEXT_FIELDS, *OPTIONAL_TEXT_FIELDS):
+                size = pc.fill_null(pc.binary_length(cols[name]), 0)
+                ok &= mask(pc.less_equal(size, limits.max_field_bytes))
         ts = np.asarray(cols["ts"].to_numpy(zero_copy_only=False), dtype=np.int64)
         ok &= (ts >= received - limits.max_lateness_ms) & (ts <= received + limits.max_clock_skew_ms)
     return ok
+
+
+def _oversize(value: bytes | str, max_bytes: int) -> bool:
+    """True when the payload's UTF-8 size may exceed `max_bytes` (str: exact only when it could)."""
+    if isinstance(value, bytes) or len(value) > max_bytes:
+        return len(value) > max_bytes
+    return len(value) * 4 > max_bytes and len(value.encode("utf-8", "surrogatepass")) > max_bytes
 
 
 def _payload_text(value: bytes | str | None) -> str | None:
@@ -196,13 +213,21 @@ def decode_table(
     structs: list[Any] = []
     fast: list[int] = []
     slow: list[int] = []
-    for i, value in enumerate(values):
+    for i, value in enumerate(values):  # None, Rejected, a BOM or a raw NUL fail here: the reference decides
         try:
             structs.append(decode(value))
         except errors:
             slow.append(i)
         else:
             fast.append(i)
+    max_bytes = limits.max_message_bytes
+    if max_bytes is not None and fast:  # oversize messages: the reference names them
+        quarter = max_bytes // 4
+        big = {k for k, i in enumerate(fast) if len(values[i]) > quarter and _oversize(values[i], max_bytes)}
+        if big:
+            slow = sorted([*slow, *(fast[k] for k in big)])
+            structs = [st for k, st in enumerate(structs) if k not in big]
+            fast = [i for k, i in enumerate(fast) if k not in big]
 
     fast_pos = np.asarray(fast, dtype=np.int64)
     cols = {name: pa.array(list(map(attrgetter(name), structs)), RAW_SCHEMA.field(name).type) for name in FIELD_NAMES}

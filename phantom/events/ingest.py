@@ -2,13 +2,20 @@
 
 Per batch, in this order (the crash-safety argument is in docs/ingest.md):
 1. decode: contract-valid rows, rejects with their reason, duplicates by event_id dropped;
-2. write the events part and the quarantine part (temp name, fsync, rename, fsync folder);
+2. write a pending record, then the events part and the quarantine part (temp name, fsync, rename,
+   fsync folder; their SHA-256 goes into the entry);
 3. write the manifest entry the same way: the batch is now committed on disk;
 4. commit the offsets to the source (Kafka: the consumer group).
 
-A restart recovers the store (orphan parts of an uncommitted batch are deleted), rebuilds the
-de-duplication memory from the stored event ids, and resumes each partition at the offset after the
-last stored one, whatever the group has committed, so a crash between 3 and 4 re-reads nothing.
+A restart recovers the store (parts of a batch proven uncommitted are deleted; anything unexplained
+stops it), verifies every stored file's checksum, rebuilds the de-duplication memory from the stored
+event ids, and resumes each partition at the offset after the last stored one, whatever the group
+has committed, so a crash between 3 and 4 re-reads nothing.
+
+The loop stops on SIGINT/SIGTERM after writing (never abandoning half-way) the open batch. In
+drain mode it reads until every partition reached the high-water mark it first saw, waiting out
+broker outages up to `outage_timeout_s`; a topic that was recreated or truncated (OffsetGap) is
+handled by `on_offset_gap`: fail, or re-read from the earliest offset (duplicates go by event_id).
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from typing import Any
 
 from phantom.digest import file_digest
 from phantom.events.contract import Limits
+from phantom.events.kafka import OffsetGap
 from phantom.events.sources import Chunk, Source, code_fingerprint
-from phantom.events.store import BatchStore, Entry, next_offsets, ranges_of, totals
+from phantom.events.store import BatchStore, Entry, StoreDamaged, next_offsets, ranges_of, totals
 
 CRASH_POINTS = ("after_parts", "after_manifest", "after_commit")
 CRASH_ENV = "PHANTOM_INGEST_CRASH"
@@ -46,10 +54,14 @@ class IngestConfig:
     follow: bool = False  # keep running (a service) instead of stopping when drained
     quarantine_duplicates: bool = True  # keep dropped duplicates in quarantine (never silently drop)
     limits: Limits = field(default_factory=Limits)
+    outage_timeout_s: float = 120.0  # drain mode: fail once no progress was possible this long
+    on_offset_gap: str = "fail"  # fail | from_earliest (see OffsetGap)
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if self.on_offset_gap not in ("fail", "from_earliest"):
+            raise ValueError(f"on_offset_gap must be fail or from_earliest, got {self.on_offset_gap!r}")
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> IngestConfig:
@@ -59,7 +71,7 @@ class IngestConfig:
         if unknown:
             raise ValueError(f"unknown ingest params: {sorted(unknown)}")
         if "limits" in kwargs:
-            kwargs["limits"] = Limits(**kwargs["limits"])
+            kwargs["limits"] = Limits.from_params(kwargs["limits"])
         return cls(**kwargs)
 
 
@@ -79,6 +91,9 @@ class RunStats:
     resumed_from: dict[int, int] = field(default_factory=dict)
     recovered_files: int = 0
     reset: bool = False
+    stopped_by: str | None = None  # the signal that ended the run (SIGINT, SIGTERM)
+    gaps: list[str] = field(default_factory=list)  # offset gaps met and re-read (on_offset_gap: from_earliest)
+    poison: int = 0  # messages of undecodable record batches, quarantined
 
     @property
     def rate(self) -> float:
@@ -90,12 +105,15 @@ class OriginChanged(RuntimeError):
     """The store holds batches from another topic/group; refusing to mix or delete them."""
 
 
-class StoreDamaged(RuntimeError):
-    """A manifest entry names a file that is missing."""
-
-
 class SourceNotReady(RuntimeError):
     """The source never became readable (e.g. the topic does not exist)."""
+
+
+class SourceStalled(RuntimeError):
+    """Drain mode could not reach the high-water marks it saw (broker unreachable or frozen too long)."""
+
+
+__all__ = ["OriginChanged", "SourceNotReady", "SourceStalled", "StoreDamaged"]
 
 
 def simulator_identity(stream: Path | str, cfg: IngestConfig) -> dict[str, Any]:
@@ -109,7 +127,15 @@ def simulator_identity(stream: Path | str, cfg: IngestConfig) -> dict[str, Any]:
         {
             k: v
             for k, v in asdict(cfg).items()
-            if k not in ("follow", "max_messages", "poll_timeout_s", "startup_timeout_s")
+            if k
+            not in (
+                "follow",
+                "max_messages",
+                "poll_timeout_s",
+                "startup_timeout_s",
+                "outage_timeout_s",
+                "on_offset_gap",
+            )
         },
         sort_keys=True,
     )
@@ -195,6 +221,9 @@ class _Loop:
         self.started: float | None = None
         self.stats = RunStats(resumed_from=dict(resume))
         self.source: Source | None = None
+        self.topic_id: str | None = None  # the id of the topic the pending and latest batches came from
+        self.stop: str | None = None  # set by a signal handler: finish the open batch, then return
+        self.log: Callable[[str], None] = _noop
 
     def flush(self, *_: Any) -> None:
         """Decode, store and commit the pending messages as one batch."""
@@ -225,7 +254,7 @@ class _Loop:
             quarantined=decoded.quarantine.num_rows,
             duplicates=decoded.duplicates,
             reasons=dict(sorted(decoded.reasons.items())),
-            written_ms=int(time.time() * 1000),
+            topic_id=self.topic_id,
         )
         self.store.write(entry, decoded.events, decoded.quarantine, hook=self.crash)
         self.crash("after_manifest", self.batch_no)
@@ -241,6 +270,7 @@ class _Loop:
         self.stats.events += entry.events
         self.stats.quarantined += entry.quarantined
         self.stats.duplicates += entry.duplicates
+        self.stats.poison += sum(n for r, n in entry.reasons.items() if r.startswith("undecodable_batch"))
         self.batch_no += 1
 
     def _accept(self, chunk: Chunk) -> int:
@@ -286,44 +316,108 @@ class _Loop:
         if not kept:
             self.started = None
 
+    def _on_signal(self, signum: int, _: Any) -> None:
+        self.stop = signal.Signals(signum).name
+
+    def _gap(self, source: Any, why: str, partitions: set[int]) -> None:
+        """A recreated or truncated topic: stop (fail) or re-read it from the earliest offset."""
+        self.flush()  # what is pending was read from the log as it was: keep it
+        where = f"stored offsets {dict(sorted(self.resume.items()))}"
+        if self.cfg.on_offset_gap != "from_earliest" or not hasattr(source, "rewind"):
+            raise OffsetGap(
+                f"{why}; {where}; nothing was skipped or deleted. Set ingest.kafka.on_offset_gap: from_earliest "
+                "to re-read the topic from its start (events already stored are dropped as duplicates by "
+                "event_id), or start a new store with --reset",
+                partitions,
+            )
+        for p in partitions or list(self.resume):  # the source's listener then starts them at the log start
+            self.resume.pop(p, None)
+        starts = source.rewind(partitions)
+        self._drop_pending(set(starts))
+        self.resume.update(starts)
+        self.stats.gaps.append(why)
+        self.log(f"WARNING {why}; {where}; on_offset_gap=from_earliest: re-reading from {starts}")
+
     def run(self, source: Source) -> RunStats:
-        """Poll until drained (or forever with `follow`), writing a batch whenever one is due."""
+        """Poll until drained (or forever with `follow`, until SIGINT/SIGTERM), writing each batch when due."""
+        import threading
+
         cfg = self.cfg
         self.source = source
         finite = getattr(source, "finite", False)
         revoked = getattr(source, "revoked", lambda: set())
         ready = getattr(source, "ready", lambda: True)
+        caught_up = getattr(source, "caught_up", lambda: True)
+        topic_id = getattr(source, "topic_id", lambda: None)
+        previous = {}
+        if threading.current_thread() is threading.main_thread():
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
         polled = 0
-        t_start = idle_since = time.monotonic()
-        while True:
-            want = cfg.batch_size - self.pending_n
-            if cfg.max_messages:
-                want = min(want, cfg.max_messages - polled)
-                if want <= 0:
+        t_start = idle_since = progress_at = time.monotonic()
+        was_ready = False
+        try:
+            while self.stop is None:
+                want = cfg.batch_size - self.pending_n
+                if cfg.max_messages:
+                    want = min(want, cfg.max_messages - polled)
+                    if want <= 0:
+                        break
+                try:
+                    current = topic_id()
+                    if current is not None and self.topic_id is not None and current != self.topic_id:
+                        raise OffsetGap(
+                            f"{source.name}: the topic was recreated (id {self.topic_id} -> {current})", set()
+                        )
+                    if current is not None:
+                        self.topic_id = current
+                    chunks = source.poll(want, cfg.poll_timeout_s)
+                except OffsetGap as gap:
+                    self._gap(source, str(gap), gap.partitions)
+                    self.topic_id = topic_id() or self.topic_id
+                    progress_at = idle_since = time.monotonic()
+                    continue
+                lost = revoked()
+                if lost:
+                    self._drop_pending(lost)
+                now = time.monotonic()
+                is_ready = bool(chunks) or ready()
+                if not chunks and not is_ready and not was_ready:  # still joining the group: quiet, not drained
+                    if now - t_start > cfg.startup_timeout_s:
+                        raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
+                    idle_since = progress_at = now
+                was_ready |= is_ready
+                n = sum(self._accept(c) for c in chunks)
+                if n:
+                    polled += n
+                    self.started = self.started if self.started is not None else now
+                    idle_since = progress_at = now
+                    self.progress(n)
+                due = self.pending_n >= cfg.batch_size
+                due |= self.started is not None and now - self.started >= cfg.max_batch_wait_s
+                drained = False
+                if not chunks and finite:
+                    drained = True
+                elif not chunks and not cfg.follow and now - idle_since >= cfg.idle_timeout_s:
+                    if caught_up():
+                        drained = True
+                    elif now - progress_at >= cfg.outage_timeout_s:
+                        self.flush()
+                        behind = getattr(source, "behind", dict)()
+                        raise SourceStalled(
+                            f"{source.name}: no progress for {now - progress_at:.0f}s (broker unreachable or "
+                            f"frozen?) before reaching the high-water marks seen at start; read {self.stats.messages:,} "
+                            f"messages this run, all committed; still behind per partition "
+                            f"(-1: unknown): {behind}; rerun to continue"
+                        )
+                if due or drained:
+                    self.flush()
+                if drained:
                     break
-            chunks = source.poll(want, cfg.poll_timeout_s)
-            lost = revoked()
-            if lost:
-                self._drop_pending(lost)
-            now = time.monotonic()
-            if not chunks and not ready():  # still joining the group: quiet, but not drained
-                if now - t_start > cfg.startup_timeout_s:
-                    raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
-                idle_since = now
-            n = sum(self._accept(c) for c in chunks)
-            if n:
-                polled += n
-                self.started = self.started if self.started is not None else now
-                idle_since = now
-                self.progress(n)
-            due = self.pending_n >= cfg.batch_size
-            due |= self.started is not None and now - self.started >= cfg.max_batch_wait_s
-            drained = not chunks and (finite or (not cfg.follow and now - idle_since >= cfg.idle_timeout_s))
-            if due or drained:
-                self.flush()
-            if drained:
-                break
-        self.flush()
+            self.flush()
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        self.stats.stopped_by = self.stop
         self.stats.seconds = time.monotonic() - t_start
         return self.stats
 
@@ -346,20 +440,23 @@ def ingest(
             log(f"recovered from an interrupted run: removed {len(recovery.removed)} uncommitted file(s)")
         entries = recovery.entries
         did_reset = False
-        if entries and (reset or entries[-1].identity.get("origin") != identity["origin"] or recovery.missing):
+        broken = recovery.broken
+        if entries and (reset or entries[-1].identity.get("origin") != identity["origin"] or broken):
             previous = entries[-1].identity
             if not reset and previous.get("kind") != "simulator":
-                if recovery.missing:
-                    raise StoreDamaged(
-                        f"{store.events_dir}: the manifest names missing files "
-                        f"({', '.join(str(p) for p in recovery.missing[:3])}); restore them, or start over "
-                        "with --reset (then re-read the topic with --from-beginning)"
-                    )
+                if broken:
+                    raise StoreDamaged(damage_report(store, entries, recovery))
                 raise OriginChanged(
                     f"{store.events_dir} holds {len(entries)} batches read from {previous.get('origin')}, "
                     f"not {identity['origin']}; move the folder away or pass --reset to start over"
                 )
-            why = "asked to" if reset else "missing files" if recovery.missing else "inputs changed"
+            why = (
+                "asked to"
+                if reset
+                else f"damaged or missing files: {damage_names(recovery)}"
+                if broken
+                else "inputs changed"
+            )
             log(f"rebuilding {store.events_dir}: {why} ({len(entries)} stored batches from {previous.get('origin')})")
             store.reset()
             entries, did_reset = [], True
@@ -369,6 +466,8 @@ def ingest(
             log(f"resuming after batch {entries[-1].batch}: {len(seen):,} stored events, offsets {resume}")
         first_batch = entries[-1].batch + 1 if entries else 1
         loop = _Loop(store, identity, cfg, seen, resume, first_batch, crash, progress)
+        loop.log = log
+        loop.topic_id = entries[-1].topic_id if entries else None
         source = open_source(resume)
         try:
             stats = loop.run(source)
@@ -377,3 +476,25 @@ def ingest(
         stats.recovered_files = len(recovery.removed)
         stats.reset = did_reset
         return stats, totals(store.entries())
+
+
+def damage_names(recovery: Any) -> str:
+    """The missing and damaged files of a recovery, named."""
+    return ", ".join(
+        [f"{p} (missing)" for p in recovery.missing[:3]] + [f"{p} (SHA-256 differs)" for p in recovery.damaged[:3]]
+    )
+
+
+def damage_report(store: BatchStore, entries: list[Entry], recovery: Any) -> str:
+    """One line: which files are broken, the offsets they held, and the ways out."""
+    names = {p.name for p in recovery.broken}
+    spans = [
+        f"batch {e.batch}: " + ", ".join(f"p{r.partition}@{r.first}-{r.last}" for r in e.ranges)
+        for e in entries
+        if {e.events_file, e.quarantine_file} & names
+    ]
+    return (
+        f"{store.events_dir}: stored files are damaged or missing: {damage_names(recovery)}; nothing was deleted. "
+        f"Restore them (`dvc checkout {store.events_dir} {store.quarantine_dir}`), or start over with --reset "
+        f"--from-beginning, or re-ingest the offsets they held ({'; '.join(spans[:3])}) into a new store"
+    )

@@ -1,4 +1,4 @@
-"""Kafka I/O with kafka-python: replay a stream onto the topic, and the ingest stage's consumer source.
+"""Kafka I/O with kafka-python: publish a stream onto the topic, and the ingest stage's consumer source.
 
 Messages are keyed by session_id (a session stays in one partition, so its events stay in order)
 and carry their received time as the Kafka message timestamp (`received_ms` on the consumer side).
@@ -31,7 +31,7 @@ class KafkaConfig:
     bootstrap_servers: str = "127.0.0.1:9092"
     topic: str = "user-interactions"
     group_id: str = "phantom-ingest"
-    partitions: int = 3  # used when replay creates the topic
+    partitions: int = 3  # used when `pipelines.publish` creates the topic
     auto_offset_reset: str = "earliest"  # where a group with no committed offset starts
     session_timeout_ms: int = 10_000
     heartbeat_interval_ms: int = 3_000
@@ -40,6 +40,9 @@ class KafkaConfig:
     max_partition_fetch_bytes: int = 8 << 20
     fetch_max_wait_ms: int = 200
     bootstrap_timeout_ms: int = 10_000  # give up (with an error) if no broker answers this long
+    on_offset_gap: str = "fail"  # fail | from_earliest: a recreated or truncated topic (see OffsetGap)
+    outage_timeout_s: float = 120.0  # drain mode: fail once no progress was possible this long
+    retry_backoff_max_s: float = 5.0  # longest wait between attempts while the broker is away
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> KafkaConfig:
@@ -51,7 +54,7 @@ class KafkaConfig:
                 "(e.g. export KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:9092; `make broker` starts a local one)"
             )
         known = set(cls.__dataclass_fields__) - {"bootstrap_servers"}
-        unknown = set(params) - known - {"idle_timeout_s", "max_messages"}
+        unknown = set(params) - known - {"idle_timeout_s", "max_messages", "startup_timeout_s"}
         if unknown:
             raise ValueError(f"unknown ingest.kafka params: {sorted(unknown)}")
         return cls(bootstrap_servers=servers, **{k: v for k, v in params.items() if k in known})
@@ -81,7 +84,7 @@ def ensure_topic(servers: str, topic: str, partitions: int, timeout_s: float = 1
         admin.close()
 
 
-# --- replay ----------------------------------------------------------------------------------
+# --- publish ---------------------------------------------------------------------------------
 
 
 @dataclass
@@ -155,8 +158,8 @@ def paced(n: int, rate: float, clock: Callable[[], float], sleep: Callable[[floa
 
 
 @dataclass
-class ReplayStats:
-    """What a replay sent."""
+class PublishStats:
+    """What a publish sent."""
 
     sent: int
     failed: int
@@ -168,7 +171,7 @@ class ReplayStats:
         return self.sent / self.seconds if self.seconds > 0 else 0.0
 
 
-def replay(
+def publish(
     stream: Stream,
     servers: str,
     topic: str,
@@ -176,13 +179,13 @@ def replay(
     progress: Callable[[int], None] | None = None,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
-) -> ReplayStats:
+) -> PublishStats:
     """Publish `stream` to `topic` keyed by session_id, at `rate` messages/s (0: as fast as possible)."""
     from kafka import KafkaProducer
 
     producer = KafkaProducer(
         bootstrap_servers=servers,
-        client_id="phantom-replay",
+        client_id="phantom-publish",
         acks="all",
         linger_ms=20,
         batch_size=512 << 10,
@@ -207,13 +210,37 @@ def replay(
         producer.close()
     if progress is not None and len(stream) % step:
         progress(len(stream) % step)
-    return ReplayStats(len(stream) - failed[0], failed[0], clock() - start)
+    return PublishStats(len(stream) - failed[0], failed[0], clock() - start)
 
 
 # --- the consumer source of the ingest stage ------------------------------------------------
 
 
 _offset, _value, _timestamp = attrgetter("offset"), attrgetter("value"), attrgetter("timestamp")
+
+
+class OffsetGap(RuntimeError):
+    """A partition's log no longer holds the offsets the store resumes from (recreated, truncated or
+    compacted topic): reading on would silently skip messages or mix two topics."""
+
+    def __init__(self, message: str, partitions: set[int]):
+        super().__init__(message)
+        self.partitions = partitions
+
+
+def _poison_location(exc: BaseException) -> tuple[Any, Any]:
+    """(TopicPartition, record batch) kafka-python was unpacking when `exc` was raised, if it shows."""
+    tp = batch = None
+    tb = exc.__traceback__
+    while tb is not None:
+        local = tb.tb_frame.f_locals
+        owner = local.get("self")
+        if owner is not None and hasattr(owner, "topic_partition") and hasattr(owner, "fetch_offset"):
+            tp = owner.topic_partition
+        if hasattr(local.get("batch"), "base_offset"):
+            batch = local["batch"]
+        tb = tb.tb_next
+    return tp, batch
 
 
 class KafkaSource:
@@ -224,6 +251,12 @@ class KafkaSource:
     has never seen start at the group's committed offset (or `auto_offset_reset`), or at the
     beginning with `from_beginning`. Offsets are committed by the ingest loop after each batch is
     on disk; `enable_auto_commit` is off.
+
+    What it never does silently: a record batch the client cannot decode (unknown codec, bad CRC)
+    comes back as `Rejected` messages at its offsets, so it is quarantined and the partition moves
+    on; a recreated topic (new topic id), or a log that ends below / starts above the stored
+    offset, raises `OffsetGap`; an unreachable broker makes `poll` return nothing (the loop decides
+    how long to wait) and is retried with backoff.
     """
 
     finite = False
@@ -235,15 +268,19 @@ class KafkaSource:
         self.cfg = cfg
         self.name = cfg.topic
         self.resume = resume
+        self.from_beginning = from_beginning
         self._revoked: set[int] = set()
         self._sync: dict[int, int] = {}  # stored positions of newly assigned partitions, to commit
         self._lock = threading.Lock()
+        self._targets: dict[int, int] = {}  # high-water mark first seen per assigned partition
+        self._backoff = 0.0
+        self.errors = 0  # poll errors retried (broker away, timeouts)
         self.consumer = KafkaConsumer(
             bootstrap_servers=cfg.bootstrap_servers,
             group_id=cfg.group_id,
             client_id=f"phantom-ingest-{os.getpid()}",
             enable_auto_commit=False,
-            auto_offset_reset=cfg.auto_offset_reset,
+            auto_offset_reset="none",  # a missing or out-of-range position is ours to decide, never silent
             session_timeout_ms=cfg.session_timeout_ms,
             heartbeat_interval_ms=cfg.heartbeat_interval_ms,
             max_poll_interval_ms=cfg.max_poll_interval_ms,
@@ -251,6 +288,7 @@ class KafkaSource:
             max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             bootstrap_timeout_ms=cfg.bootstrap_timeout_ms,
+            reconnect_backoff_max_ms=int(cfg.retry_backoff_max_s * 1000),
             check_crcs=True,
         )
         source = self
@@ -260,6 +298,8 @@ class KafkaSource:
             def on_partitions_revoked(self, revoked: Any) -> None:
                 with source._lock:
                     source._revoked.update(tp.partition for tp in revoked)
+                    for tp in revoked:
+                        source._targets.pop(tp.partition, None)
 
             def on_partitions_assigned(self, assigned: Any) -> None:
                 for tp in assigned:
@@ -268,14 +308,25 @@ class KafkaSource:
                         source.consumer.seek(tp, stored)
                         with source._lock:  # the group's offset may lag the store (a crash before commit)
                             source._sync[tp.partition] = stored
-                    elif from_beginning:
+                    elif source.from_beginning:
                         source.consumer.seek_to_beginning(tp)
 
         self.consumer.subscribe([cfg.topic], listener=Listener())
 
+    def _tp(self, partition: int) -> Any:
+        from kafka import TopicPartition
+
+        return TopicPartition(self.cfg.topic, partition)
+
     def ready(self) -> bool:
         """True once the group has given this member at least one partition."""
         return bool(self.consumer.assignment())
+
+    def topic_id(self) -> str | None:
+        """The topic's id as the broker last reported it (None: unknown); a recreated topic has another."""
+        cluster = getattr(getattr(self.consumer, "_client", None), "cluster", None)
+        found = cluster.topic_id(self.cfg.topic) if cluster is not None else None
+        return str(found) if found is not None and found.int != 0 else None
 
     def revoked(self) -> set[int]:
         """Partitions taken away since the last call (their unwritten messages must be dropped)."""
@@ -283,13 +334,140 @@ class KafkaSource:
             out, self._revoked = self._revoked, set()
         return out
 
+    def caught_up(self) -> bool:
+        """Drain mode's end: every assigned partition is at or past the high-water mark first seen for it."""
+        assigned = self.consumer.assignment()
+        if not assigned:
+            return False
+        for tp in assigned:
+            target = self._targets.get(tp.partition)
+            if target is None:
+                return False
+            try:
+                position = self.consumer.position(tp, timeout_ms=200)
+            except Exception:  # position unknown (broker away): not caught up
+                return False
+            if position is None or position < target:
+                return False
+        return True
+
+    def behind(self) -> dict[int, int]:
+        """Per assigned partition, messages left up to its first-seen high-water mark (unknown: -1)."""
+        out = {}
+        for tp in self.consumer.assignment():
+            target = self._targets.get(tp.partition)
+            try:
+                position = self.consumer.position(tp, timeout_ms=200)
+            except Exception:
+                position = None
+            out[tp.partition] = -1 if target is None or position is None else max(0, target - position)
+        return out
+
+    def _observe(self) -> None:
+        """Record first-seen high-water marks; raise OffsetGap for a position past the log's end."""
+        gaps = []
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            if high is None:
+                continue
+            self._targets.setdefault(tp.partition, high)
+            stored = self.resume.get(tp.partition)
+            if stored is not None and stored > high:
+                gaps.append((tp.partition, stored, high))
+        if gaps:
+            detail = ", ".join(f"partition {p}: stored up to {s:,}, log ends at {h:,}" for p, s, h in gaps)
+            raise OffsetGap(
+                f"{self.cfg.topic}: the log ends below what the store holds ({detail})", {p for p, *_ in gaps}
+            )
+
+    def _poison(self, exc: BaseException) -> Chunk | None:
+        """The undecodable record batch behind `exc` as Rejected messages, the partition moved past it."""
+        from phantom.events.contract import Rejected
+
+        tp, batch = _poison_location(exc)
+        if tp is None:
+            return None
+        try:
+            position = self.consumer.position(tp, timeout_ms=1000)
+        except Exception:
+            return None
+        end = max(position + 1, getattr(batch, "next_offset", position + 1) if batch is not None else position + 1)
+        reason = f"undecodable_batch:{type(exc).__name__}"
+        what = f"record batch at {tp.topic}/{tp.partition}@{position}..{end - 1} could not be decoded: {exc}"
+        log.warning("quarantined %s", what)
+        self.consumer.seek(tp, end)
+        offsets = list(range(position, end))
+        now = int(time.time() * 1000)
+        return Chunk(tp.partition, offsets, [Rejected(reason, what[:500])] * len(offsets), [now] * len(offsets))
+
+    def rewind(self, partitions: set[int]) -> dict[int, int]:
+        """Seek `partitions` (all assigned when empty) to their log start: {partition: offset}.
+
+        Partitions assigned later without a stored offset start at the log start too.
+        """
+        self.from_beginning = True
+        tps = [tp for tp in self.consumer.assignment() if not partitions or tp.partition in partitions]
+        starts = self.consumer.beginning_offsets(tps, timeout_ms=int(self.cfg.bootstrap_timeout_ms))
+        out = {}
+        for tp in tps:
+            self.consumer.seek(tp, starts[tp])
+            self._targets.pop(tp.partition, None)
+            out[tp.partition] = starts[tp]
+        return out
+
     def poll(self, max_messages: int, timeout_s: float) -> list[Chunk]:
-        """Up to `max_messages` records, grouped by partition, with their message timestamps."""
-        records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_messages)
+        """Up to `max_messages` records, grouped by partition, with their message timestamps.
+
+        Broker trouble returns [] after a backoff (growing to `retry_backoff_max_s`); an
+        undecodable record batch comes back as Rejected messages; OffsetGap is raised.
+        """
+        from kafka.errors import (
+            CorruptRecordError,
+            KafkaError,
+            NoOffsetForPartitionError,
+            OffsetOutOfRangeError,
+            UnsupportedCodecError,
+        )
+
+        try:
+            records = self.consumer.poll(timeout_ms=int(timeout_s * 1000), max_records=max_messages)
+        except NoOffsetForPartitionError as exc:  # a partition the group never committed: our policy
+            tps = exc.args[0] if exc.args and isinstance(exc.args[0], (set, list, tuple, dict)) else set()
+            tps = tps or self.consumer.assignment()
+            if self.cfg.auto_offset_reset == "latest":
+                self.consumer.seek_to_end(*tps)
+            else:
+                self.consumer.seek_to_beginning(*tps)
+            return []
+        except OffsetOutOfRangeError as exc:
+            parts = exc.args[0] if exc.args and isinstance(exc.args[0], dict) else {}
+            detail = ", ".join(f"partition {tp.partition}@{o:,}" for tp, o in parts.items())
+            raise OffsetGap(
+                f"{self.cfg.topic}: offsets out of the log's range ({detail or exc})",
+                {tp.partition for tp in parts},
+            ) from None
+        except (UnsupportedCodecError, CorruptRecordError) as exc:
+            chunk = self._poison(exc)
+            if chunk is None:
+                raise
+            return [chunk]
+        except KafkaError as exc:  # broker away, timeouts, coordinator moving: retry after a pause
+            self.errors += 1
+            self._backoff = min(max(0.2, self._backoff * 2), self.cfg.retry_backoff_max_s)
+            log.warning("kafka poll failed (%s: %s); retrying in %.1fs", type(exc).__name__, exc, self._backoff)
+            time.sleep(self._backoff)
+            return []
+        except Exception as exc:  # a codec library failing inside kafka-python's record unpacking
+            chunk = self._poison(exc) if _poison_location(exc)[1] is not None else None
+            if chunk is None:
+                raise
+            return [chunk]
+        self._backoff = 0.0
         with self._lock:
             sync, self._sync = self._sync, {}
         if sync:  # bring the group's offsets up to the store for the partitions we now own
             self.commit(sync)
+        self._observe()
         chunks = []
         for tp, recs in records.items():
             if recs:
@@ -313,8 +491,13 @@ class KafkaSource:
             log.warning("offset commit failed (%s); the store is ahead and a restart resumes from it", exc)
 
     def close(self) -> None:
-        """Leave the group and close the connections."""
-        self.consumer.close(autocommit=False)
+        """Leave the group and close the connections (never hangs on an absent broker)."""
+        try:
+            self.consumer.close(autocommit=False, timeout_ms=5000)
+        except TypeError:  # an older kafka-python without timeout_ms
+            self.consumer.close(autocommit=False)
+        except Exception as exc:
+            log.warning("closing the consumer failed: %s", exc)
 
 
 def bootstrap_from_env(env: Mapping[str, str] = os.environ, default: str | None = None) -> str | None:

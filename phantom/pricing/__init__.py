@@ -10,6 +10,11 @@ Modules (nothing is imported here; `multitask` and `pyfunc_model` need torch):
     evaluate    replay prices against the ground truth, in expectation
     replay      the whole evaluation protocol (fit on validation, price and score the test decisions)
     plots       the figures
+    distill     the distilled pricer: a depth <= 5 tree as JSON, priced with numpy (what a service loads)
+    dagger      fitting it DAgger-style on the pricer's decisions (rollout of the states a policy visits)
+    distill_report, rules_text   the distill stage's trade-off, grading gaps, rules text and tree plot
+    rules_package, rules_pyfunc, rules_gate   the tree as MLflow pyfunc `pricing-rules` and its gate
+    attribution integrated gradients on the network's agent head and purchase curve
 
-See docs/pricing.md.
+See docs/pricing.md and docs/distill.md.
 """

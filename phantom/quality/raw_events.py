@@ -22,17 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from phantom.events.contract import (
-    DWELL_EVENTS,
-    EVENT_TYPES,
-    PRICE_EVENTS,
-    PRODUCT_EVENTS,
-    QUANTITY_EVENTS,
-    RAW_SCHEMA,
-    REQUIRED,
-    Limits,
-    label_of,
-)
+from phantom.events.contract import EVENT_TYPES, RAW_SCHEMA, REQUIRED, VALUE_RULES, Limits, label_of
 from phantom.events.store import MANIFEST_DIR, committed_parts
 
 CRITICAL, WARNING = "critical", "warning"
@@ -290,6 +280,39 @@ def views(loaded: Loaded, catalogue: pd.DataFrame | None) -> dict[str, pd.DataFr
 # --- the suite --------------------------------------------------------------------------------
 
 
+def value_rule_checks(when: Callable[[Any], Any]) -> list[Check]:
+    """The critical checks generated from the contract's VALUE_RULES (the decoder reads the same)."""
+    import great_expectations.expectations as gxe
+
+    checks = []
+    for rule in VALUE_RULES:
+        types = ", ".join(t for t in EVENT_TYPES if t in rule.required_for)
+        checks.append(
+            Check(
+                rule.present_check,
+                "events",
+                CRITICAL,
+                f"{rule.field} is set on {types}",
+                lambda rule=rule: gxe.ExpectColumnValuesToNotBeNull(
+                    column=rule.field, row_condition=when(rule.required_for)
+                ),
+            )
+        )
+        if rule.range_check is not None:
+            checks.append(
+                Check(
+                    rule.range_check,
+                    "events",
+                    CRITICAL,
+                    rule.describe_range(),
+                    lambda rule=rule: gxe.ExpectColumnValuesToBeBetween(
+                        column=rule.field, min_value=rule.low, max_value=rule.high, strict_min=rule.strict_low
+                    ),
+                )
+            )
+    return checks
+
+
 def build_checks(cfg: SanityConfig, with_catalogue: bool = True) -> list[Check]:
     """Every check of the suite, critical ones first."""
     import great_expectations.expectations as gxe
@@ -355,69 +378,6 @@ def build_checks(cfg: SanityConfig, with_catalogue: bool = True) -> list[Check]:
             lambda: gxe.ExpectColumnValuesToBeInSet(column="event_type", value_set=list(EVENT_TYPES)),
         ),
         Check(
-            "product_id_on_product_events",
-            "events",
-            CRITICAL,
-            "product_id is set on product_view, add_to_cart, remove_from_cart, purchase",
-            lambda: gxe.ExpectColumnValuesToNotBeNull(column="product_id", row_condition=when(PRODUCT_EVENTS)),
-        ),
-        Check(
-            "price_on_price_events",
-            "events",
-            CRITICAL,
-            "price is set on product_view, add_to_cart, purchase",
-            lambda: gxe.ExpectColumnValuesToNotBeNull(column="price", row_condition=when(PRICE_EVENTS)),
-        ),
-        Check(
-            "price_positive",
-            "events",
-            CRITICAL,
-            "price > 0 wherever it is set",
-            lambda: gxe.ExpectColumnValuesToBeBetween(column="price", min_value=0, strict_min=True),
-        ),
-        Check(
-            "quantity_on_cart_events",
-            "events",
-            CRITICAL,
-            "quantity is set on add_to_cart, remove_from_cart, purchase",
-            lambda: gxe.ExpectColumnValuesToNotBeNull(column="quantity", row_condition=when(QUANTITY_EVENTS)),
-        ),
-        Check(
-            "quantity_at_least_1",
-            "events",
-            CRITICAL,
-            "quantity >= 1 wherever it is set",
-            lambda: gxe.ExpectColumnValuesToBeBetween(column="quantity", min_value=1),
-        ),
-        Check(
-            "duration_on_dwell_events",
-            "events",
-            CRITICAL,
-            "duration_ms is set on hover and scroll",
-            lambda: gxe.ExpectColumnValuesToNotBeNull(column="duration_ms", row_condition=when(DWELL_EVENTS)),
-        ),
-        Check(
-            "duration_not_negative",
-            "events",
-            CRITICAL,
-            "duration_ms >= 0 wherever it is set",
-            lambda: gxe.ExpectColumnValuesToBeBetween(column="duration_ms", min_value=0),
-        ),
-        Check(
-            "scroll_depth_on_scroll",
-            "events",
-            CRITICAL,
-            "scroll_depth is set on scroll",
-            lambda: gxe.ExpectColumnValuesToNotBeNull(column="scroll_depth", row_condition=when(("scroll",))),
-        ),
-        Check(
-            "scroll_depth_in_unit_range",
-            "events",
-            CRITICAL,
-            "scroll_depth is in [0, 1] wherever it is set",
-            lambda: gxe.ExpectColumnValuesToBeBetween(column="scroll_depth", min_value=0, max_value=1),
-        ),
-        Check(
             "received_within_lateness_window",
             "events",
             CRITICAL,
@@ -428,6 +388,7 @@ def build_checks(cfg: SanityConfig, with_catalogue: bool = True) -> list[Check]:
             ),
         ),
     ]
+    checks[-1:-1] = value_rule_checks(when)
     if cfg.event_type_mix:
         values = sorted(cfg.event_type_mix)
         total = sum(cfg.event_type_mix.values())

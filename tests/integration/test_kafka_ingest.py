@@ -1,4 +1,4 @@
-"""Against a real broker (tansu): replay a simulated stream onto a topic, ingest it, and get
+"""Against a real broker (tansu): publish a simulated stream onto a topic, ingest it, and get
 exactly the good events back; crash the consumer between writing a batch and committing it, and
 at random points, and still get every good event exactly once."""
 
@@ -16,7 +16,8 @@ import time
 import pytest
 import yaml
 
-from phantom.events.kafka import read_stream, replay
+from phantom.events.kafka import publish as publish_stream
+from phantom.events.kafka import read_stream
 from tests.ingest_support import ROOT, assert_exactly_once, make_world, manifest, stored_quarantine
 
 pytestmark = pytest.mark.integration
@@ -82,7 +83,7 @@ def run_ingest(tmp_path, servers, params, crash=None, timeout=90):
 
 def publish(world, servers, topic, params):
     done = subprocess.run(
-        [sys.executable, "-m", "pipelines.replay", "--input", str(world.stream), "--topic", topic],
+        [sys.executable, "-m", "pipelines.publish", "--input", str(world.stream), "--topic", topic],
         cwd=ROOT,
         env=stage_env(servers, params),
         capture_output=True,
@@ -113,7 +114,7 @@ def stored_next(events_dir):
     return nxt
 
 
-def test_replay_then_ingest_returns_exactly_the_good_events(world, kafka_broker, topic, tmp_path):
+def test_publish_then_ingest_returns_exactly_the_good_events(world, kafka_broker, topic, tmp_path):
     params = write_params(tmp_path, topic, batch_size=1000)
     publish(world, kafka_broker, topic, params)
     done = run_ingest(tmp_path, kafka_broker, params)
@@ -142,11 +143,11 @@ def test_replay_then_ingest_returns_exactly_the_good_events(world, kafka_broker,
     assert len(manifest(tmp_path / "events")) == len(entries)
 
 
-def test_replay_holds_the_requested_rate(world, kafka_broker, topic):
+def test_publish_at_a_rate_delivers_every_message(world, kafka_broker, topic):
+    # pacing itself is tested without a clock in tests/unit/test_publish.py; timing is not asserted here
     stream = read_stream(world.stream, limit=600)
-    stats = replay(stream, kafka_broker, topic, rate=1500)
+    stats = publish_stream(stream, kafka_broker, topic, rate=1500)
     assert stats.sent == 600 and stats.failed == 0
-    assert 0.38 <= stats.seconds <= 3.0  # 600 / 1500 = 0.4 s, plus connection set-up
 
 
 def test_sigkill_between_writing_a_batch_and_committing(world, kafka_broker, topic, tmp_path):

@@ -53,6 +53,8 @@ def workspace(tmp_path_factory):
     }
     gate["maximum"] = {"purchase_ece": 0.05}
     gate["tolerance"] = {k: v for k, v in gate["tolerance"].items() if k in gate["minimum"] or k in gate["maximum"]}
+    params["distill"].update(depth=3, depths=[2, 3], dagger_rounds=1, min_samples_leaf=20)
+    params["promote"]["pricing-rules"]["gate"]["minimum"] = {"fidelity_within_one_step": 0.5, "revenue_vs_teacher": 0.9}
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
     env = {**os.environ, "PHANTOM_PARAMS": str(params_file), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
@@ -195,3 +197,69 @@ def test_gate_promotes_the_first_version_and_it_loads_by_alias(stages):
     )
     done = _run(["-c", code], env)
     assert done.stdout.strip().endswith("ok")
+
+
+@pytest.fixture(scope="module")
+def distilled(stages):
+    root, env, *_ = stages
+    distill = _run(
+        [
+            "-m",
+            "pipelines.distill",
+            *("--decisions", str(root / "decisions.parquet")),
+            *("--model-dir", str(root / "models" / "multitask")),
+            *("--policy", str(root / "policy.json")),
+            *("--catalogue", str(root / "catalogue.parquet")),
+            *("--truth", str(root / "ground_truth.parquet")),
+            *("--rules-out", str(root / "rules.json")),
+            *("--eval-set", str(root / "eval" / "distill.parquet")),
+            *("--metrics", str(root / "distill.json")),
+            *("--reports", str(root / "reports" / "distill")),
+        ],
+        env,
+    )
+    promote = _run(
+        [
+            "-m",
+            "pipelines.promote",
+            *("--model", "pricing-rules"),
+            *("--eval-set", str(root / "eval" / "distill.parquet")),
+            *("--report", str(root / "promotion-rules.md")),
+            *("--metrics", str(root / "promotion-rules.json")),
+        ],
+        env,
+    )
+    return root, env, distill, promote
+
+
+def test_distill_stage_writes_rules_metrics_and_a_gated_pyfunc(distilled):
+    root, env, *_ = distilled
+    metrics = json.loads((root / "distill.json").read_text())
+    assert metrics["depth"] <= 3 and metrics["leaves"] >= 2
+    for key in ("fidelity_within_one_step", "revenue_gap_vs_teacher", "leakage_gap_vs_teacher"):
+        assert metrics[key] is not None, key
+    assert set(metrics["fidelity"]["test"]) == {"logged_states", "teacher_states", "tree_states"}
+    assert [row["depth"] for row in metrics["tradeoff"]] == [2, 3]
+    assert len(metrics["dagger_rounds"]) == 1
+    rules = (root / "reports" / "distill" / "rules.md").read_text()
+    assert rules.count("x list") == metrics["leaves"]
+    assert (root / "reports" / "distill" / "figures" / "tree.png").exists()
+    frozen = pd.read_parquet(root / "eval" / "distill.parquet")
+    assert not {"kind", "wtp", "true_agent", "sensitivity"} & set(frozen)  # the gate never sees the truth
+    outcome = json.loads((root / "promotion-rules.json").read_text())
+    assert outcome["model"] == "pricing-rules" and outcome["action"] == "promoted"
+    assert outcome["challenger"]["fidelity_within_one_step"] == pytest.approx(
+        metrics["fidelity_within_one_step"], abs=1e-4
+    )
+    # the registered champion prices exactly as the JSON the stage wrote
+    code = (
+        "import json, mlflow, pandas as pd;"
+        "from phantom.pricing.distill import DistilledPricer;"
+        "m = mlflow.pyfunc.load_model('models:/pricing-rules@champion');"
+        f"p = DistilledPricer.from_json(json.load(open('{root / 'rules.json'}')));"
+        f"f = pd.read_parquet('{root / 'eval' / 'distill.parquet'}');"
+        "out = m.predict(f[list(p.features)].astype(float));"
+        "assert (out['ratio'].to_numpy() == p.price(f).ratio).all();"
+        "print('ok', len(f))"
+    )
+    assert _run(["-c", code], env).stdout.strip().startswith("ok")

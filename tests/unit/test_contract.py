@@ -93,7 +93,7 @@ def test_lateness_and_skew_are_relative_to_arrival():
 
 def test_parse_message_rejects_non_json_and_non_objects():
     assert parse_message(b"{not json", 0) == (None, "not_json")
-    assert parse_message(b"\xff\xfe", 0) == (None, "not_json")
+    assert parse_message(b"\xff\xfe", 0) == (None, "not_utf8")
     assert parse_message("[1, 2]", 0) == (None, "not_an_object")
     assert parse_message(None, 0) == (None, "empty_message")
     event, reason = parse_message(json.dumps(good_event()), 1_700_000_000_500)
@@ -133,3 +133,43 @@ def test_labels_follow_the_contract():
     assert label_of("xp_agent_scraper") == 1
     assert label_of("xp_checkout_v2") is None
     assert label_of(None) is None
+
+
+def test_only_utf8_without_bom_is_accepted():
+    text = json.dumps(good_event())
+    ts = good_event()["ts"]
+    assert parse_message(text.encode("utf-8"), ts)[1] is None
+    for encoded in (text.encode("utf-16"), text.encode("utf-16-le"), text.encode("utf-32"), text.encode("utf-8-sig")):
+        assert parse_message(encoded, ts) == (None, "not_utf8")
+    assert parse_message("\ufeff" + text, ts) == (None, "not_utf8")
+
+
+def test_oversize_messages_and_fields_are_rejected_with_their_limit():
+    ts = good_event()["ts"]
+    small = Limits(max_message_bytes=600, max_field_bytes=50)
+    assert parse_message(json.dumps(good_event()), ts, small)[1] is None
+    assert parse_message(json.dumps(good_event(user_agent="u" * 51)), ts, small) == (None, "oversize_field:user_agent")
+    assert parse_message(json.dumps(good_event(referrer="é" * 26)), ts, small) == (None, "oversize_field:referrer")
+    assert parse_message(json.dumps(good_event(page="/" + " " * 700)), ts, small) == (None, "oversize_message")
+    huge_ua = json.dumps(good_event(user_agent="x" * (2 << 20)))  # the 2 MB user agent of issue 10
+    assert parse_message(huge_ua.encode(), ts) == (None, "oversize_message")
+    assert parse_message(huge_ua.encode(), ts, Limits(max_message_bytes=None))[1] == "oversize_field:user_agent"
+
+
+def test_the_suite_and_the_decoder_are_generated_from_one_declaration():
+    """Every value rule has its expectations in the GX suite, and the decoder quarantines a breach with
+    the rule's reason: the suite and the decoder cannot drift apart."""
+    from phantom.events.contract import VALUE_RULES
+    from phantom.quality.raw_events import SanityConfig, build_checks
+
+    names = {c.name for c in build_checks(SanityConfig())}
+    for rule in VALUE_RULES:
+        assert rule.present_check in names
+        assert rule.range_check is None or rule.range_check in names
+        needing = sorted(rule.required_for)[0]
+        base = good_event(event_type=needing, product_id="P1", price=1.0, quantity=1, duration_ms=1, scroll_depth=0.5)
+        assert check_event({**base, rule.field: None}) == f"missing_field:{rule.field}"
+        if rule.range_reason is not None:
+            outside = rule.low - 1 if rule.low is not None else rule.high + 1
+            assert check_event({**base, rule.field: outside}) == rule.range_reason
+            assert check_event(base) is None

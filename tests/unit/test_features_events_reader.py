@@ -79,3 +79,19 @@ def test_plain_parquet_without_manifest_reads_only_when_given(tmp_path, monkeypa
     monkeypatch.setattr(features, "DEFAULT_EVENTS", folder)  # the stage's own store must have a manifest
     with pytest.raises(SystemExit, match="holds part files but no _manifest/"):
         features.main(["--catalogue", str(tmp_path / "missing.parquet")])
+
+
+def test_a_damaged_part_stops_the_features_stage_with_one_line(tmp_path):
+    """4 KiB of garbage in a committed part: one line naming the part and the way out, no traceback."""
+    from tests.stage_runner import run_stage
+
+    store = BatchStore(tmp_path / "events", tmp_path / "quarantine")
+    store.write(entry(1, 0, 1), events_table(["a", "b"]), QUARANTINE_SCHEMA.empty_table())
+    part = store.events_dir / part_name(1)
+    data = bytearray(part.read_bytes())
+    data[: min(4096, len(data) // 2)] = b"\0" * min(4096, len(data) // 2)
+    part.write_bytes(bytes(data))
+    result = run_stage(tmp_path, "features", lambda p: None, "--events", str(store.events_dir), "--out", str(tmp_path))
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    line = result.stderr.strip().splitlines()[-1]
+    assert line.startswith("features: ") and part_name(1) in line and "dvc checkout" in line

@@ -229,3 +229,96 @@ def test_sigkill_at_each_point_of_a_batch_then_restart(world, tmp_path, point):
     assert metrics["events"] == len(world.good_ids)
     assert metrics["quarantined"] == len(world.injected)
     assert {"events", "quarantined", "duplicates_dropped", "batches", "quarantined_by_reason"} <= set(metrics)
+
+
+# --- a topic that changes under the loop, an absent broker, a stop signal -----------------------
+
+
+class TopicSource(ListSource):
+    """A non-finite source with a topic id that can change, that can be rewound, and that may never
+    catch up (a broker away)."""
+
+    finite = False
+
+    def __init__(self, polls, ids, caught_up=True):
+        super().__init__(polls)
+        self.ids, self.is_caught_up, self.rewinds = list(ids), caught_up, []
+
+    def topic_id(self):
+        return self.ids.pop(0) if len(self.ids) > 1 else self.ids[0]
+
+    def caught_up(self):
+        return self.is_caught_up and not self.polls
+
+    def rewind(self, partitions):
+        self.rewinds.append(set(partitions))
+        return {0: 0}
+
+
+def fast(**kw):
+    return IngestConfig(batch_size=10_000, idle_timeout_s=0.05, poll_timeout_s=0.0, **kw)
+
+
+def test_a_recreated_topic_fails_loudly_after_keeping_what_was_read(world, store):
+    from phantom.events.kafka import OffsetGap
+
+    source = TopicSource([[chunk(world, 0, 0, 99)], [], [chunk(world, 0, 0, 49)]], ["A", "A", "B"])
+    with pytest.raises(OffsetGap, match=r"recreated \(id A -> B\).*nothing was skipped.*from_earliest"):
+        ingest(store, kafka_identity("t", "g"), lambda resume: source, fast())
+    entries = manifest(store.events_dir)
+    assert [e["topic_id"] for e in entries] == ["A"] and entries[0]["messages"] == 100
+
+
+def test_from_earliest_rereads_a_recreated_topic_and_drops_repeats_by_event_id(world, store):
+    source = TopicSource([[chunk(world, 0, 0, 99)], [], [chunk(world, 0, 0, 149)]], ["A", "A", "B"])
+    stats, _ = ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(on_offset_gap="from_earliest"))
+    assert source.rewinds == [set()] and len(stats.gaps) == 1
+    ids = stored_ids(store.events_dir)
+    assert len(ids) == len(set(ids)) and set(ids) == decoded_ids(world, 150)
+    assert [e["topic_id"] for e in manifest(store.events_dir)] == ["A", "B"]
+    assert BatchStore(store.events_dir, store.quarantine_dir).entries()[-1].ranges[0].last == 149
+
+
+def test_a_drain_run_that_cannot_catch_up_fails_with_what_it_read(world, store):
+    from phantom.events.ingest import SourceStalled
+
+    source = TopicSource([[chunk(world, 0, 0, 99)]], ["A"], caught_up=False)
+    with pytest.raises(SourceStalled, match=r"no progress for .*read 100 messages this run, all committed"):
+        ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(outage_timeout_s=0.3))
+    assert totals_of(store)["messages"] == 100
+
+
+def totals_of(store):
+    from phantom.events.store import totals
+
+    return totals(store.entries())
+
+
+def test_sigterm_writes_the_open_batch_then_stops(world, store):
+    class Stopping(TopicSource):
+        def poll(self, max_messages, timeout_s):
+            out = super().poll(max_messages, timeout_s)
+            if not self.polls:
+                os.kill(os.getpid(), signal.SIGTERM)  # handled by the loop: no exception here
+            return out
+
+    source = Stopping([[chunk(world, 0, 0, 99)], [chunk(world, 0, 100, 149)]], ["A"])
+    stats, totals = ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(follow=True))
+    assert stats.stopped_by == "SIGTERM" and totals["messages"] == 150
+    assert signal.getsignal(signal.SIGTERM) is not None  # the previous handler is back
+
+
+def test_the_same_stream_gives_byte_identical_stores(world, tmp_path):
+    """No wall-clock value in the versioned files: re-ingesting does not change dvc.lock."""
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    for n in (1, 2):
+        run(
+            BatchStore(tmp_path / f"{n}/events", tmp_path / f"{n}/quarantine"),
+            world.stream,
+            IngestConfig(batch_size=700),
+        )
+    first, second = files(tmp_path / "1"), files(tmp_path / "2")
+    assert len(first) > 4 and first == second

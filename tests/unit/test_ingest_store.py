@@ -13,9 +13,11 @@ from phantom.events.store import (
     BatchStore,
     Entry,
     OffsetRange,
+    StoreDamaged,
     StoreLocked,
     atomic_write_parquet,
     committed_parts,
+    file_sha256,
     next_offsets,
     part_name,
     totals,
@@ -66,7 +68,9 @@ def test_atomic_write_fsyncs_file_and_folder_and_leaves_no_temp(tmp_path, monkey
     synced = []
     real = os.fsync
     monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real(fd))
-    path = atomic_write_parquet(events_table(["a", "b"]), tmp_path / "part-000001.parquet")
+    path = tmp_path / "part-000001.parquet"
+    sha = atomic_write_parquet(events_table(["a", "b"]), path)
+    assert sha == file_sha256(path)
     assert pq.read_table(path).column("event_id").to_pylist() == ["a", "b"]
     assert len(synced) >= 2  # the file, then its folder
     assert [p.name for p in tmp_path.iterdir()] == ["part-000001.parquet"]
@@ -180,3 +184,91 @@ def test_reset_deletes_only_the_stores_files(store):
     assert store.reset() == 3
     assert store.entries() == []
     assert (store.events_dir / "README").exists()
+
+
+def test_a_part_without_entry_or_pending_record_stops_recovery_and_is_kept(store):
+    store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(1))
+    store.write(entry(2, 10, 19, events=1), events_table(["b"]), quarantine_table(0))
+    (store.manifest_dir / "batch-000002.json").unlink()  # its entry is lost, not a crash
+    with pytest.raises(
+        StoreDamaged, match=r"1 part file\(s\) have no manifest entry .*nothing was deleted.*--rebuild-manifest"
+    ):
+        store.recover()
+    assert (store.events_dir / part_name(2)).exists()
+
+
+def test_a_missing_manifest_folder_stops_recovery_and_deletes_nothing(store):
+    import shutil
+
+    store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(1))
+    shutil.rmtree(store.manifest_dir)
+    with pytest.raises(StoreDamaged, match=r"no _manifest/ folder.*nothing was deleted"):
+        store.recover()
+    assert (store.events_dir / part_name(1)).exists() and (store.quarantine_dir / part_name(1)).exists()
+    assert not store.manifest_dir.exists()  # not silently recreated either
+
+
+def test_a_manifest_deleted_while_running_stops_the_next_write(store):
+    import shutil
+
+    store.recover()
+    store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(0))
+    shutil.rmtree(store.manifest_dir)
+    with pytest.raises(StoreDamaged, match="deleted while ingest was running"):
+        store.write(entry(2, 10, 19, events=1), events_table(["b"]), quarantine_table(0))
+    assert [p.name for p in store.events_dir.glob("part-*")] == [part_name(1)]
+
+
+def test_checksums_catch_damaged_parts_in_recovery_and_readers(store):
+    e = store.write(entry(1, 0, 9, events=2, quarantined=1), events_table(["a", "b"]), quarantine_table(1))
+    assert e.events_sha256 == file_sha256(store.events_dir / part_name(1))
+    assert e.quarantine_sha256 == file_sha256(store.quarantine_dir / part_name(1))
+    part = store.events_dir / part_name(1)
+    data = bytearray(part.read_bytes())
+    data[100:110] = b"\0" * 10
+    part.write_bytes(bytes(data))
+    qpart = store.quarantine_dir / part_name(1)
+    qpart.write_bytes(qpart.read_bytes()[:-50])  # truncated
+    recovery = store.recover()
+    assert recovery.damaged == [part, qpart]
+    with pytest.raises(StoreDamaged, match=f"damaged .*{part_name(1)}.*dvc checkout"):
+        committed_parts(store.events_dir)
+
+
+def test_rebuild_manifest_rederives_the_lost_entries_from_the_parts(store):
+    import shutil
+
+    written = [
+        store.write(entry(1, 0, 9, events=2, quarantined=1), events_table(["a", "b"]), quarantine_table(1)),
+        store.write(entry(2, 10, 19, events=1), events_table(["c"]), quarantine_table(0)),
+        store.write(entry(3, 20, 29, quarantined=2), events_table([]), quarantine_table(2)),
+    ]
+    before = {p.name: p.read_bytes() for p in store.manifest_dir.iterdir()}
+    shutil.rmtree(store.manifest_dir)
+    assert store.rebuild_manifest() == written
+    assert {p.name: p.read_bytes() for p in store.manifest_dir.iterdir()} == before
+    assert [e.batch for e in store.recover().entries] == [1, 2, 3]
+
+
+def test_rebuild_manifest_refuses_an_unreadable_part(store):
+    import shutil
+
+    store.write(entry(1, 0, 9, events=1), events_table(["a"]), quarantine_table(0))
+    shutil.rmtree(store.manifest_dir)
+    (store.events_dir / part_name(1)).write_bytes(b"garbage" * 100)
+    with pytest.raises(StoreDamaged, match=f"{part_name(1)}: unreadable"):
+        store.rebuild_manifest()
+    assert list(store.manifest_dir.glob("batch-*")) == []
+
+
+def test_same_batches_give_byte_identical_stores(tmp_path):
+    stores = [BatchStore(tmp_path / f"{n}/events", tmp_path / f"{n}/quarantine") for n in (1, 2)]
+    for s in stores:
+        s.recover()
+        s.write(entry(1, 0, 9, events=2, quarantined=1), events_table(["a", "b"]), quarantine_table(1))
+
+    def files(s):
+        root = s.events_dir.parent
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+    assert files(stores[0]) == files(stores[1])

@@ -19,7 +19,7 @@ def test_missing_param_section_key_is_named(tmp_path):
         str(tmp_path / "m.json"),
     )
     assert result.returncode == 1
-    assert "generate: missing key 'bad_events'" in result.stderr
+    assert "generate.bad_events: missing (required)" in result.stderr
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "raw").exists()
 
@@ -42,3 +42,27 @@ def test_debug_keeps_the_traceback(monkeypatch):
 
     with pytest.raises(KeyError):
         run_stage(broken, "demo")
+
+
+def test_run_stage_turns_any_error_into_one_line(monkeypatch):
+    monkeypatch.delenv("PHANTOM_DEBUG", raising=False)
+
+    def broken() -> None:
+        raise RuntimeError("the store is damaged")
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(broken, "demo")
+    message = str(exit_info.value.code)
+    assert message.startswith("demo: RuntimeError: the store is damaged (at ") and "\n" not in message
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch, capsys):
+    monkeypatch.delenv("PHANTOM_DEBUG", raising=False)
+
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(SystemExit) as exit_info:
+        run_stage(interrupted, "demo")
+    assert exit_info.value.code == 130
+    assert "demo: interrupted (SIGINT); stopped cleanly" in capsys.readouterr().err

@@ -19,7 +19,7 @@ def say(message: str, **kwargs: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Replay a stream file onto the topic and report the rate achieved."""
+    """Publish a stream file onto the topic and report the rate achieved."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", type=Path, default=Path("data/raw/stream/messages.parquet"), help="parquet or JSONL")
     parser.add_argument("--topic", help="default: params.yaml ingest.kafka.topic")
@@ -31,16 +31,16 @@ def main(argv: list[str] | None = None) -> None:
 
     from tqdm import tqdm
 
-    from phantom.events.kafka import BOOTSTRAP_ENV, bootstrap_from_env, ensure_topic, read_stream, replay
+    from phantom.events.kafka import BOOTSTRAP_ENV, bootstrap_from_env, ensure_topic, publish, read_stream
 
     kafka_params = dict(load_params("ingest").get("kafka") or {})
     topic = args.topic or kafka_params.get("topic", "user-interactions")
     partitions = args.partitions or int(kafka_params.get("partitions", 3))
     servers = args.bootstrap_servers or bootstrap_from_env()
     if not servers:
-        raise SystemExit(f"replay: set {BOOTSTRAP_ENV} or pass --bootstrap-servers (`make broker` starts a local one)")
+        raise SystemExit(f"publish: set {BOOTSTRAP_ENV} or pass --bootstrap-servers (`make broker` starts a local one)")
     if not args.input.exists():
-        raise SystemExit(f"replay: {args.input}: not found (run `dvc repro generate` first)")
+        raise SystemExit(f"publish: {args.input}: not found (run `dvc repro generate` first)")
 
     from kafka.errors import KafkaError
 
@@ -48,20 +48,20 @@ def main(argv: list[str] | None = None) -> None:
     say(f"read {args.input} ({len(stream):,} messages)")
     try:
         if ensure_topic(servers, topic, partitions):
-            say(f"replay: created topic {topic} with {partitions} partitions")
+            say(f"publish: created topic {topic} with {partitions} partitions")
     except KafkaError as exc:
-        raise SystemExit(f"replay: cannot reach Kafka at {servers}: {exc}") from None
+        raise SystemExit(f"publish: cannot reach Kafka at {servers}: {exc}") from None
     pace = f"{args.rate:,.0f} msg/s" if args.rate > 0 else "as fast as possible"
-    say(f"replay: publishing to {topic} at {servers}, {pace}")
-    with tqdm(total=len(stream), unit="msg", unit_scale=True, desc="replay", mininterval=0.5) as bar:
-        stats = replay(stream, servers, topic, rate=args.rate, progress=bar.update)
+    say(f"publish: publishing to {topic} at {servers}, {pace}")
+    with tqdm(total=len(stream), unit="msg", unit_scale=True, desc="publish", mininterval=0.5) as bar:
+        stats = publish(stream, servers, topic, rate=args.rate, progress=bar.update)
     say(
-        f"replay: sent {stats.sent:,} messages in {stats.seconds:.1f}s ({stats.rate:,.0f} msg/s)"
+        f"publish: sent {stats.sent:,} messages in {stats.seconds:.1f}s ({stats.rate:,.0f} msg/s)"
         + (f", [red]{stats.failed:,} failed[/red]" if stats.failed else "")
     )
     if stats.failed:
-        raise SystemExit(f"replay: {stats.failed:,} messages were not delivered")
+        raise SystemExit(f"publish: {stats.failed:,} messages were not delivered")
 
 
 if __name__ == "__main__":
-    run_stage(main, "replay")
+    run_stage(main, "publish")

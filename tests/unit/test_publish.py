@@ -1,4 +1,4 @@
-"""Replay helpers that need no broker: reading stream files, pacing, Kafka settings."""
+"""Publisher helpers that need no broker: reading stream files, pacing, Kafka settings."""
 
 from __future__ import annotations
 

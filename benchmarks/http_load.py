@@ -1,0 +1,216 @@
+"""A small HTTP/1.1 load generator on asyncio: open loop at a fixed rate, or closed loop.
+
+Open loop: request i is due at start + i / rate; it is sent then on an idle keep-alive
+connection (a new one is opened when none is idle) and its latency is measured from the moment
+it was due, so a server that falls behind shows its queueing instead of hiding it (a closed-loop
+client would simply send fewer requests). Closed loop: N connections, each sends its next
+request when the previous answer arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+# (method, path, body or None) of one request
+Request = tuple[str, str, bytes | None]
+
+
+@dataclass
+class Result:
+    """Latencies (ms) and outcomes of one run."""
+
+    latencies_ms: list[float] = field(default_factory=list)
+    statuses: dict[int, int] = field(default_factory=dict)
+    errors: int = 0  # connection failures, 5xx and requests unanswered at the deadline
+    unanswered: int = 0  # still waiting when the run's deadline passed (their latency: at least that long)
+    seconds: float = 0.0
+    sent: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        """p50/p99/p99.9/max (ms), achieved rate, errors, status counts."""
+        lat = np.asarray(self.latencies_ms, dtype=float)
+        pct = (lambda q: float(np.percentile(lat, q))) if lat.size else (lambda q: float("nan"))
+        return {
+            "requests": self.sent,
+            "rps": self.sent / self.seconds if self.seconds else 0.0,  # offered
+            "answered_rps": sum(v for k, v in self.statuses.items() if k < 500) / self.seconds if self.seconds else 0.0,
+            "p50_ms": pct(50),
+            "p99_ms": pct(99),
+            "p999_ms": pct(99.9),
+            "max_ms": float(lat.max()) if lat.size else float("nan"),
+            "errors": self.errors,
+            "unanswered": self.unanswered,
+            "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+        }
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, method: str, path: str, body: bytes | None) -> int:
+        """Send one request and read the whole answer; the status code."""
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        self.writer.write(head.encode() + b"\r\n" + (body or b""))
+        header = await self.reader.readuntil(b"\r\n\r\n")
+        status = int(header[9:12])
+        length = 0
+        chunked = False
+        for line in header.split(b"\r\n"):
+            low = line.lower()
+            if low.startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+            elif low.startswith(b"transfer-encoding:") and b"chunked" in low:
+                chunked = True
+        if chunked:
+            while True:
+                size = int((await self.reader.readline()).strip(), 16)
+                await self.reader.readexactly(size + 2)
+                if size == 0:
+                    break
+        elif length:
+            await self.reader.readexactly(length)
+        return status
+
+    def close(self) -> None:
+        """Close the socket."""
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def _one(conn: Connection, req: Request, due: float, result: Result, pool: list[Connection]) -> None:
+    try:
+        status = await conn.request(*req)
+    except (OSError, asyncio.IncompleteReadError, ValueError):
+        conn.close()
+        result.errors += 1
+        result.latencies_ms.append((time.perf_counter() - due) * 1000)
+        pool.append(conn)
+        return
+    result.latencies_ms.append((time.perf_counter() - due) * 1000)
+    result.statuses[status] = result.statuses.get(status, 0) + 1
+    if status >= 500:
+        result.errors += 1
+    pool.append(conn)
+
+
+async def open_loop(
+    host: str,
+    port: int,
+    requests: Callable[[int], Request],
+    rate: float,
+    seconds: float,
+    max_conns: int = 512,
+    grace_s: float = 10.0,
+) -> Result:
+    """Send `rate` requests per second for `seconds`, each on time, latency measured from its due time.
+
+    Requests still unanswered `grace_s` after the last one was due are cancelled and counted as
+    errors (`unanswered`), with the time they had waited as their latency (a lower bound).
+    """
+    result = Result()
+    idle: list[Connection] = []
+    opened = 0
+    tasks = set()
+    start = time.perf_counter()
+    n = int(rate * seconds)
+    deadline = start + seconds + grace_s
+    dues: dict[asyncio.Task, float] = {}
+    for i in range(n):
+        due = start + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if idle:
+            conn = idle.pop()
+        elif opened < max_conns:
+            conn, opened = Connection(host, port), opened + 1
+        else:
+            while not idle and time.perf_counter() < deadline:
+                await asyncio.sleep(0.0005)
+            if not idle:  # every connection is stuck past the deadline: the rest are never sent
+                result.unanswered += n - i
+                result.errors += n - i
+                result.sent += n - i
+                now = time.perf_counter()
+                result.latencies_ms += [(now - (start + k / rate)) * 1000 for k in range(i, n)]
+                break
+            conn = idle.pop()
+        task = asyncio.create_task(_one(conn, requests(i), due, result, idle))
+        tasks.add(task)
+        dues[task] = due
+        task.add_done_callback(tasks.discard)
+        result.sent += 1
+    if tasks:
+        await asyncio.wait(tasks, timeout=max(deadline - time.perf_counter(), 0.1))
+    now = time.perf_counter()
+    for task in list(tasks):
+        task.cancel()
+        result.unanswered += 1
+        result.errors += 1
+        result.latencies_ms.append((now - dues[task]) * 1000)
+    result.seconds = time.perf_counter() - start
+    for conn in idle:
+        conn.close()
+    return result
+
+
+async def closed_loop(
+    host: str, port: int, requests: Callable[[int], Request], connections: int, seconds: float
+) -> Result:
+    """`connections` clients, each sending its next request when the last one was answered."""
+    result = Result()
+    stop_at = time.perf_counter() + seconds
+    counter = iter(range(1 << 40))
+
+    async def client() -> None:
+        conn = Connection(host, port)
+        while time.perf_counter() < stop_at:
+            i = next(counter)
+            sent = time.perf_counter()
+            result.sent += 1
+            await _one(conn, requests(i), sent, result, [])
+        conn.close()
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(connections)))
+    result.seconds = time.perf_counter() - start
+    return result
+
+
+def run_open(url: str, requests: Callable[[int], Request], rate: float, seconds: float) -> Result:
+    """Blocking wrapper of `open_loop` for a base URL like http://127.0.0.1:3000."""
+    host, port = _split(url)
+    return asyncio.run(open_loop(host, port, requests, rate, seconds))
+
+
+def run_closed(url: str, requests: Callable[[int], Request], connections: int, seconds: float) -> Result:
+    """Blocking wrapper of `closed_loop`."""
+    host, port = _split(url)
+    return asyncio.run(closed_loop(host, port, requests, connections, seconds))
+
+
+def _split(url: str) -> tuple[str, int]:
+    hostport = url.split("://", 1)[-1].rstrip("/")
+    host, _, port = hostport.partition(":")
+    return host, int(port or 80)
+
+
+def cycle(items: Sequence[Request]) -> Callable[[int], Request]:
+    """Request i is items[i mod len(items)]."""
+    return lambda i: items[i % len(items)]

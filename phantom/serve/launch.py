@@ -1,0 +1,149 @@
+"""Start the service and its store for tests, benchmarks and laptops (as events.broker does Kafka).
+
+`local_redis()` runs a throwaway `redis-server` on a free loopback port; `serve_bento(tag)` runs
+`bentoml serve <tag>` in its own process group and waits for /readyz. Both stop what they
+started, and only that, when the block ends.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from phantom.events.broker import free_port, wait_for_port
+
+
+@dataclass
+class Redis:
+    """A running redis-server: its URL, port and process."""
+
+    url: str
+    port: int
+    proc: subprocess.Popen
+    log: Path
+
+    def pause(self) -> None:
+        """SIGSTOP: Redis stops answering (a slow or hung Redis)."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT."""
+        self.proc.send_signal(signal.SIGCONT)
+
+
+def start_redis(port: int | None = None, folder: Path | None = None) -> Redis:
+    """Start redis-server (no persistence) on 127.0.0.1:`port` (a free one unless given)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
+    port = port or free_port()
+    folder = folder or Path(tempfile.mkdtemp(prefix="redis-"))
+    log = folder / f"redis-{port}.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(folder),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    wait_for_port(port, proc, log)
+    return Redis(f"redis://127.0.0.1:{port}/0", port, proc, log)
+
+
+def stop(proc: subprocess.Popen, group: bool = False, timeout_s: float = 10.0) -> None:
+    """Terminate a process we started (its whole process group with `group`), then kill if it lingers."""
+    if proc.poll() is not None:
+        return
+
+    def signal_it(sig: int) -> None:
+        try:
+            if group:
+                os.killpg(proc.pid, sig)
+            else:
+                proc.send_signal(sig)
+        except ProcessLookupError:
+            pass
+
+    signal_it(signal.SIGCONT)
+    signal_it(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        signal_it(signal.SIGKILL)
+        proc.wait()
+
+
+@contextmanager
+def local_redis(folder: Path | None = None) -> Iterator[Redis]:
+    """A redis-server for the block."""
+    redis = start_redis(folder=folder)
+    try:
+        yield redis
+    finally:
+        stop(redis.proc)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
+    """Block until GET url/readyz answers 200; fail with the server's log if it died or timed out."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise TimeoutError(f"{url} not ready within {timeout_s:g}s: {log.read_text()[-3000:]}")
+
+
+@contextmanager
+def serve_bento(
+    tag: str,
+    env: Mapping[str, str] | None = None,
+    port: int | None = None,
+    log_dir: Path | None = None,
+    cwd: Path | None = None,
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`bentoml serve <tag>` in its own process group for the block; yields (base URL, process)."""
+    port = port or free_port()
+    log = Path(log_dir or tempfile.mkdtemp(prefix="bento-")) / "serve.log"
+    bentoml = Path(sys.executable).with_name("bentoml")
+    with open(log, "w") as out:
+        proc = subprocess.Popen(
+            [str(bentoml), "serve", tag, "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+            cwd=cwd,
+            start_new_session=True,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc, log)
+        yield url, proc
+    finally:
+        stop(proc, group=True, timeout_s=20)

@@ -1,0 +1,158 @@
+"""A bounded, non-blocking Kafka publisher for the service (ingested events, price decisions).
+
+Requests never wait for Kafka: `offer` appends to a bounded in-process buffer and returns; a
+background thread connects (and reconnects) and drains it. When Kafka is down the buffer fills;
+once it holds `capacity` messages, new ones are refused and counted in `dropped`: the loss is
+bounded, counted and reported (`stats()`, /readyz), never silent. A message the broker
+rejects after the producer's own retries goes back to the buffer while there is room.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PublisherStats:
+    """Counts since start: what was offered, sent, dropped, and what is waiting."""
+
+    offered: int = 0
+    sent: int = 0
+    dropped: int = 0
+    buffered: int = 0
+    connected: bool = False
+
+
+class BufferedPublisher:
+    """Publish (topic, key, value) messages from a background thread through a bounded buffer."""
+
+    def __init__(
+        self, servers: str, capacity: int = 100_000, client_id: str = "phantom-serve", connect_timeout_s: float = 2.0
+    ):
+        self.servers = servers
+        self.capacity = capacity
+        self.client_id = client_id
+        self.connect_timeout_s = connect_timeout_s
+        self._buf: deque[tuple[str, bytes | None, bytes]] = deque()
+        self._cv = threading.Condition()
+        self._stats = PublisherStats()
+        self._producer: Any = None
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name="kafka-publisher", daemon=True)
+        self._thread.start()
+
+    def offer(self, topic: str, key: bytes | None, value: bytes) -> bool:
+        """Queue one message; False (and counted as dropped) when the buffer is full."""
+        with self._cv:
+            self._stats.offered += 1
+            if len(self._buf) >= self.capacity:
+                self._stats.dropped += 1
+                return False
+            self._buf.append((topic, key, value))
+            self._cv.notify()
+            return True
+
+    def stats(self) -> PublisherStats:
+        """A copy of the counters."""
+        with self._cv:
+            s = PublisherStats(**vars(self._stats))
+            s.buffered = len(self._buf)
+            return s
+
+    def _connect(self) -> Any:
+        from kafka import KafkaProducer
+
+        return KafkaProducer(
+            bootstrap_servers=self.servers,
+            client_id=self.client_id,
+            acks=1,
+            linger_ms=5,
+            retries=3,
+            request_timeout_ms=5000,
+            delivery_timeout_ms=15000,
+            max_block_ms=1000,
+            bootstrap_timeout_ms=int(self.connect_timeout_s * 1000),
+        )
+
+    def _requeue(self, message: tuple[str, bytes | None, bytes]) -> None:
+        with self._cv:
+            if len(self._buf) < self.capacity:
+                self._buf.appendleft(message)
+            else:
+                self._stats.dropped += 1
+            self._stats.connected = False
+
+    def _sent(self, _: Any) -> None:
+        with self._cv:
+            self._stats.sent += 1
+
+    def _run(self) -> None:
+        while not self._stop:
+            if self._producer is None:
+                try:
+                    self._producer = self._connect()
+                    with self._cv:
+                        self._stats.connected = True
+                except Exception as exc:  # no broker: keep buffering, try again
+                    log.debug("kafka connect failed: %s", exc)
+                    time.sleep(0.5)
+                    continue
+            with self._cv:
+                while not self._buf and not self._stop:
+                    self._cv.wait(0.2)
+                batch = [self._buf.popleft() for _ in range(min(len(self._buf), 1000))]
+            for message in batch:
+                topic, key, value = message
+                try:
+                    future = self._producer.send(topic, key=key, value=value)
+                except Exception:
+                    self._requeue(message)
+                    self._reset()
+                    break
+                future.add_callback(self._sent)
+                future.add_errback(lambda _exc, m=message: self._requeue(m))
+
+    def _reset(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            with contextlib.suppress(Exception):
+                producer.close(timeout=0)
+        time.sleep(0.5)
+
+    def flush(self, timeout_s: float = 10.0) -> bool:
+        """Wait until the buffer is empty and the producer has sent everything; True if it did."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._cv:
+                empty = not self._buf
+            if empty and self._producer is not None:
+                try:
+                    self._producer.flush(timeout=max(deadline - time.monotonic(), 0.1))
+                except Exception:
+                    return False
+                with self._cv:
+                    if not self._buf:
+                        return True
+            time.sleep(0.05)
+        return False
+
+    def close(self) -> None:
+        """Stop the thread and close the producer (what is still buffered is reported as dropped)."""
+        self.flush(2.0)
+        self._stop = True
+        with self._cv:
+            self._stats.dropped += len(self._buf)
+            self._buf.clear()
+            self._cv.notify_all()
+        self._thread.join(timeout=5)
+        if self._producer is not None:
+            with contextlib.suppress(Exception):
+                self._producer.close(timeout=2)
