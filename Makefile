@@ -40,6 +40,7 @@ bench: install  ## print the throughput figures the issues ask for
 	$(BIN)/python -m benchmarks.generate
 	$(BIN)/python -m benchmarks.ingest
 	$(BIN)/python -m benchmarks.reliability
+	$(BIN)/python -m benchmarks.simulate
 
 broker: install  ## a local Kafka-protocol broker (tansu) on 127.0.0.1:$${PORT:-9092}, in the foreground
 	PYTHON=$(BIN)/python scripts/broker.sh

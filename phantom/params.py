@@ -245,6 +245,9 @@ class FeaturesParams(Section):
     """`features`: point-in-time session features (docs/features.md)."""
 
     early_events: PositiveInt = Field(description="sessions_early: features over each session's first N events")
+    popularity: Literal["catalogue", "traffic"] = Field(
+        "catalogue", description="catalogue: its popularity column (required); traffic: view counts in the events"
+    )
     conversion_prior: Share = Field(description="prior of product_past_conversion")
     conversion_strength: Annotated[float, Field(ge=0)] = Field(description="views the prior weighs")
     window_ms: PositiveInt = Field(description="trailing window of product_views_last_hour")
@@ -291,6 +294,16 @@ class Rule(Section):
     threshold: float
 
 
+class PUParams(Section):
+    """`train_detector.pu`: the positive-unlabeled score blended with the supervised one."""
+
+    enabled: bool = Field(description="fit and consider the blend at all")
+    weights: list[Share] = Field(min_length=1, description="blend weights tried in log-odds")
+    min_lift: Annotated[float, Field(ge=0)] = Field(description="worst left-out recall it must lift to be kept")
+    max_auc_loss: Annotated[float, Field(ge=0)] = Field(description="val ROC-AUC the known families may lose")
+    max_recall_loss: Annotated[float, Field(ge=0)] = Field(description="val recall the known families may lose")
+
+
 class TrainDetectorParams(Section):
     """`train_detector`: the XGBoost agent detector."""
 
@@ -298,6 +311,7 @@ class TrainDetectorParams(Section):
     tuning: DetectorTuning
     calibration: Calibration
     operating_point: OperatingPoint
+    pu: PUParams | None = None
     rule: Rule
     targets: Targets
 
@@ -445,7 +459,80 @@ class PromoteModel(Section):
     gate: Gate
 
 
+# --- simulate ---------------------------------------------------------------------------------
+
+
+class SimulateWorld(Section):
+    """`simulate.world`: the generator's world the env reproduces (must equal `generate`)."""
+
+    sessions_per_hour: Annotated[float, Field(gt=0)] = Field(description="mean session arrival rate")
+    agent_share: Share = Field(description="share of sessions run by agents")
+    humans: dict[str, Annotated[float, Field(ge=0)]] = Field(description="human kind -> relative weight")
+    agents: dict[str, Annotated[float, Field(ge=0)]] = Field(description="agent family -> relative weight")
+    human_sensitivity: float = Field(description="demand slope in price for people")
+    agent_sensitivity: float = Field(description="demand slope in price for agents")
+
+
+class SimulateEnv(Section):
+    """`simulate.env`: episode, reward, price range and stock of DynamicPricingEnv."""
+
+    hours: PositiveInt = Field(description="steps (hours of traffic) per episode")
+    leakage_weight: Annotated[float, Field(ge=0)] = Field(description="weight of margin leaked to agents in the reward")
+    value: Literal["revenue", "margin"] = Field("revenue", description="what the reward counts before the penalty")
+    fair_ratio: Annotated[float, Field(gt=0)] = Field(description="leakage counts agent purchases below this x list")
+    lo: Annotated[float, Field(gt=0)] = Field(description="lowest price multiplier")
+    hi: Annotated[float, Field(gt=0)] = Field(description="highest price multiplier")
+    grid_step: Annotated[float, Field(gt=0)] = Field(description="the discrete variant's grid step")
+    stock_hours: Annotated[float, Field(gt=0)] = Field(description="stock capacity, hours of sales at list price")
+    restock_rate: Annotated[float, Field(ge=0)] = Field(description="restock per hour, x hourly sales at list price")
+
+    @model_validator(mode="after")
+    def _range(self) -> SimulateEnv:
+        _ordered([self.lo, self.hi], "lo, hi")
+        return self
+
+
+class SimulateSweep(Section):
+    """`simulate.sweep`: the counterfactual agent-share sweep."""
+
+    agent_share: list[Share] = Field(min_length=1, description="agent shares to run every policy at")
+    seeds: PositiveInt = Field(description="episodes per policy and share")
+
+
+class PPOParams(Section):
+    """`simulate.ppo`: the PPO agents' budget and Optuna search."""
+
+    total_steps: PositiveInt = Field(description="env steps per agent for the final training")
+    n_envs: PositiveInt = Field(description="env copies in SB3's vectorised env")
+    seed: int
+    threads: PositiveInt = Field(description="torch threads")
+    n_trials: NonNegInt = Field(description="Optuna trials (0: SB3's defaults + `fixed`)")
+    trial_steps: PositiveInt = Field(description="env steps per trial")
+    tuning_seeds: list[int] = Field(min_length=1, description="episodes that score a trial (never the table's)")
+    fixed: dict[str, int] = Field(default_factory=dict, description="PPO arguments not searched")
+    search_space: dict[str, SearchDim] = Field(default_factory=dict)
+
+
+class SimulateParams(Section):
+    """`simulate`: the pricing env, PPO, calibration and counterfactuals (docs/simulate.md)."""
+
+    world: SimulateWorld
+    env: SimulateEnv
+    seeds: PositiveInt = Field(description="episodes per policy in the table (seeds 0..n-1)")
+    sweep: SimulateSweep
+    rules: dict[str, float] = Field(description="the surge and elasticity baselines' rules")
+    ppo: PPOParams
+
+
 # --- the file ---------------------------------------------------------------------------------
+
+
+class ShiftWorldParams(Section):
+    """A small generated world with another agent mix: train_detector grades its share estimate on it."""
+
+    seed: int = Field(description="generator seed (differs from generate.seed)")
+    days: Annotated[float, Field(gt=0)] = Field(description="days of traffic")
+    mix: MixParams = Field(description="the shifted visitor mix")
 
 
 class Params(Section):
@@ -455,6 +542,7 @@ class Params(Section):
     ingest: IngestParams
     validate_: ValidateParams = Field(alias="validate")
     features: FeaturesParams
+    shift_world: ShiftWorldParams
     train_detector: TrainDetectorParams
     train_multitask: TrainMultitaskParams
     evaluate_pricing: EvaluatePricingParams
@@ -463,6 +551,7 @@ class Params(Section):
     promote: dict[str, PromoteModel]
     monitor_reference: ReferenceConfig
     monitor: MonitorConfig
+    simulate: SimulateParams | None = None
 
 
 class ParamsError(ValueError):

@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     from phantom.features.aggregator import FeatureConfig, build
+    from phantom.features.popularity import CatalogueError
     from phantom.quality.features import FeatureExpectations, failures, report, validate_tables
 
     params = dict(load_params("features"))
@@ -73,7 +74,10 @@ def main(argv: list[str] | None = None) -> None:
         catalogue = read_parquet(args.catalogue)
 
     started = time.perf_counter()
-    tables = build(events, catalogue, cfg)
+    try:
+        tables = build(events, catalogue, cfg)
+    except CatalogueError as exc:  # the catalogue contract (e.g. popularity missing): one line naming the file
+        raise SystemExit(f"{args.catalogue}: {exc}") from None
     seconds = time.perf_counter() - started
     stats = tables.stats
     console.print(

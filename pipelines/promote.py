@@ -12,36 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from phantom.detect.gate import detector_evaluator
 from pipelines.common import console, load_params, read_parquet, run_stage, write_json
-
-
-def detector_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
-    """`evaluate(model_uri) -> metrics` for the agent detector on its frozen test split."""
-    from phantom.detect import evaluate, package
-
-    frame = read_parquet(eval_set)
-    full = frame.loc[frame["view"] == "full"].reset_index(drop=True)
-    first10 = frame.loc[frame["view"] == "first10"].reset_index(drop=True)
-    n_bins = int(params.get("ece_bins", 15))
-
-    def metrics_of(uri: str) -> dict[str, float]:
-        model = package.load(uri)
-        scored = package.score(model, full)
-        y = full["is_agent"].astype(int).to_numpy()
-        out: dict[str, Any] = evaluate.ranking(y, scored["p_agent"])
-        out.update(evaluate.confusion_at(y, scored["is_agent"]))  # at the model's own threshold
-        out["ece"] = evaluate.ece(y, scored["p_agent"], n_bins)
-        if len(first10):
-            out["auc_at_10_events"] = evaluate.auc(
-                first10["is_agent"].astype(int), package.score(model, first10)["p_agent"]
-            )
-        console.print(
-            f"  {uri}: roc_auc {out['roc_auc']:.4f}, precision {out['precision']:.4f}, "
-            f"recall {out['recall']:.4f}, human_fpr {out['human_fpr']:.4f}, ece {out['ece']:.4f}"
-        )
-        return {k: float(v) for k, v in out.items()}
-
-    return metrics_of
 
 
 def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:

@@ -177,52 +177,45 @@ def tune(
     )
 
 
-def refit(train: pd.DataFrame, features: Sequence[str], params: Mapping[str, Any], rounds: int) -> Any:
-    """Train the final booster on `train` for exactly `rounds` rounds."""
-    return fit(params, matrix(train, features), rounds)
+def refit(
+    train: pd.DataFrame, features: Sequence[str], params: Mapping[str, Any], rounds: int, label: str = "is_agent"
+) -> Any:
+    """Train a booster of `label` on `train` for exactly `rounds` rounds."""
+    return fit(params, matrix(train, features, label), rounds)
 
 
 def out_of_fold(
-    train: pd.DataFrame, features: Sequence[str], params: Mapping[str, Any], rounds: int, folds: int = 5
+    train: pd.DataFrame,
+    features: Sequence[str],
+    params: Mapping[str, Any],
+    rounds: int,
+    folds: int = 5,
+    extra: pd.DataFrame | None = None,
+    label: str = "is_agent",
 ) -> np.ndarray:
-    """Uncalibrated P(agent) of every row of `train` from a booster that never saw that row.
+    """Uncalibrated P(`label`) of every row of `train` from a booster that never saw that row.
 
     The rows are cut into `folds` consecutive blocks in time order (`start_ms`; a session is one row,
     so it sits in exactly one block); each block is scored by the fixed configuration (`params`,
-    `rounds`, no tuning) refit on the other blocks. Returned in the row order of `train`.
+    `rounds`, no tuning) refit on the other blocks plus the rows of `extra` outside the held block's
+    time span (e.g. the unlabeled pool of positive-unlabeled learning: every fit then sees the same
+    share of it as of the labeled rows, so its scores keep the scale of a fit on everything).
+    Returned in the row order of `train`.
     """
     if not 2 <= folds <= len(train):
         raise ValueError(f"out-of-fold needs 2 <= folds <= {len(train)} rows, got {folds}")
     order = np.argsort(train["start_ms"].to_numpy(), kind="stable") if "start_ms" in train else np.arange(len(train))
     scores = np.full(len(train), np.nan)
     for held in np.array_split(order, folds):
-        rest = np.setdiff1d(order, held)
-        booster = refit(train.iloc[rest], features, params, rounds)
+        rest = train.iloc[np.setdiff1d(order, held)]
+        fit_on = rest
+        if extra is not None:
+            span = train["start_ms"].iloc[held]
+            outside = ~extra["start_ms"].between(span.min(), span.max())
+            fit_on = pd.concat([rest, extra.loc[outside]], ignore_index=True)
+        booster = refit(fit_on, features, params, rounds, label=label)
         scores[held] = predict_raw(booster, train.iloc[held], features)
     return scores
-
-
-def leave_one_family_out(
-    train: pd.DataFrame,
-    test: pd.DataFrame,
-    features: Sequence[str],
-    params: Mapping[str, Any],
-    rounds: int,
-    progress: Callable[[str], None] | None = None,
-) -> dict[str, float]:
-    """For each agent family: train without it, then ROC-AUC of that family vs people in `test`."""
-    from phantom.detect.evaluate import auc
-
-    families = sorted(set(train.loc[train["is_agent"] == 1, "label_family"].dropna()))
-    humans = test["is_agent"] == 0
-    out = {}
-    for family in families:
-        booster = refit(train.loc[train["label_family"] != family], features, params, rounds)
-        held = test.loc[humans | (test["label_family"] == family)]
-        out[family] = auc(held["is_agent"], predict_raw(booster, held, features))
-        if progress is not None:
-            progress(f"leave-one-family-out: without {family}, AUC on {family} vs people {out[family]:.4f}")
-    return out
 
 
 def shap_importance(booster: Any, frame: pd.DataFrame, features: Sequence[str]) -> pd.Series:

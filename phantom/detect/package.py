@@ -6,7 +6,7 @@ import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,12 @@ import pandas as pd
 from phantom.detect.calibration import Calibrator
 
 MODEL_CODE = Path(__file__).with_name("pyfunc_model.py")
-OUTPUT_COLUMNS = ("p_agent", "is_agent")
+OUTPUT_COLUMNS = ("p_agent", "is_agent", "inputs_out_of_range")
+
+
+def input_ranges(frame: pd.DataFrame, features: Sequence[str]) -> dict[str, list[float]]:
+    """[min, max] of each feature over the training rows: the range the model has seen."""
+    return {f: [float(frame[f].min()), float(frame[f].max())] for f in features}
 
 
 @dataclass
@@ -27,12 +32,23 @@ class Detector:
     calibrator: Calibrator
     threshold: float
     features: list[str]
+    pu_booster: Any | None = None  # positive-unlabeled booster (phantom.detect.pu), blended when pu_weight > 0
+    pu_weight: float = 0.0
+    ranges: dict[str, list[float]] = field(default_factory=dict)  # training range of each feature
+
+    def raw(self, frame: pd.DataFrame) -> np.ndarray:
+        """The uncalibrated (blended) score."""
+        from phantom.detect.classifier import predict_raw
+        from phantom.detect.pu import blend
+
+        sup = predict_raw(self.booster, frame, self.features)
+        if self.pu_booster is None or self.pu_weight == 0:
+            return sup
+        return blend(sup, predict_raw(self.pu_booster, frame, self.features), self.pu_weight)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated P(agent) computed in-process (the pyfunc model gives the same numbers)."""
-        from phantom.detect.classifier import predict_raw
-
-        return self.calibrator.apply(predict_raw(self.booster, frame, self.features))
+        return self.calibrator.apply(self.raw(frame))
 
     def spec(self) -> dict[str, Any]:
         """The JSON the pyfunc model loads next to the booster."""
@@ -40,6 +56,8 @@ class Detector:
             "features": list(self.features),
             "calibration": self.calibrator.to_dict(),
             "threshold": float(self.threshold),
+            "pu_weight": float(self.pu_weight if self.pu_booster is not None else 0.0),
+            "ranges": self.ranges,
         }
 
 
@@ -50,7 +68,12 @@ def _artifacts(detector: Detector) -> Any:
         spec_path = Path(tmp) / "detector.json"
         detector.booster.save_model(str(booster_path))
         spec_path.write_text(json.dumps(detector.spec(), indent=2))
-        yield {"booster": str(booster_path), "detector": str(spec_path)}
+        artifacts = {"booster": str(booster_path), "detector": str(spec_path)}
+        if detector.pu_booster is not None and detector.pu_weight > 0:
+            pu_path = Path(tmp) / "booster_pu.json"
+            detector.pu_booster.save_model(str(pu_path))
+            artifacts["booster_pu"] = str(pu_path)
+        yield artifacts
 
 
 def _signature(detector: Detector, example: pd.DataFrame) -> Any:
@@ -58,7 +81,10 @@ def _signature(detector: Detector, example: pd.DataFrame) -> Any:
 
     x = example[detector.features].astype(float)
     p = detector.predict_proba(x)
-    return infer_signature(x, pd.DataFrame({"p_agent": p, "is_agent": p >= detector.threshold}))
+    out = pd.DataFrame(
+        {"p_agent": p, "is_agent": p >= detector.threshold, "inputs_out_of_range": np.zeros(len(x), "int64")}
+    )
+    return infer_signature(x, out)
 
 
 def _kwargs(detector: Detector, example: pd.DataFrame, metadata: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -71,6 +97,7 @@ def _kwargs(detector: Detector, example: pd.DataFrame, metadata: Mapping[str, An
             "threshold": float(detector.threshold),
             "calibration": detector.calibrator.method,
             "n_features": len(detector.features),
+            "pu_weight": float(detector.pu_weight),
             **(metadata or {}),
         },
         "pip_requirements": _requirements(),

@@ -79,3 +79,32 @@ def importance(values: pd.Series, top: int = 29) -> Any:
     ax.tick_params(axis="y", labelsize=7)
     fig.tight_layout()
     return fig
+
+
+def score_by_family(table: pd.DataFrame, threshold: float) -> Any:
+    """P(agent) histogram of each family's test sessions (share per bin), the threshold marked."""
+    fig, ax = _figure()
+    for family, part in table.groupby("family"):
+        ax.plot(part["p_agent"], part["share"], marker=".", label=str(family))
+    ax.axvline(threshold, color="grey", linestyle="--", linewidth=1, label=f"threshold {threshold:.2f}")
+    ax.set(xlabel="P(agent)", ylabel="share of the family's sessions", title="Scores by family (test)", yscale="log")
+    ax.legend(loc="upper center", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def loo_frontier(table: pd.DataFrame) -> Any:
+    """Recall of each left-out family against people's false-positive rate (test), the 1 % bound marked."""
+    fig, ax = _figure()
+    for family, part in table.groupby("family"):
+        ax.plot(part["human_fpr"], part["recall"], label=f"without {family}")
+    ax.axvline(0.01, color="grey", linestyle=":", linewidth=1, label="human FPR 1%")
+    ax.set(
+        xlabel="human false-positive rate",
+        ylabel="recall of the family left out",
+        title="Leave-one-family-out frontier (test)",
+        ylim=(0, 1.02),
+    )
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -9,12 +9,12 @@ and the row before each product view (the empty state, all zeros, for a session'
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import ModuleType
 from typing import Any
 
 import numpy as np
 
-from phantom.features import behavioral, context, encode, labels, product, temporal, useragent
+from phantom.features import context, encode, labels, popularity
+from phantom.features.groups import GROUP_MODULES, empty_catalogue
 from phantom.features.prepare import Prepared, prepare
 from phantom.features.registry import (
     DECISION_COLUMNS,
@@ -22,13 +22,6 @@ from phantom.features.registry import (
     SESSION_COLUMNS,
     SESSION_FEATURES,
 )
-
-GROUP_MODULES: dict[str, ModuleType] = {
-    "temporal": temporal,
-    "behavioral": behavioral,
-    "product": product,
-    "useragent": useragent,
-}
 
 
 @dataclass(frozen=True)
@@ -38,6 +31,7 @@ class FeatureConfig:
     early_events: int = 10
     demand: context.DemandConfig = field(default_factory=context.DemandConfig)
     chunk_events: int = 1 << 20  # sessions are processed in chunks of about this many events
+    popularity: str = "catalogue"  # catalogue: its `popularity` column (required); traffic: views in the events
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FeatureConfig:
@@ -45,6 +39,7 @@ class FeatureConfig:
         params = dict(params)
         early = int(params.pop("early_events", 10))
         chunk = int(params.pop("chunk_events", 1 << 20))
+        source = str(params.pop("popularity", "catalogue"))
         demand_keys = set(context.DemandConfig.__dataclass_fields__)
         demand = {k: params.pop(k) for k in list(params) if k in demand_keys}
         params.pop("expectations", None)  # read by the expectation suite
@@ -54,7 +49,9 @@ class FeatureConfig:
             raise ValueError("features.early_events must be >= 1")
         if chunk < 1:
             raise ValueError("features.chunk_events must be >= 1")
-        return cls(early_events=early, demand=context.DemandConfig(**demand), chunk_events=chunk)
+        if source not in popularity.SOURCES:
+            raise ValueError(f"features.popularity must be one of {popularity.SOURCES}, got {source!r}")
+        return cls(early_events=early, demand=context.DemandConfig(**demand), chunk_events=chunk, popularity=source)
 
 
 @dataclass
@@ -65,21 +62,6 @@ class FeatureTables:
     sessions_early: Any
     decisions: Any
     stats: dict[str, Any]
-
-
-def empty_catalogue() -> Any:
-    """A catalogue with no products (every product is unknown)."""
-    import pandas as pd
-
-    return pd.DataFrame(
-        {
-            "product_id": pd.Series([], dtype=object),
-            "category": pd.Series([], dtype=object),
-            "base_price": pd.Series([], dtype=float),
-            "unit_cost": pd.Series([], dtype=float),
-            "popularity": pd.Series([], dtype=float),
-        }
-    )
 
 
 def session_matrices(p: Prepared, parts: list[np.ndarray], chunk_events: int = 1 << 20) -> list[np.ndarray]:
@@ -123,7 +105,11 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
     """Compute sessions, sessions_early and decisions from raw events and the catalogue."""
     import pandas as pd
 
-    cat_index = encode.catalogue_index(empty_catalogue() if catalogue is None else catalogue)
+    catalogue = empty_catalogue() if catalogue is None else catalogue
+    if cfg.popularity == "traffic":
+        catalogue = popularity.from_traffic(events, catalogue)
+    popularity_stats = popularity.check(catalogue)
+    cat_index = encode.catalogue_index(catalogue)
     p = prepare(events, cat_index)
     S = p.n_sessions
     views = np.flatnonzero((p.etype == encode.PRODUCT_VIEW) & (p.product >= 0))
@@ -202,16 +188,7 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
         "decisions_with_empty_state": int(empty.sum()),
         "decisions_unknown_product": int((~known).sum()),
         "decisions_purchased": int(decisions["purchased_this_product"].sum()),
+        "popularity_source": cfg.popularity,
+        **popularity_stats,
     }
     return FeatureTables(sessions=sessions, sessions_early=sessions_early, decisions=decisions, stats=stats)
-
-
-def final_group_features(events: Any, catalogue: Any, group: str) -> Any:
-    """One group's features of each session's final state, as a frame indexed by session_id."""
-    import pandas as pd
-
-    module = GROUP_MODULES[group]
-    p = prepare(events, encode.catalogue_index(empty_catalogue() if catalogue is None else catalogue))
-    last = p.start + p.size - 1
-    frame = pd.DataFrame(module.finalize(module.running(p, last)), index=pd.Index(p.session_ids, name="session_id"))
-    return frame[module.NAMES]

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from phantom.features import encode
+from phantom.features.arith import ratio
 from phantom.features.prepare import Prepared
 from phantom.features.registry import group_features
 from phantom.features.segments import pair_key, run_cumcount, seg_cumsum_at
-from phantom.features.temporal import _ratio
 
 NAMES: list[str] = group_features("behavioral")
 STATE: tuple[str, ...] = (
@@ -65,20 +64,13 @@ def finalize(s: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     n = s["n"]
     return {
         "product_view_count": np.asarray(s["n_pv"], dtype=np.float64),
-        "product_view_share": _ratio(s["n_pv"], n),
-        "search_share": _ratio(s["n_search"], n),
-        "hover_share": _ratio(s["n_hover"], n),
-        "scroll_share": _ratio(s["n_scroll"], n),
+        "product_view_share": ratio(s["n_pv"], n),
+        "search_share": ratio(s["n_search"], n),
+        "hover_share": ratio(s["n_hover"], n),
+        "scroll_share": ratio(s["n_scroll"], n),
         "unique_product_count": np.asarray(s["uniq_prod"], dtype=np.float64),
-        "hover_mean_ms": _ratio(s["hover_ms"], s["n_hover"]),
-        "scroll_mean_ms": _ratio(s["scroll_ms"], s["n_scroll"]),
-        "scroll_depth_mean": _ratio(s["depth_u"], s["n_scroll"]) / encode.DEPTH_SCALE,
+        "hover_mean_ms": ratio(s["hover_ms"], s["n_hover"]),
+        "scroll_mean_ms": ratio(s["scroll_ms"], s["n_scroll"]),
+        "scroll_depth_mean": ratio(s["depth_u"], s["n_scroll"]) / encode.DEPTH_SCALE,
         "cart_add_count": np.asarray(s["n_cart"], dtype=np.float64),
     }
-
-
-def behavioral_features(events: Any, catalogue: Any = None) -> Any:
-    """The 10 behavioral features of each session's final state (a frame indexed by session_id)."""
-    from phantom.features.aggregator import final_group_features
-
-    return final_group_features(events, catalogue, "behavioral")

@@ -144,6 +144,7 @@ class CatalogueIndex:
 def catalogue_index(catalogue: Any) -> CatalogueIndex:
     """Build the lookups from a catalogue frame (product_id, category, base_price, unit_cost, popularity)."""
     from phantom.events.catalogue import CATEGORIES
+    from phantom.features import popularity
 
     catalogue = catalogue.drop_duplicates("product_id", keep="first")  # one row per product
     ids = catalogue["product_id"].astype(str).to_numpy(dtype=object)
@@ -153,9 +154,10 @@ def catalogue_index(catalogue: Any) -> CatalogueIndex:
     categories = tuple(known + extra)
     code_of = {c: i for i, c in enumerate(categories)}
     category_code = np.array([code_of[c] for c in cats], dtype=np.int64)
-    if "popularity" in catalogue and len(catalogue):
-        pop = catalogue["popularity"].to_numpy(dtype=np.float64)
-        pop = np.where(np.isfinite(pop) & (pop > 0), pop, np.nan)
+    popularity.check(catalogue)  # part of the contract: a missing column is an error naming it
+    if len(catalogue):
+        pop = catalogue[popularity.COLUMN].to_numpy(dtype=np.float64, na_value=np.nan)
+        pop = np.where(np.isfinite(pop) & (pop > 0), pop, np.nan)  # unusable values: counted by `check`
         floor = np.nanmin(pop) if np.isfinite(pop).any() else 1.0
         pop = np.nan_to_num(pop, nan=floor)
         lpop = log_units(pop / pop.sum())

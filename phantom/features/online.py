@@ -218,7 +218,7 @@ def _num(value: Any) -> float:
     return float("nan") if value is None else float(value)
 
 
-def replay(events: Any, catalogue: CatalogueIndex) -> dict[str, SessionState]:
+def fold_events(events: Any, catalogue: CatalogueIndex) -> dict[str, SessionState]:
     """Feed events (an iterable of dicts, or a frame) to one state per session, in the given order."""
     if hasattr(events, "to_dict"):
         events = events.to_dict("records")

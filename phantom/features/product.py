@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from phantom.features import encode
+from phantom.features.arith import ratio, std
 from phantom.features.behavioral import first_views
 from phantom.features.prepare import Prepared
 from phantom.features.registry import group_features
 from phantom.features.segments import pair_key, run_cumcount, seg_cummax, seg_cummin, seg_cumsum_at
-from phantom.features.temporal import _ratio, _std
 
 NAMES: list[str] = group_features("product")
 STATE: tuple[str, ...] = (
@@ -79,19 +78,12 @@ def finalize(s: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     n_pv = np.asarray(s["n_view"], dtype=np.int64)
     lpop_min = np.asarray(s["lpop_min"], dtype=np.int64)
     return {
-        "price_mean": _ratio(s["price_sum"], n_pv) / 100.0,
+        "price_mean": ratio(s["price_sum"], n_pv) / 100.0,
         "price_max": np.asarray(s["price_max"], dtype=np.float64) / 100.0,
-        "price_log_std": _std(n_pv, s["lprice_sum"], s["lprice_sq"]) / encode.LOG_SCALE,
-        "popularity_log_mean": _ratio(s["lpop_sum"], n_pv) / encode.LOG_SCALE,
+        "price_log_std": std(n_pv, s["lprice_sum"], s["lprice_sq"]) / encode.LOG_SCALE,
+        "popularity_log_mean": ratio(s["lpop_sum"], n_pv) / encode.LOG_SCALE,
         "popularity_log_min": np.where(n_pv > 0, np.minimum(lpop_min, 0), 0) / encode.LOG_SCALE,
         "category_count": np.asarray(s["n_cat"], dtype=np.float64),
-        "category_focus": _ratio(s["cat_max"], n_pv),
-        "repeat_view_share": np.where(n_pv > 0, 1.0 - _ratio(s["uniq_prod"], n_pv), 0.0),
+        "category_focus": ratio(s["cat_max"], n_pv),
+        "repeat_view_share": np.where(n_pv > 0, 1.0 - ratio(s["uniq_prod"], n_pv), 0.0),
     }
-
-
-def product_features(events: Any, catalogue: Any) -> Any:
-    """The 8 product features of each session's final state (a frame indexed by session_id)."""
-    from phantom.features.aggregator import final_group_features
-
-    return final_group_features(events, catalogue, "product")

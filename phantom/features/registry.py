@@ -312,6 +312,14 @@ SEMANTICS = """
   Gaps and dwell times are capped at one hour, prices clipped to [0.01, 1e9].
 - **Unknown products** (not in the catalogue) count as their own category with the catalogue's
   lowest popularity; decision rows give them `category` null, `base_price` and `price_ratio` NaN.
+- **Popularity** is part of the catalogue contract the features read (`phantom/features/popularity.py`):
+  a positive number per product on any scale (normalised to a share), e.g. the shop's view or sales
+  counts. A catalogue without the column stops the features stage with one line naming the file and
+  the column (it used to give every session popularity 0, outside anything the detector saw); values
+  that are not positive and finite count as the least popular and are counted in
+  `metrics/features.json` (`catalogue_popularity_invalid`). `features.popularity: traffic` derives it
+  instead from the events given: 1 + each product's product views, one snapshot table for batch and
+  online (not point-in-time: a session's own views are in it, so use a log much larger than a session).
 - **Labels** come only from `experiment_id` (of the session's first event): `xp_human_only` is a
   person (0, family `human`), `xp_agent_<family>` an agent (1, `<family>`), anything else unlabeled
   (`is_agent` null, `labeled` false, kept). Hidden ground truth is never read.

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
 from phantom.features import encode
+from phantom.features.arith import ratio, std
 from phantom.features.prepare import Prepared
 from phantom.features.registry import group_features
 from phantom.features.segments import seg_cumsum_at
@@ -51,43 +51,19 @@ def running(p: Prepared, at: np.ndarray) -> dict[str, np.ndarray]:
     return state
 
 
-def _std(count: np.ndarray, total: np.ndarray, squares: np.ndarray) -> np.ndarray:
-    """Population std from exact integer count, sum and sum of squares (0 where count is 0)."""
-    c = count.astype(np.float64)
-    s = total.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        var = (c * squares.astype(np.float64) - s * s) / (c * c)
-    return np.where(count > 0, np.sqrt(np.clip(var, 0.0, None)), 0.0)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    """num / den as float64, 0 where den is 0."""
-    num = np.asarray(num, dtype=np.float64)
-    den = np.asarray(den)
-    out = np.zeros(np.broadcast(num, den).shape, dtype=np.float64)
-    return np.divide(num, den, out=out, where=den != 0)
-
-
 def finalize(s: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """The 8 temporal features from the state (float64 arrays)."""
     n = np.asarray(s["n"], dtype=np.int64)
     gaps = np.maximum(n - 1, 0)
-    gap_std_ms = _std(gaps, s["gap_sum"], s["gap_sq"])
-    gap_mean_ms = _ratio(s["gap_sum"], gaps)
+    gap_std_ms = std(gaps, s["gap_sum"], s["gap_sq"])
+    gap_mean_ms = ratio(s["gap_sum"], gaps)
     return {
         "event_count": n.astype(np.float64),
         "duration_s": np.asarray(s["dur_ms"], dtype=np.float64) / 1000.0,
-        "events_per_min": _ratio(gaps * 60_000, np.maximum(s["dur_ms"], 1000)),
+        "events_per_min": ratio(gaps * 60_000, np.maximum(s["dur_ms"], 1000)),
         "gap_std_s": gap_std_ms / 1000.0,
-        "gap_cv": _ratio(gap_std_ms, gap_mean_ms),
-        "gap_log_mean": _ratio(s["lgap_sum"], gaps) / encode.LOG_SCALE,
-        "gap_log_std": _std(gaps, s["lgap_sum"], s["lgap_sq"]) / encode.LOG_SCALE,
+        "gap_cv": ratio(gap_std_ms, gap_mean_ms),
+        "gap_log_mean": ratio(s["lgap_sum"], gaps) / encode.LOG_SCALE,
+        "gap_log_std": std(gaps, s["lgap_sum"], s["lgap_sq"]) / encode.LOG_SCALE,
         "time_to_first_action_s": np.asarray(s["ttfa_ms"], dtype=np.float64) / 1000.0,
     }
-
-
-def temporal_features(events: Any, catalogue: Any = None) -> Any:
-    """The 8 temporal features of each session's final state (a frame indexed by session_id)."""
-    from phantom.features.aggregator import final_group_features
-
-    return final_group_features(events, catalogue, "temporal")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
 
 import numpy as np
 
@@ -42,10 +41,3 @@ def finalize(s: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         "ua_declared_bot": np.asarray(s["ua_bot"], dtype=np.float64),
         "ua_browser_family": np.asarray(s["ua_family"], dtype=np.float64),
     }
-
-
-def useragent_features(events: Any, catalogue: Any = None) -> Any:
-    """The 3 user-agent features of each session's final state (a frame indexed by session_id)."""
-    from phantom.features.aggregator import final_group_features
-
-    return final_group_features(events, catalogue, "useragent")

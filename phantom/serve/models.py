@@ -178,15 +178,29 @@ class DetectorScorer:
             cal["method"], tuple(cal.get("x", ())), tuple(cal.get("y", ())), cal.get("a", 1.0), cal.get("b", 0.0)
         )
         self.threshold = float(spec["threshold"])
+        # the positive-unlabeled booster blended in log-odds (phantom.detect.pu), when the model has one
+        self.pu_weight = float(spec.get("pu_weight", 0.0))
+        self.pu_booster = getattr(python_model, "pu_booster", None) if self.pu_weight > 0 else None
+        self.pu_trees = None
+        if self.pu_booster is not None:
+            self.pu_booster.set_param({"nthread": 1})
+            self.pu_trees = TreeEnsemble.from_booster(self.pu_booster)
+
+    @staticmethod
+    def _raw(booster: Any, trees: Any, x: np.ndarray) -> np.ndarray:
+        if trees is not None:
+            return np.array([trees.predict(v) for v in x], dtype=float)
+        return np.asarray(booster.inplace_predict(x, validate_features=False), dtype=float)
 
     def p_agent(self, rows: Sequence[Mapping[str, float]]) -> np.ndarray:
         """Calibrated P(agent) per row."""
+        from phantom.detect.pu import blend
+
         x = np.array([[r[f] for f in self.features] for r in rows], dtype=np.float32)
-        if self.trees is not None:
-            raw = np.array([self.trees.predict(v) for v in x])
-        else:
-            raw = self.booster.inplace_predict(x, validate_features=False)
-        return self.calibrator.apply(np.asarray(raw, dtype=float))
+        raw = self._raw(self.booster, self.trees, x)
+        if self.pu_booster is not None:
+            raw = blend(raw, self._raw(self.pu_booster, self.pu_trees, x), self.pu_weight)
+        return self.calibrator.apply(raw)
 
 
 def _layers(seq: Any) -> list[tuple[Any, Any] | None]:

@@ -34,6 +34,9 @@ def workspace(tmp_path_factory):
     tables.sessions.to_parquet(root / "features" / "sessions.parquet")
     tables.sessions_early.to_parquet(root / "features" / "sessions_early.parquet")
     traffic.sessions.to_parquet(root / "ground_truth.parquet")
+    # the shifted-mix input (stage shift_world's format), here the same world with its hidden truth
+    truth = traffic.sessions[["session_id", "is_agent"]].rename(columns={"is_agent": "true_is_agent"})
+    tables.sessions.merge(truth, on="session_id").to_parquet(root / "shifted.parquet")
 
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     detector = params["train_detector"]
@@ -47,6 +50,8 @@ def workspace(tmp_path_factory):
         "precision": 0.7,
         "recall": 0.3,
         "auc_at_10_events": 0.8,
+        "loo_family_auc_min": 0.6,  # read from the version's training run
+        "loo_family_recall_min": 0.0,
     }
     promote["gate"]["maximum"] = {"human_fpr": 0.05, "ece": 0.1}
     params_file = root / "params.yaml"
@@ -76,6 +81,8 @@ def _train(root: Path, env: dict[str, str], tag: str) -> dict:
             str(root / "features" / "sessions_early.parquet"),
             "--truth",
             str(root / "ground_truth.parquet"),
+            "--shifted",
+            str(root / "shifted.parquet"),
             "--model-dir",
             str(root / tag / "model"),
             "--eval-set",
@@ -119,6 +126,8 @@ def test_stage_writes_model_metrics_plots_and_eval_set(workspace, first_run) -> 
         "human_fpr",
         "ece",
         "loo_family_auc_min",
+        "loo_family_recall_min",
+        "agent_share_estimate_abs_error",
         "auc_at_10_events",
         "rule_precision",
         "rule_recall",
@@ -132,6 +141,18 @@ def test_stage_writes_model_metrics_plots_and_eval_set(workspace, first_run) -> 
     assert set(metrics["family_recall"]) == {"llm_agent", "price_monitor", "scraper", "stealth"}
     assert set(metrics["loo_family_auc"]) == set(metrics["family_recall"])
     assert metrics["loo_family_auc_min"] == min(metrics["loo_family_auc"].values())
+    assert metrics["loo_family_recall_min"] == min(metrics["loo_family_recall"].values())
+    assert set(metrics["loo_family_recall"]) == set(metrics["family_recall"])
+    assert metrics["pu"]["weight"] in [0.0, *params["train_detector"]["pu"]["weights"]]
+    assert set(metrics["agent_share"]) >= {"test", "unlabeled", "shifted"}
+    shifted = pd.read_parquet(root / "shifted.parquet")
+    assert metrics["agent_share"]["shifted"]["true"] == pytest.approx(shifted["true_is_agent"].mean(), abs=1e-4)
+    assert metrics["agent_share_estimate_abs_error"] == max(
+        v["abs_error"] for v in metrics["agent_share"].values() if isinstance(v, dict) and "abs_error" in v
+    )
+    assert metrics["agent_share"]["test"]["abs_error"] == pytest.approx(
+        abs(metrics["agent_share"]["test"]["em"] - metrics["agent_share"]["test"]["true"]), abs=1e-4
+    )
     assert 0 < metrics["unlabeled"]["predicted_agent_share"] < 1
     assert metrics["tuning"]["trials"] == params["train_detector"]["tuning"]["n_trials"]
     assert metrics["model_version"] == 1
@@ -139,9 +160,18 @@ def test_stage_writes_model_metrics_plots_and_eval_set(workspace, first_run) -> 
 
     assert (root / "run1" / "model" / "MLmodel").exists()
     assert (root / "run1" / "model" / "artifacts" / "booster.json").exists()
-    for name in ("roc.csv", "roc_first10.csv", "pr.csv", "calibration.csv", "importance.csv"):
+    for name in (
+        "roc.csv",
+        "roc_first10.csv",
+        "pr.csv",
+        "calibration.csv",
+        "importance.csv",
+        "score_by_family.csv",
+        "loo_frontier.csv",
+        "agent_share.csv",
+    ):
         assert (root / "run1" / "reports" / name).stat().st_size > 0
-    for name in ("roc.png", "pr.png", "calibration.png", "importance.png"):
+    for name in ("roc.png", "pr.png", "calibration.png", "importance.png", "score_by_family.png", "loo_frontier.png"):
         assert (root / "run1" / "reports" / "figures" / name).stat().st_size > 0
 
     eval_set = pd.read_parquet(root / "eval.parquet")
@@ -194,17 +224,31 @@ def test_gate_promotes_first_then_judges_the_next_against_the_champion(workspace
     assert summary["action"] == "promoted" and summary["champion_after"] == 1
     assert "# Promotion: agent-detector" in report and "**promoted**" in report
 
-    # a second training (another seed): v2 is the challenger, judged against champion v1
+    # the recipe's leave-one-family-out figures come from v1's own training run
+    for key in ("loo_family_auc_min", "loo_family_recall_min"):
+        assert summary["challenger"][key] == pytest.approx(first_run[key], abs=1e-4)
+
+    # a second training that is clearly worse (a 2-round booster): v2 is judged against champion v1
+    # re-scored on the same frozen set, and kept out by the roc_auc tolerance
     second = dict(params)
     second["train_detector"] = {**params["train_detector"]}
-    second["train_detector"]["tuning"] = {**params["train_detector"]["tuning"], "seed": 8}
+    second["train_detector"]["tuning"] = {
+        **params["train_detector"]["tuning"],
+        "n_trials": 1,
+        "max_rounds": 2,
+        "search_space": {"max_depth": {"type": "int", "low": 1, "high": 1}},
+    }
     (root / "params.yaml").write_text(yaml.safe_dump(second))
     metrics2 = _train(root, env, "run2")
     assert metrics2["model_version"] == 2
     summary2, report2 = _promote(root, env, "run2")
     assert summary2["champion_before"] == 1 and summary2["challenger_version"] == 2
-    assert summary2["champion_after"] == (2 if summary2["action"] == "promoted" else 1)
+    assert summary2["champion"]["roc_auc"] == pytest.approx(summary["challenger"]["roc_auc"], abs=1e-9)
+    assert summary2["challenger"]["roc_auc"] < summary2["champion"]["roc_auc"] - 0.003
+    assert summary2["action"] == "kept" and summary2["champion_after"] == 1
+    assert "roc_auc" in summary2["reason"]
     assert "champion before: v1" in report2
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
 
 
 def test_champion_loads_and_scores_from_a_fresh_process(workspace, first_run) -> None:
@@ -222,7 +266,7 @@ def test_champion_loads_and_scores_from_a_fresh_process(workspace, first_run) ->
     )
     done = _run(["-c", script, str(root / "features" / "sessions.parquet")], env, cwd=root)
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result["columns"] == ["p_agent", "is_agent"]
+    assert result["columns"] == ["p_agent", "is_agent", "inputs_out_of_range"]
     p = pd.Series(result["p"])
     assert len(p) == 200 and p.between(0, 1).all() and p.nunique() > 10
     assert [x >= result["threshold"] for x in p] == result["flag"]

@@ -189,6 +189,7 @@ def _detector_frame(n: int, start: int, seed: int) -> pd.DataFrame:
             "session_id": [f"s{start + i:05d}" for i in range(n)],
             "start_ms": (start + np.arange(n)) * 1000,
             "is_agent": y.astype("int8"),
+            "label_family": np.where(y == 1, np.where(np.arange(n) % 2 == 0, "fast", "slow"), "human"),
             "f1": y + rng.normal(0, 1.0, n),
             "f2": rng.normal(0, 1.0, n),
         }
@@ -202,9 +203,9 @@ def test_out_of_fold_scores_every_row_from_a_booster_that_never_saw_it(monkeypat
     seen: list[set[str]] = []
     real_refit = classifier.refit
 
-    def recording_refit(frame, features, params, rounds):
+    def recording_refit(frame, features, params, rounds, **kwargs):
         seen.append(set(frame["session_id"]))
-        return real_refit(frame, features, params, rounds)
+        return real_refit(frame, features, params, rounds, **kwargs)
 
     monkeypatch.setattr(classifier, "refit", recording_refit)
     params = {"objective": "binary:logistic", "nthread": 1, "seed": 0, "verbosity": 0}

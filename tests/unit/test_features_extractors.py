@@ -8,10 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phantom.features.behavioral import behavioral_features
-from phantom.features.product import product_features
-from phantom.features.temporal import temporal_features
-from phantom.features.useragent import useragent_features
+from phantom.features.groups import behavioral_features, product_features, temporal_features, useragent_features
 from tests.unit.feature_events import AHREFS, CATALOGUE, REQUESTS, SHOPPER_GAPS, event, frame, shopper
 
 approx = pytest.approx

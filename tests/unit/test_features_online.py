@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from phantom.events.contract import EVENT_TYPES
 from phantom.features.aggregator import FeatureConfig, build
 from phantom.features.encode import catalogue_index
-from phantom.features.online import SessionState, replay
+from phantom.features.online import SessionState, fold_events
 from phantom.features.registry import SESSION_FEATURES
 from tests.unit.feature_events import AHREFS, CATALOGUE, CHROME, REQUESTS, event, frame, shopper
 
@@ -26,7 +26,7 @@ INDEX = catalogue_index(CATALOGUE)
 
 
 def _state(rows) -> SessionState:
-    states = replay(rows, INDEX)
+    states = fold_events(rows, INDEX)
     assert len(states) == 1
     return next(iter(states.values()))
 
@@ -129,7 +129,7 @@ def test_batch_equals_online_for_arbitrary_delivery(case):
     tables = build(
         frame(delivered), CATALOGUE, FeatureConfig(early_events=4, chunk_events=7)
     )  # small chunks: cut often
-    states = replay(delivered, INDEX)
+    states = fold_events(delivered, INDEX)
     # final state: online after everything == batch over the distinct events
     sessions = tables.sessions.set_index("session_id")
     assert sorted(states) == sorted(sessions.index)
@@ -159,8 +159,8 @@ def test_batch_equals_online_for_arbitrary_delivery(case):
         np.testing.assert_array_equal(state.vector(), early.loc[sid, SESSION_FEATURES].to_numpy(dtype=np.float64))
 
 
-def test_replay_accepts_a_frame_with_missing_values():
+def test_fold_events_accepts_a_frame_with_missing_values():
     df = frame(shopper())
-    states = replay(df, INDEX)
+    states = fold_events(df, INDEX)
     assert isinstance(df["duration_ms"].dtype, pd.Int64Dtype)
     assert states["s1"].vector().tolist() == build(df, CATALOGUE).sessions.iloc[0][SESSION_FEATURES].tolist()

@@ -1,0 +1,144 @@
+"""The closed-loop load generator against a tiny HTTP shop written here (not the pricing service).
+
+The shop speaks the service's two routes (`POST /api/ingest`, `GET /api/{mode}/price/{id}`) with
+two fixed-price arms, so the generator's bookkeeping can be checked against what the shop saw.
+What remains for the real Bento is said in docs/simulate.md.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, urlparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phantom.simulate import closed_loop
+from phantom.simulate.traffic import TrafficConfig, simulate
+
+ARMS = {"static": 1.0, "discount": 0.8}
+REQUIRED = ("event_id", "session_id", "ts", "event_type")
+
+
+class Shop:
+    """What the test server saw: every accepted event and every price it answered."""
+
+    def __init__(self, catalogue: pd.DataFrame, reject_type: str | None = None) -> None:
+        self.base = catalogue.set_index("product_id")["base_price"].to_dict()
+        self.events: list[dict] = []
+        self.prices: list[dict] = []
+        self.reject_type = reject_type
+
+    def arm(self, session_id: str) -> str:
+        return "static" if hashlib.sha1(session_id.encode()).digest()[0] % 2 else "discount"
+
+
+def _handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:  # quiet
+            pass
+
+        def _send(self, status: int, body: dict) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self) -> None:
+            batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["events"]
+            rejected = [
+                {"index": i, "reason": "bad"}
+                for i, e in enumerate(batch)
+                if any(k not in e for k in REQUIRED) or e["event_type"] == shop.reject_type
+            ]
+            shop.events.extend(e for i, e in enumerate(batch) if i not in {r["index"] for r in rejected})
+            self._send(200, {"accepted": len(batch) - len(rejected), "rejected": rejected, "degraded": False})
+
+        def do_GET(self) -> None:
+            url = urlparse(self.path)
+            _, _, mode, _, product = url.path.split("/")
+            sid = parse_qs(url.query)["session_id"][0]
+            if product not in shop.base:
+                return self._send(404, {"error": f"unknown product {product}"})
+            arm = shop.arm(sid) if mode == "ab" else mode
+            base = shop.base[product]
+            answer = {"arm": arm, "base_price": base, "price": round(base * ARMS[arm], 2), "session_id": sid}
+            shop.prices.append({**answer, "product_id": product})
+            return self._send(200, answer)
+
+    return Handler
+
+
+@pytest.fixture(scope="module")
+def world() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    traffic = simulate(TrafficConfig(seed=3, days=0.02, sessions_per_hour=150, n_products=60))
+    return traffic.catalogue, traffic.sessions, traffic.events
+
+
+@pytest.fixture
+def serve(world: tuple) -> Iterator:
+    servers = []
+
+    def start(shop: Shop) -> closed_loop.Client:
+        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(shop))
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        servers.append(server)
+        return closed_loop.Client(f"http://127.0.0.1:{server.server_address[1]}")
+
+    yield start
+    for server in servers:
+        server.shutdown()
+
+
+def test_every_view_is_priced_ingested_and_sold_at_the_shown_price(world: tuple, serve) -> None:
+    catalogue, sessions, events = world
+    shop = Shop(catalogue)
+    decisions = closed_loop.run(serve(shop), sessions, events, now_ms=1_800_000_000_000, progress=False)
+    views = int((events["event_type"] == "product_view").sum())
+    assert len(decisions) == views == len(shop.prices)
+    got = pd.DataFrame(shop.events)
+    browse = int((~events["event_type"].isin(closed_loop.FUNNEL)).sum())
+    purchases = int(decisions["bought"].sum())
+    assert purchases > 0
+    assert len(got) == browse + 3 * purchases  # every browse event, and add_to_cart/checkout/purchase per sale
+    shown = got.loc[got["event_type"] == "product_view", "price"].to_numpy()
+    np.testing.assert_allclose(np.sort(shown), np.sort(decisions["price"].to_numpy()))
+    paid = got.loc[got["event_type"] == "purchase"]
+    assert len(paid) == purchases and set(paid["price"]).issubset(set(decisions.loc[decisions["bought"], "price"]))
+    assert got["ts"].max() <= 1_800_000_000_000 + 12_000  # replayed into the recent past, never far in the future
+
+
+def test_report_by_arm_with_intervals_and_the_offline_gap(world: tuple, serve) -> None:
+    catalogue, sessions, events = world
+    decisions = closed_loop.run(serve(Shop(catalogue)), sessions, events, now_ms=1_800_000_000_000, progress=False)
+    same = {arm: (lambda g, r=r: np.full(len(g), r)) for arm, r in ARMS.items()}
+    out = closed_loop.report(decisions, same)
+    assert set(out["arms"]) == set(ARMS)
+    for arm, row in out["arms"].items():
+        lo, hi = row["revenue_per_view_ci95"]
+        assert lo <= row["revenue_per_view"] <= hi
+        assert lo <= row["expected_revenue_per_view"] <= hi  # the realised sales agree with the truth's expectation
+        assert row["offline_gap"] < 1e-3  # the shop served the replayed policy (up to rounding to cents)
+        assert row["mean_ratio"] == pytest.approx(ARMS[arm], abs=0.01)
+    other = closed_loop.report(decisions, {"discount": lambda g: np.full(len(g), 1.0)})
+    assert other["arms"]["discount"]["offline_gap"] > 0.05  # a replay of another policy shows a gap
+
+
+def test_a_rejected_event_stops_the_loop_loudly(world: tuple, serve) -> None:
+    catalogue, sessions, events = world
+    client = serve(Shop(catalogue, reject_type="search"))
+    with pytest.raises(closed_loop.ServiceError, match="rejected"):
+        closed_loop.run(client, sessions, events, now_ms=1_800_000_000_000, progress=False)
+
+
+def test_an_http_error_names_the_route(serve, world: tuple) -> None:
+    client = serve(Shop(world[0]))
+    with pytest.raises(closed_loop.ServiceError, match="HTTP 404"):
+        client.price("ab", "NOPE", "s1", 0)
