@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve
+.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,6 +44,20 @@ bench: install  ## print the throughput figures the issues ask for
 
 broker: install  ## a local Kafka-protocol broker (tansu) on 127.0.0.1:$${PORT:-9092}, in the foreground
 	PYTHON=$(BIN)/python scripts/broker.sh
+
+monitor: install  ## judge the newest traffic windows for drift (exit 1 + reports/drift/latest.json when one fails)
+	$(BIN)/dvc repro monitor_reference monitor
+
+# After a failing monitor whose recommended action is "retrain" (docs/monitor.md): rebuild the
+# features from every ingested event (the newest window included), train both challengers
+# (-f: their MLflow registration must happen even when DVC's run cache has the outputs), let the
+# promotion gates decide on the frozen evaluation sets (the newest traffic), then rebuild the
+# monitor's reference from the models that now serve.
+retrain: install  ## features and challengers on the newest data; the promotion gates decide
+	$(BIN)/dvc repro features
+	$(BIN)/dvc repro -f -s train_detector train_multitask
+	$(BIN)/dvc repro promote_detector promote_multitask
+	$(BIN)/dvc repro monitor_reference
 
 lock:  ## re-resolve the stack from pyproject ranges and freeze it
 	rm -rf /tmp/phantom-lock && $(PYTHON) -m venv /tmp/phantom-lock

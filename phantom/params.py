@@ -19,6 +19,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from phantom.monitor.config import MonitorConfig, ReferenceConfig  # the monitor's sections (docs/monitor.md)
+
 PositiveInt = Annotated[int, Field(ge=1)]
 NonNegInt = Annotated[int, Field(ge=0)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
@@ -550,6 +552,8 @@ class Params(Section):
     distill: DistillParams
     explain: ExplainParams
     promote: dict[str, PromoteModel]
+    monitor_reference: ReferenceConfig
+    monitor: MonitorConfig
     simulate: SimulateParams | None = None
 
 

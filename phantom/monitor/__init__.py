@@ -1,1 +1,7 @@
-"""phantom.monitor"""
+"""Drift monitoring with Evidently: reference and current windows, reports, verdicts, the retrain signal.
+
+`frames` builds the monitored tables (session features, decision features, model outputs),
+`windows` cuts current traffic by time, `report` is the one Evidently report (tests with
+thresholds), `checks` reads its snapshot into a verdict, `decision_log` reads served decisions.
+Nothing here imports `phantom.simulate`.
+"""

@@ -1,0 +1,114 @@
+"""Read a snapshot's test results into a verdict: pass or fail, which columns drifted, the likely cause."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from phantom.features.registry import SESSION_FEATURE_SPECS
+from phantom.monitor.report import P_VALUE_METHODS
+
+GROUP = {f.name: f.group for f in SESSION_FEATURE_SPECS}
+RETRAIN = "retrain: `make retrain` rebuilds features and challengers on the newest data; the promotion gates decide"
+FIX_DATA = "fix the client or ingest first (do not retrain on broken data), then rerun the monitor"
+
+
+@dataclass
+class TableResult:
+    """What one table's snapshot says."""
+
+    table: str
+    failed_tests: list[str] = field(default_factory=list)
+    drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> score, method, threshold, drifted
+    drifted_count: float = 0.0
+    drifted_share: float = 0.0
+    means: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        """True when every test passed."""
+        return not self.failed_tests
+
+
+def read(snapshot: Any, table: str) -> TableResult:
+    """Tests and metric values of a snapshot, by metric config (never by position)."""
+    out = TableResult(table)
+    for test in snapshot.tests_results:
+        if str(getattr(test.status, "value", test.status)).upper() != "SUCCESS":
+            out.failed_tests.append(test.name)
+    for metric in snapshot.dict()["metrics"]:
+        config, value = metric.get("config", {}), metric.get("value")
+        kind = str(config.get("type", "")).rsplit(":", 1)[-1]
+        if kind == "DriftedColumnsCount":
+            out.drifted_count, out.drifted_share = float(value["count"]), float(value["share"])
+        elif kind == "ValueDrift":
+            method, threshold, score = str(config.get("method")), float(config.get("threshold")), float(value)
+            low_is_drift = method in P_VALUE_METHODS
+            drifted = score < threshold if low_is_drift else score >= threshold
+            out.drift[config["column"]] = {"score": score, "method": method, "threshold": threshold, "drifted": drifted}
+        elif kind == "MeanValue":
+            out.means[config["column"]] = float(value)
+    return out
+
+
+def drifted_columns(results: list[TableResult]) -> list[str]:
+    """Columns whose drift reached their threshold, most drifted first (score over threshold)."""
+    rows = [(c, d) for r in results for c, d in r.drift.items() if d["drifted"]]
+    rows.sort(key=lambda cd: -abs(cd[1]["score"] / max(cd[1]["threshold"], 1e-12)))
+    return [c for c, _ in rows]
+
+
+def likely_cause(results: list[TableResult], reference_agent_share: float | None) -> tuple[str, str]:
+    """(likely cause, recommended action) of a failing window, from which tests failed."""
+    failed = " | ".join(t for r in results for t in r.failed_tests)
+    columns = [c for c in drifted_columns(results) if c not in ("p_agent", "p_buy", "chosen_ratio")]
+    feature_cols = [c for c in columns if c in GROUP]
+    share = next((r.means["p_agent"] for r in results if "p_agent" in r.means), None)
+    if "mean value of 'p_agent'" in failed.lower() and share is not None:
+        ref = "" if reference_agent_share is None else f" (reference {reference_agent_share:.3f})"
+        return f"agent share changed: estimated {share:.3f}{ref}", RETRAIN
+    if "human_conversion" in failed and len(feature_cols) <= 2:
+        return "people's price response changed (human-cohort conversion per price bucket moved)", RETRAIN
+    groups = {GROUP[c] for c in feature_cols}
+    if feature_cols and len(feature_cols) <= 3 and len(groups) == 1:
+        return f"client or pipeline bug likely: only {', '.join(feature_cols)} moved", FIX_DATA
+    if feature_cols:
+        return (
+            f"traffic the models were not trained on (a new agent family or visitor type?): "
+            f"{len(feature_cols)} features moved across {', '.join(sorted(groups))}",
+            RETRAIN,
+        )
+    if "human_conversion" in failed:
+        return "people's price response changed (human-cohort conversion per price bucket moved)", RETRAIN
+    return "model outputs moved without a feature shift: " + (failed or "see the report"), RETRAIN
+
+
+def verdict(window: str, results: list[TableResult], reference_agent_share: float | None = None) -> dict[str, Any]:
+    """The window's decision as a JSON-able dict (written to latest.json and shown as one line)."""
+    passed = all(r.passed for r in results)
+    out: dict[str, Any] = {
+        "window": window,
+        "decision": "pass" if passed else "fail",
+        "failed_tests": [t for r in results for t in r.failed_tests],
+        "drifted_columns": drifted_columns(results),
+        "drifted_share": {r.table: r.drifted_share for r in results},
+        "agent_share_estimate": next((r.means["p_agent"] for r in results if "p_agent" in r.means), None),
+        "reference_agent_share": reference_agent_share,
+    }
+    if passed:
+        out["likely_cause"], out["recommended_action"] = None, "none"
+    else:
+        out["likely_cause"], out["recommended_action"] = likely_cause(results, reference_agent_share)
+    return out
+
+
+def one_line(v: dict[str, Any]) -> str:
+    """The verdict as one line: decision, drifted columns, likely cause."""
+    if v["decision"] == "pass":
+        return f"{v['window']}: PASS (no test failed)"
+    cols = ", ".join(v["drifted_columns"][:8]) or "none"
+    more = f" (+{len(v['drifted_columns']) - 8} more)" if len(v["drifted_columns"]) > 8 else ""
+    return (
+        f"{v['window']}: FAIL, drifted columns: {cols}{more}; likely cause: {v['likely_cause']}; "
+        f"{len(v['failed_tests'])} tests failed"
+    )

@@ -1,0 +1,69 @@
+"""The monitor's params (`monitor_reference` and `monitor` sections of params.yaml), validated at the edge."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ReferenceConfig(BaseModel):
+    """How the reference is cut from the training data."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    train_share: float = Field(0.6, gt=0, le=1)
+    """The oldest share of sessions (by start time) that is the reference: the training split."""
+    max_sessions: int = Field(20000, ge=100)
+    """Reference sessions kept (a seeded random sample; Evidently's cost grows with the reference)."""
+    max_decisions: int = Field(300000, ge=100)
+    """Reference decisions kept (same sample rule); keep them all when they fit, the human-cohort
+    conversion per price bucket needs every labeled view it can get."""
+    seed: int = 7
+    """Seed of the sample."""
+
+
+class DriftTests(BaseModel):
+    """The thresholds the report's tests carry; chosen on normal windows held out from the reported ones."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_method: str = "wasserstein"
+    """Evidently drift method for numerical columns (an effect size: does not fire on tiny shifts in big windows)."""
+    cat_method: str = "jensenshannon"
+    """Evidently drift method for categorical columns."""
+    num_threshold: float = Field(0.1, gt=0)
+    """A numerical column drifts when its normed Wasserstein distance reaches this."""
+    cat_threshold: float = Field(0.1, gt=0)
+    """A categorical column drifts when its Jensen-Shannon distance reaches this."""
+    column_thresholds: dict[str, float] = Field(default_factory=dict)
+    """Per-column drift thresholds (features and model outputs) that override the two above."""
+    max_drifted_columns: int = Field(0, ge=0)
+    """The window fails when more feature columns than this drift."""
+    prediction_threshold: float = Field(0.1, gt=0)
+    """P(agent), P(buy) and the chosen price ratio drift when their normed Wasserstein distance reaches this."""
+    agent_share_tolerance: float = Field(0.03, ge=0)
+    """Mean P(agent) (the estimated agent share) may differ from the reference's by this much plus noise."""
+    conversion_tolerance: float = Field(0.0, ge=0)
+    """Human-cohort conversion per price bucket may differ from the reference's by this much plus noise."""
+    z: float = Field(3.5, gt=0)
+    """Standard errors of noise allowed on the agent share and on each bucket's conversion."""
+
+
+class MonitorConfig(BaseModel):
+    """Windows and tests of `python -m pipelines.monitor`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    window_hours: float = Field(24.0, gt=0)
+    """Length of a current window (by event time)."""
+    min_sessions: int = Field(300, ge=1)
+    """A window with fewer sessions is skipped (reported, not judged)."""
+    match_hours: bool = True
+    """Compare a window shorter than a day with the reference's sessions from the same hours of day."""
+    price_buckets: list[float] = Field(default_factory=lambda: [0.7, 0.9, 1.1, 1.3, 1.5])
+    """Edges of the price-ratio buckets of the human-cohort conversion check."""
+    report_reference_rows: int = Field(30000, ge=100)
+    """Reference rows per table Evidently compares with (a seeded sample; the mean bounds use them all)."""
+    human_cohort: str = "xp_human_only"
+    """experiment_id of the verified-human cohort."""
+    tests: DriftTests = Field(default_factory=DriftTests)
+    """The tests' thresholds."""

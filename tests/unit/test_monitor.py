@@ -1,0 +1,195 @@
+"""The drift monitor's pieces: windows, reference matching, bounds, the Evidently report's verdict, the log reader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phantom.monitor import checks, decision_log, frames, judge, report, windows
+from phantom.monitor.config import DriftTests, MonitorConfig, ReferenceConfig
+from phantom.monitor.frames import DECISIONS, SESSIONS
+
+DAY = 24 * frames.MS_PER_HOUR
+START = 1_794_000_000_000 - 1_794_000_000_000 % DAY  # a UTC midnight
+
+
+def _sessions(n: int, seed: int, start: int = START, days: float = 1.0, scale: float = 1.0) -> pd.DataFrame:
+    """Synthetic session table: every monitored column, independent draws; `scale` stretches hover dwell."""
+    rng = np.random.default_rng(seed)
+    data = {c: rng.lognormal(0.0, 0.5, n) for c in SESSIONS.features}
+    data["hover_mean_ms"] = data["hover_mean_ms"] * scale
+    for c in SESSIONS.categorical:
+        data[c] = rng.integers(0, 3, n).astype(float)
+    frame = pd.DataFrame(data)
+    frame["p_agent"] = rng.beta(1.2, 2.8, n)
+    frame["session_id"] = [f"s{seed}-{i}" for i in range(n)]
+    frame["start_ms"] = start + np.sort(rng.integers(0, int(days * DAY), n))
+    frame["experiment_id"] = None
+    frame["hour"] = frames.hour_of_day(frame["start_ms"])
+    return frame
+
+
+def _decisions(sessions: pd.DataFrame, seed: int, buy_shift: float = 0.0) -> pd.DataFrame:
+    """Three decisions per session, a human cohort whose purchases fall with the price ratio."""
+    rng = np.random.default_rng(seed)
+    rows = sessions.loc[sessions.index.repeat(3), ["session_id", "start_ms"]].reset_index(drop=True)
+    n = len(rows)
+    out = pd.DataFrame({c: rng.lognormal(0.0, 0.4, n) for c in DECISIONS.features})
+    out["product_category_code"] = rng.integers(0, 5, n).astype(float)
+    out["price_ratio"] = rng.uniform(0.7, 1.5, n)
+    out["p_buy"] = rng.beta(1, 15, n)
+    out["chosen_ratio"] = rng.choice(np.arange(0.7, 1.51, 0.05), n)
+    out["session_id"] = rows["session_id"]
+    out["ts"] = rows["start_ms"] + rng.integers(0, 60_000, n)
+    out["experiment_id"] = np.where(rng.random(n) < 0.5, "xp_human_only", None)
+    p = np.clip(0.25 - 0.15 * out["price_ratio"] + buy_shift, 0.01, 0.99)
+    out[frames.PURCHASE] = (rng.random(n) < p).astype(float)
+    out["hour"] = frames.hour_of_day(out["ts"])
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference():
+    s = _sessions(3000, seed=1, days=6)
+    return s, _decisions(s, seed=2)
+
+
+def _window(sessions: pd.DataFrame, decisions: pd.DataFrame) -> windows.Window:
+    return windows.cut(sessions, decisions, 24)[0]
+
+
+def test_window_cut_is_by_time_and_respects_since() -> None:
+    s = _sessions(400, seed=3, days=2)
+    d = _decisions(s, seed=4)
+    cut = windows.cut(s, d, 12)
+    assert [w.label for w in cut] == [windows.label(START + k * DAY // 2) for k in range(4)]
+    assert sum(len(w.sessions) for w in cut) == len(s) and sum(len(w.decisions) for w in cut) == len(d)
+    for w in cut:
+        assert w.sessions["start_ms"].between(w.start_ms, w.end_ms - 1).all()
+        assert len(w.hours) == 12
+    since = START + DAY + 3 * frames.MS_PER_HOUR
+    later = windows.cut(s, d, 24, since_ms=since)
+    assert len(later) == 1 and later[0].start_ms == since and (later[0].sessions["start_ms"] >= since).all()
+    assert len(later[0].hours) == 21  # only the hours the window covers
+    with pytest.raises(ValueError, match="positive"):
+        windows.cut(s, d, 0)
+
+
+def test_short_windows_meet_the_reference_of_the_same_hours(reference) -> None:
+    ref_s, _ = reference
+    s = _sessions(300, seed=5, start=START + 7 * DAY + 6 * frames.MS_PER_HOUR, days=0.25)
+    w = windows.cut(s, s.assign(ts=s["start_ms"]), 6)[0]
+    matched = windows.matching_reference(ref_s, w, match_hours=True)
+    assert set(matched["hour"]) == {6, 7, 8, 9, 10, 11}
+    assert len(windows.matching_reference(ref_s, w, match_hours=False)) == len(ref_s)
+
+
+def test_clustered_variance_counts_a_session_once() -> None:
+    # ten sessions, each with 10 identical outcomes: the mean's noise is that of 10 draws, not 100
+    y = pd.Series(np.repeat([0.0, 1.0] * 5, 10))
+    g = pd.Series(np.repeat(np.arange(10), 10))
+    mean, var, n = report.clustered_var(y, g)
+    assert mean == 0.5 and n == 100
+    assert var == pytest.approx(0.25 / 10)
+    _, var_iid, _ = report.clustered_var(y, pd.Series(np.arange(100)))
+    assert var_iid == pytest.approx(0.25 / 100)
+
+
+def test_price_buckets_hold_only_the_cohort() -> None:
+    d = pd.DataFrame(
+        {
+            "price_ratio": [0.7, 0.95, 1.5, 1.2],
+            "experiment_id": ["xp_human_only", "xp_human_only", "xp_human_only", None],
+            frames.PURCHASE: [1.0, 0.0, 1.0, 1.0],
+        }
+    )
+    out, names = report.bucket_columns(d, [0.7, 1.0, 1.5], "xp_human_only")
+    assert names == ["human_conversion_0.70_1.00", "human_conversion_1.00_1.50"]
+    assert out[names[0]].tolist()[:2] == [1.0, 0.0] and np.isnan(out[names[0]].iloc[2])
+    assert out[names[1]].iloc[2] == 1.0  # the top edge belongs to the last bucket
+    assert out[names].iloc[3].isna().all()  # not in the cohort
+
+
+def test_same_distribution_passes_and_a_shift_fails_naming_the_column(tmp_path, reference) -> None:
+    ref_s, ref_d = reference
+    cfg = MonitorConfig(tests=DriftTests(num_threshold=0.12, cat_threshold=0.12, prediction_threshold=0.12))
+    quiet_s = _sessions(1500, seed=10, start=START + 7 * DAY)
+    quiet = judge.judge(_window(quiet_s, _decisions(quiet_s, seed=11)), ref_s, ref_d, cfg, per_column=False)
+    assert quiet.verdict["decision"] == "pass", quiet.verdict
+    assert checks.one_line(quiet.verdict).endswith("PASS (no test failed)")
+
+    bug_s = _sessions(1500, seed=12, start=START + 7 * DAY, scale=0.6)  # dwell times shrunk by a client bug
+    bug = judge.judge(_window(bug_s, _decisions(bug_s, seed=13).iloc[:0]), ref_s, ref_d, cfg)  # sessions only
+    v = bug.verdict
+    assert v["decision"] == "fail"
+    assert v["drifted_columns"] == ["hover_mean_ms"]
+    assert "client or pipeline bug" in v["likely_cause"] and v["recommended_action"] == checks.FIX_DATA
+    assert "hover_mean_ms" in checks.one_line(v)
+
+    report.save(bug.snapshots["sessions"], str(tmp_path / "w"), "sessions")
+    html = (tmp_path / "w" / "sessions.html").read_text()
+    assert "<html" in html.lower() and "hover_mean_ms" in html
+    assert "DriftedColumnsCount" in (tmp_path / "w" / "sessions.json").read_text()
+
+
+def test_agent_share_and_conversion_tests_fire_without_feature_drift(reference) -> None:
+    ref_s, ref_d = reference
+    cfg = MonitorConfig(tests=DriftTests(num_threshold=0.12, cat_threshold=0.12, prediction_threshold=5.0))
+    s = _sessions(1500, seed=20, start=START + 7 * DAY)
+    s["p_agent"] = np.clip(s["p_agent"] + 0.08, 0, 1)  # more agents, features unchanged
+    v = judge.judge(_window(s, _decisions(s, seed=21)), ref_s, ref_d, cfg, per_column=False).verdict
+    assert v["decision"] == "fail" and v["likely_cause"].startswith("agent share changed")
+    assert v["agent_share_estimate"] > v["reference_agent_share"] + 0.07
+
+    s = _sessions(1500, seed=22, start=START + 7 * DAY)
+    v = judge.judge(_window(s, _decisions(s, seed=23, buy_shift=0.08)), ref_s, ref_d, cfg, per_column=False).verdict
+    assert v["decision"] == "fail"
+    assert any("human_conversion" in t for t in v["failed_tests"])
+    assert "price response" in v["likely_cause"]
+
+
+def test_clipping_keeps_mass_at_the_edge(reference) -> None:
+    ref_s, _ = reference
+    s = _sessions(100, seed=40)
+    s.loc[:9, "duration_s"] = 1e9  # a tail of absurd values
+    out = judge.clip_to_reference(s, ref_s, SESSIONS.numerical)
+    top = ref_s["duration_s"].quantile(0.999)
+    assert (out.loc[:9, "duration_s"] == top).all() and len(out) == len(s)
+
+
+def test_params_reject_unknown_keys() -> None:
+    with pytest.raises(ValueError, match="extra"):
+        MonitorConfig(window_hour=6)
+    with pytest.raises(ValueError, match="extra"):
+        ReferenceConfig(train_shares=0.5)
+    with pytest.raises(ValueError):
+        MonitorConfig(window_hours=0)
+
+
+def test_decision_log_reader_names_file_and_missing_columns(tmp_path, reference) -> None:
+    _, ref_d = reference
+    good = tmp_path / "log.parquet"
+    ref_d.drop(columns=["hour"]).head(50).to_parquet(good)
+    out = decision_log.read_decision_log(good)
+    assert len(out) == 50 and (out["hour"] == ref_d["hour"].head(50).to_numpy()).all()
+    bad = tmp_path / "bad.parquet"
+    ref_d.drop(columns=["p_buy", "hour"]).head(5).to_parquet(bad)
+    with pytest.raises(ValueError, match=r"bad\.parquet: decision log lacks column\(s\) p_buy"):
+        decision_log.read_decision_log(bad)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        decision_log.read_decision_log(tmp_path / "missing.parquet")
+
+
+def test_the_monitor_never_imports_the_simulator() -> None:
+    import ast
+    from pathlib import Path
+
+    import phantom.monitor
+
+    for path in Path(phantom.monitor.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom):
+                names = [node.module or ""]
+            assert not any(n.startswith("phantom.simulate") for n in names), path.name
