@@ -42,7 +42,7 @@ app = create_app(_engine, _version, lambda: runtime.status(_state["engine"], _st
 
 @bentoml.service(
     name="phantom-pricing",
-    workers=1,
+    workers=int(os.environ.get("PHANTOM_WORKERS", "1")),  # one per core to serve 500+ rps (docs/serve.md)
     traffic={"timeout": 10},
     resources={"cpu": "1"},
     logging={"access": {"enabled": False}},  # a log line per request costs more than pricing it; metrics count requests

@@ -193,7 +193,7 @@ def build(
                 else {}
             ),
         },
-        "policy": spec["policy"].get("objective", {}),
+        "policy": dict(spec["policy"]),  # objective and the agent calibration: what the service prices with
     }
     info_path.write_text(json.dumps(info, indent=2))
     labels = {
