@@ -92,10 +92,11 @@ def _current(args: argparse.Namespace):
     else:
         sessions = read_parquet(args.features / "sessions.parquet")
         decisions = read_parquet(args.features / "decisions.parquet")
-    pricer = scoring.load_pricer(json.loads(args.policy.read_text()))
-    st, dt = reference.tables(
-        sessions, decisions, catalogue, detector.load(args.detector), pricing.load(args.multitask), pricer
-    )
+    if args.no_decisions:  # sessions only: no pricing model or policy is read
+        multitask, pricer = None, None
+    else:
+        multitask, pricer = pricing.load(args.multitask), scoring.load_pricer(json.loads(args.policy.read_text()))
+    st, dt = reference.tables(sessions, decisions, catalogue, detector.load(args.detector), multitask, pricer)
     if args.decision_log:
         dt = decision_log.read_decision_log(args.decision_log)
     return st, dt
