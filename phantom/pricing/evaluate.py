@@ -146,6 +146,15 @@ def _guard_info(guard: objective.GuardrailFit) -> dict[str, Any]:
     }
 
 
+def pick_weight(rows: Sequence[tuple[Any, ...]], target: float) -> tuple[tuple[Any, ...], bool]:
+    """From (mu, revenue, leakage reduction, ...) rows: the highest revenue (then the smaller mu) among those
+    meeting the reduction target, else the largest reduction; and whether the target was met."""
+    ok = [r for r in rows if r[2] >= target]
+    if ok:
+        return max(ok, key=lambda r: (r[1], -r[0])), True
+    return max(rows, key=lambda r: (r[2], r[1])), False
+
+
 def select_mu_by_ope(
     val: pd.DataFrame,
     demand: objective.Demand,
@@ -175,14 +184,11 @@ def select_mu_by_ope(
         revenue = est.value("candidate", "revenue")
         reduction = 1.0 - est.value("candidate", "leakage") / est.value("rules", "leakage")
         rows.append((mu, revenue, reduction, pricer, guard))
-    ok = [r for r in rows if r[2] >= selection.leakage_target]
-    mu, _, reduction, pricer, guard = (
-        max(ok, key=lambda r: (r[1], -r[0])) if ok else max(rows, key=lambda r: (r[2], r[1]))
-    )
+    (mu, _, reduction, pricer, guard), met = pick_weight(rows, selection.leakage_target)
     return pricer, {
         "mu_selection": "ope (off-policy estimates on validation)",
         "leakage_target": selection.leakage_target,
-        "leakage_target_met_on_val": bool(ok),
+        "leakage_target_met_on_val": met,
         "estimated_leakage_reduction_val": reduction,
         "mu": mu,
         **_guard_info(guard),

@@ -118,8 +118,11 @@ def _col(x: np.ndarray | float) -> np.ndarray:
     return np.asarray(x, dtype=float).reshape(-1, 1)
 
 
-def score(demand: Demand, base_price: np.ndarray, unit_cost: np.ndarray, objective: Objective) -> np.ndarray:
-    """The objective at every candidate price of every decision, (n, G)."""
+def score_terms(
+    demand: Demand, base_price: np.ndarray, unit_cost: np.ndarray, objective: Objective
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The objective's three terms at every candidate price, (n, G) each, unweighted:
+    expected value, expected margin leaked to agents, expected human purchases x list price."""
     g = len(objective.grid)
     if demand.p_buy_agent.shape != (len(demand), g) or demand.p_buy_human.shape != (len(demand), g):
         raise ValueError(f"purchase curves must be (n, {g})")
@@ -127,12 +130,21 @@ def score(demand: Demand, base_price: np.ndarray, unit_cost: np.ndarray, objecti
     a = _col(demand.p_agent)
     price = b * objective.ratios[None, :]
     unit_value = price if objective.value == "revenue" else price - _col(unit_cost)
-    s = unit_value * demand.p_buy
+    value = unit_value * demand.p_buy
+    gap = b * np.maximum(objective.fair_ratio - objective.ratios, 0.0)[None, :]
+    leak = a * gap * demand.p_buy_agent
+    human = b * (1.0 - a) * demand.p_buy_human
+    return value, leak, human
+
+
+def score(demand: Demand, base_price: np.ndarray, unit_cost: np.ndarray, objective: Objective) -> np.ndarray:
+    """The objective at every candidate price of every decision, (n, G)."""
+    value, leak, human = score_terms(demand, base_price, unit_cost, objective)
+    s = value
     if objective.mu:
-        gap = b * np.maximum(objective.fair_ratio - objective.ratios, 0.0)[None, :]
-        s = s - objective.mu * a * gap * demand.p_buy_agent
+        s = s - objective.mu * leak
     if objective.guardrail_lambda:
-        s = s + objective.guardrail_lambda * b * (1.0 - a) * demand.p_buy_human
+        s = s + objective.guardrail_lambda * human
     return s
 
 

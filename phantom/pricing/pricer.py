@@ -14,12 +14,12 @@ The reason names the term of the objective (`phantom.pricing.objective`) that de
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from phantom.pricing.objective import Demand, Objective, at_ratios, choose, feasible, score
+from phantom.pricing.objective import Demand, Objective, at_ratios, choose, feasible, score_terms
 
 REASONS: tuple[str, ...] = ("revenue", "margin", "leakage", "guardrail", "cost_floor")
 
@@ -119,31 +119,26 @@ class Pricer:
         if not (len(demand) == base.size == cost.size):
             raise ValueError(f"demand ({len(demand)}), base_price ({base.size}) and unit_cost ({cost.size}) differ")
         allowed = feasible(base, cost, obj)
-        idx = choose(score(demand, base, cost, obj), allowed)
-        reason = self._reasons(demand, base, cost, allowed, idx)
+        value, leak, human = score_terms(demand, base, cost, obj)  # once: the reasons reuse the terms
+        with_leak = value - obj.mu * leak if obj.mu else value
+        full = with_leak + obj.guardrail_lambda * human if obj.guardrail_lambda else with_leak
+        idx = choose(full, allowed)
         ratio = obj.ratios[idx]
         return PriceDecisions(
             ratio=ratio,
             price=np.round(ratio * base, 2),
             index=idx,
-            reason=reason,
+            reason=self._reasons(value, with_leak, allowed, idx),
             p_buy=at_ratios(demand.p_buy, obj.ratios, ratio),
             p_agent=np.asarray(demand.p_agent, dtype=float),
         )
 
-    def _reasons(
-        self, demand: Demand, base: np.ndarray, cost: np.ndarray, allowed: np.ndarray, idx: np.ndarray
-    ) -> np.ndarray:
+    def _reasons(self, value: np.ndarray, with_leak: np.ndarray, allowed: np.ndarray, idx: np.ndarray) -> np.ndarray:
         """Which term moved each row's choice: compare with the choices under fewer terms."""
-        obj = self.objective
-        value_only = replace(obj, mu=0.0, guardrail_lambda=0.0)
-        value_scores = score(demand, base, cost, value_only)
-        unconstrained = choose(value_scores)
-        idx_value = choose(value_scores, allowed)
-        idx_leak = (
-            choose(score(demand, base, cost, replace(obj, guardrail_lambda=0.0)), allowed) if obj.mu else idx_value
-        )
-        reason = np.full(idx.size, obj.value, dtype=object)
+        unconstrained = choose(value)
+        idx_value = choose(value, allowed)
+        idx_leak = choose(with_leak, allowed) if self.objective.mu else idx_value
+        reason = np.full(idx.size, self.objective.value, dtype=object)
         reason[idx_value != unconstrained] = "cost_floor"
         reason[idx_leak != idx_value] = "leakage"
         reason[idx != idx_leak] = "guardrail"

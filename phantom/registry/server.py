@@ -21,13 +21,13 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
+from phantom.processes import wait_http
 from phantom.registry.tracking import REPO_ROOT
 
 DEFAULT_DB = "postgresql://phantom@127.0.0.1:5432/phantom_mlflow"
@@ -123,21 +123,6 @@ def server_env() -> dict[str, str]:
     }
 
 
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
-    """Block until `<url>/health` answers OK; fail with the server's output if it died or never answered."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"mlflow server exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise TimeoutError(f"mlflow server at {url} not healthy within {timeout_s:g}s: {log.read_text()[-3000:]}")
-
-
 def stop_group(proc: subprocess.Popen, timeout_s: float = 15.0) -> None:
     """SIGTERM the process group `proc` leads, SIGKILL it if it lingers; reap `proc`."""
     for sig, wait in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
@@ -184,7 +169,7 @@ class Running:
 
     def wait(self, timeout_s: float = 120.0) -> str:
         """Block until healthy; returns the URL."""
-        wait_healthy(self.url, self.proc, self.log, timeout_s)
+        wait_http(f"{self.url}/health", self.proc, self.log, timeout_s, name="mlflow server")
         return self.url
 
     def stop(self) -> None:

@@ -130,7 +130,7 @@ class BodyLimit:
 
 
 class _TooLarge(Exception):
-    pass
+    """The request body passed the size limit (answered 413 by the middleware)."""
 
 
 async def _too_large(send: Callable, limit: int) -> None:

@@ -7,20 +7,20 @@ started, and only that, when the block ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from phantom.events.broker import free_port, wait_for_port
+from phantom.processes import wait_http
 
 
 @dataclass
@@ -77,13 +77,11 @@ def stop(proc: subprocess.Popen, group: bool = False, timeout_s: float = 10.0) -
         return
 
     def signal_it(sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
             if group:
                 os.killpg(proc.pid, sig)
             else:
                 proc.send_signal(sig)
-        except ProcessLookupError:
-            pass
 
     signal_it(signal.SIGCONT)
     signal_it(signal.SIGTERM)
@@ -102,22 +100,6 @@ def local_redis(folder: Path | None = None) -> Iterator[Redis]:
         yield redis
     finally:
         stop(redis.proc)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0) -> None:
-    """Block until GET url/readyz answers 200; fail with the server's log if it died or timed out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}: {log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/readyz", timeout=1) as resp:
-                if resp.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError(f"{url} not ready within {timeout_s:g}s: {log.read_text()[-3000:]}")
 
 
 @contextmanager
@@ -143,7 +125,7 @@ def serve_bento(
         )
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(url, proc, log)
+        wait_http(f"{url}/readyz", proc, log, name="bentoml serve")
         yield url, proc
     finally:
         stop(proc, group=True, timeout_s=20)

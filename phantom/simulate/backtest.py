@@ -160,12 +160,11 @@ def select_mu_by_truth(
         res = outcomes.expected_outcomes(truth_val, pricer.price(demand, base, cost).ratio, fair)
         reduction = 1.0 - res["margin_leakage"] / rules_leak if rules_leak else float("nan")
         rows.append((mu, res["revenue"], reduction, pricer, guard))
-    ok = [r for r in rows if r[2] >= selection.leakage_target]
-    mu, _, reduction, pricer, guard = max(ok, key=lambda r: (r[1], -r[0])) if ok else max(rows, key=lambda r: r[2])
+    (mu, _, reduction, pricer, guard), met = evaluate.pick_weight(rows, selection.leakage_target)
     return pricer, {
         "mu_selection": "simulator (validation replay against the truth: research only)",
         "leakage_target": selection.leakage_target,
-        "leakage_target_met_on_val": bool(ok),
+        "leakage_target_met_on_val": met,
         "leakage_reduction_val": reduction,
         "mu": mu,
         "lambda": guard.guardrail_lambda,
