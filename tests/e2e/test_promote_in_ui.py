@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -45,30 +46,26 @@ PRICING = "pricing-multitask"
 GATE = {"minimum": {"roc_auc": 0.85}, "maximum": {"ece": 0.10}, "tolerance": {"roc_auc": 0.01}}
 
 
-def _promote(env: dict[str, str], tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
-    """`python -m pipelines.promote --model agent-detector` as its own process; returns it and its summary."""
+def _start_promote(env: dict[str, str], tmp: Path, *extra: str) -> subprocess.Popen:
+    """`python -m pipelines.promote --model agent-detector` started as its own process."""
     metrics = tmp / "promotion.json"
     metrics.unlink(missing_ok=True)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pipelines.promote",
-            "--model",
-            MODEL,
-            "--report",
-            str(tmp / "promotion.md"),
-            "--metrics",
-            str(metrics),
-            *extra,
-        ],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    cmd = [sys.executable, "-m", "pipelines.promote", "--model", MODEL, "--report", str(tmp / "promotion.md")]
+    cmd += ["--metrics", str(metrics), *extra]
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish_promote(proc: subprocess.Popen, tmp: Path) -> tuple[subprocess.CompletedProcess, dict]:
+    """Wait for a started promote; returns it and its summary."""
+    out, err = proc.communicate(timeout=300)
+    metrics = tmp / "promotion.json"
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     return done, json.loads(metrics.read_text()) if metrics.exists() else {}
+
+
+def _promote(env: dict[str, str], tmp: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run promote to the end; returns it and its summary."""
+    return _finish_promote(_start_promote(env, tmp, *extra), tmp)
 
 
 def _gated(env: dict[str, str], tmp: Path, *extra: str) -> dict:
@@ -117,10 +114,12 @@ def _processes_naming(text: str) -> list[int]:
     return pids
 
 
-def _build_and_serve(world: Path, env: dict[str, str], name: str) -> dict:
+def _build_and_serve(world: Path, env: dict[str, str], name: str, arbiter_dies: bool = False) -> dict:
     """Build the Bento from the registry's champions, `bentoml serve` it, ask /version and one ml price, stop it.
 
-    Returns the tag, what the service answered, what the Bento recorded, and the seconds each step took.
+    With `arbiter_dies` BentoML's arbiter is SIGKILLed before the stop (a crash): its workers, in
+    sessions of their own, must not outlive it either. Returns the tag, what the service answered,
+    what the Bento recorded, and the seconds each step took.
     """
     import pandas as pd
 
@@ -138,6 +137,9 @@ def _build_and_serve(world: Path, env: dict[str, str], name: str) -> dict:
         ready_s = time.perf_counter() - started - built_s
         version = _get(f"{url}/version")
         price = _get(f"{url}/api/ml/price/{product}?session_id=e2e-{name}")
+        if arbiter_dies:
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
     assert not group_alive(proc.pid), f"a process of `bentoml serve {tag}` outlived it"
     # BentoML's workers run in process groups of their own: look for any process naming this Bento
     assert not _processes_naming(tag), f"processes of `bentoml serve {tag}` outlived it: {_processes_naming(tag)}"
@@ -238,7 +240,6 @@ def test_person_promotes_and_rolls_back_in_the_ui(
     lap("ui promotion")
     assert models.champion_versions([MODEL]) == {MODEL: v1}  # what a Bento build now pins
 
-    # ---- the next Bento serves the person's pick -------------------------------------------------
     registering, world, register_log = pricing_world
     assert registering.wait(timeout=300) == 0, register_log.read_text()[-3000:]
     pricing = models.champion_versions([PRICING])[PRICING]
@@ -248,14 +249,20 @@ def test_person_promotes_and_rolls_back_in_the_ui(
         MODEL: client.get_model_version(MODEL, v1).run_id,
         PRICING: client.get_model_version(PRICING, pricing).run_id,
     }
-    at_pick = _build_and_serve(world, bento_env, "pick")
-    lap("bento built and served (person's pick)")
+
+    # ---- a new challenger, and while the gate judges it, the next Bento is built and served ---------
+    v3 = register("medium detector again")
+    gating = _start_promote(env, tmp_path)
+    try:  # the newest version is v3, the gate's last pick v2: the build must pin the person's v1
+        at_pick = _build_and_serve(world, bento_env, "pick")
+        lap("bento built and served (person's pick)")
+    finally:
+        done, kept = _finish_promote(gating, tmp_path)
     _assert_serves(at_pick, v1, pricing, tracking_server, run_ids)
     assert at_pick["tag"].split(":")[1].startswith(f"d{v1}-p{pricing}-")
 
     # ---- the gate respects the person's champion ---------------------------------------------------
-    v3 = register("medium detector again")
-    kept = _gated(env, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr[-3000:]
     lap("gate run 2")
     assert kept["action"] == "kept" and kept["champion_before"] == int(v1) and kept["champion_set_by_hand"]
     assert kept["champion"]["roc_auc"] > kept["challenger"]["roc_auc"] + GATE["tolerance"]["roc_auc"]
@@ -298,14 +305,15 @@ def test_person_promotes_and_rolls_back_in_the_ui(
     lap("ui rollback")
     assert models.champion_versions([MODEL]) == {MODEL: v1}
     assert models.version_by_alias(MODEL, models.CHALLENGER) is None
-    done, _ = _promote(env, tmp_path)
+    gating = _start_promote(env, tmp_path)
+    try:  # the next Bento follows the rollback: v1 again (the gate had made v4 champion), a new tag
+        after_rollback = _build_and_serve(world, bento_env, "rollback", arbiter_dies=True)
+        lap("bento built and served (after rollback)")
+    finally:
+        done, _ = _finish_promote(gating, tmp_path)
     lap("gate run 4")
     assert done.returncode != 0 and "no 'challenger'" in done.stdout + done.stderr  # stops loudly
     assert models.champion_versions([MODEL]) == {MODEL: v1}
-
-    # the next Bento follows the rollback: v1 again (the gate had made v4 champion), a new tag
-    after_rollback = _build_and_serve(world, bento_env, "rollback")
-    lap("bento built and served (after rollback)")
     _assert_serves(after_rollback, v1, pricing, tracking_server, run_ids)
     assert after_rollback["tag"] != at_pick["tag"]
 
