@@ -2,7 +2,9 @@
 
 Nothing here is a mock: the detector is a real XGBoost booster and the pricing model a real
 multi-task network (a few epochs), both packaged by the library's own `save`/`log` and
-registered with the alias `champion` in a throwaway sqlite registry, as the pipeline does.
+registered with the alias `champion` in a throwaway sqlite registry (or a test's tracking
+server), as the pipeline does. `build_bento` builds the pricing Bento from them as `make bento`
+does; `bento_record` reads back what a built Bento recorded.
 """
 
 from __future__ import annotations
