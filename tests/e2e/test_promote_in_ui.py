@@ -141,7 +141,7 @@ def _build_and_serve(world: Path, env: dict[str, str], name: str, arbiter_dies: 
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
     assert not group_alive(proc.pid), f"a process of `bentoml serve {tag}` outlived it"
-    # BentoML's workers run in process groups of their own: look for any process naming this Bento
+    # BentoML's workers run in sessions of their own, outside that group: look for any process naming the Bento
     assert not _processes_naming(tag), f"processes of `bentoml serve {tag}` outlived it: {_processes_naming(tag)}"
     return {
         "tag": tag,
