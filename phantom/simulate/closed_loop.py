@@ -242,11 +242,15 @@ def expected_revenue(frame: pd.DataFrame, ratio: np.ndarray) -> np.ndarray:
     return np.asarray(p * frame["units_mean"] * ratio * frame["base_price"], dtype=float)
 
 
-def _bootstrap_ci(frame: pd.DataFrame, value: str, n_boot: int, rng: np.random.Generator) -> list[float]:
-    """95 % interval of sum(value) / views, resampling whole sessions."""
-    per = frame.groupby("session_id").agg(v=(value, "sum"), n=(value, "size"))
-    v, n = per["v"].to_numpy(), per["n"].to_numpy()
-    idx = rng.integers(0, len(per), size=(n_boot, len(per)))
+def _bootstrap_ci(
+    frame: pd.DataFrame, value: str, n_boot: int, rng: np.random.Generator, per: str | None = None
+) -> list[float]:
+    """95 % interval of sum(value) / sum(per) (per view when `per` is None), resampling whole sessions."""
+    den = per or "_one"
+    frame = frame if per else frame.assign(_one=1.0)
+    sums = frame.groupby("session_id").agg(v=(value, "sum"), n=(den, "sum"))
+    v, n = sums["v"].to_numpy(), sums["n"].to_numpy()
+    idx = rng.integers(0, len(sums), size=(n_boot, len(sums)))
     stats = v[idx].sum(axis=1) / n[idx].sum(axis=1)
     return [float(np.quantile(stats, 0.025)), float(np.quantile(stats, 0.975))]
 
@@ -264,6 +268,8 @@ def report(
     arms = {}
     for arm, g in decisions.groupby("arm", sort=True):
         served = expected_revenue(g, g["ratio"].to_numpy(float))
+        at_list = expected_revenue(g, np.ones(len(g)))
+        paired = g.assign(_served=served, _list=at_list)
         row = {
             "decisions": int(len(g)),
             "sessions": int(g["session_id"].nunique()),
@@ -272,7 +278,10 @@ def report(
             "revenue_per_view": float(g["revenue"].sum() / len(g)),
             "revenue_per_view_ci95": _bootstrap_ci(g, "revenue", n_boot, rng),
             "expected_revenue_per_view": float(served.mean()),
-            "expected_revenue_per_view_ci95": _bootstrap_ci(g.assign(_expected=served), "_expected", n_boot, rng),
+            "expected_revenue_per_view_ci95": _bootstrap_ci(paired, "_served", n_boot, rng),
+            # paired: the same visitors at list price (what the static arm would have earned from them)
+            "expected_vs_list": float(served.sum() / at_list.sum()),
+            "expected_vs_list_ci95": _bootstrap_ci(paired, "_served", n_boot, rng, per="_list"),
             "human_conversion": float(g.loc[~g["is_agent"], "bought"].mean()) if (~g["is_agent"]).any() else None,
             "mean_ratio": float(g["ratio"].mean()),
         }

@@ -144,6 +144,10 @@ def test_report_by_arm_with_intervals_and_the_offline_gap(world: tuple, serve) -
         assert lo <= row["expected_revenue_per_view"] <= hi  # the realised sales agree with the truth's expectation
         assert row["offline_gap"] < 1e-3  # the shop served the replayed policy (up to rounding to cents)
         assert row["mean_ratio"] == pytest.approx(ARMS[arm], abs=0.01)
+        lo, hi = row["expected_vs_list_ci95"]
+        assert lo <= row["expected_vs_list"] <= hi
+    assert out["arms"]["static"]["expected_vs_list"] == 1.0  # list price against itself, on the same visitors
+    assert out["arms"]["discount"]["expected_vs_list"] != pytest.approx(1.0, abs=0.01)
     other = closed_loop.report(decisions, {"discount": lambda g: np.full(len(g), 1.0)})
     assert other["arms"]["discount"]["offline_gap"] > 0.05  # a replay of another policy shows a gap
 
