@@ -25,7 +25,6 @@ from typing import Any
 
 from pipelines.common import console, load_params, run_stage, write_json, write_parquet
 
-MARGIN_MS = 3600 * 1000  # --serve: lateness allowed beyond --hours (sessions run past the last hour's start)
 SLACK_MS = 600 * 1000  # lateness needed beyond the replay's span (its own wall time, network, clock)
 DEFAULT_LATENESS_MS = 6 * 3600 * 1000  # the contract's, for a service that does not report its own
 
@@ -43,6 +42,24 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--metrics", type=Path, default=Path("metrics/closed_loop.json"))
     parser.add_argument("--out", type=Path, default=Path("reports/closed_loop"), help="decisions and events sent")
     return parser.parse_args(argv)
+
+
+def _bento_info(tag: str) -> dict[str, Any]:
+    """build_info.json of a Bento in the local store (what its /version answers)."""
+    import json
+
+    import bentoml
+
+    return json.loads(Path(bentoml.bentos.get(tag).path, "src/bentofiles/pricing/build_info.json").read_text())
+
+
+def _bento_context(info: dict[str, Any]) -> tuple[Any, Any]:
+    """The pricing context and catalogue the Bento carries (from the local BentoML model store)."""
+    import bentoml
+
+    from phantom.serve.runtime import read_context
+
+    return read_context(bentoml.models.get(info["models"]["context"]["tag"]).path, env={})
 
 
 @contextmanager
@@ -65,16 +82,6 @@ def _service(args: argparse.Namespace, lateness_ms: int):
         url, _ = stack.enter_context(serve_bento(args.serve, env=env, log_dir=work, cwd=work))
         console.print(f"serving {args.serve} at {url} (Redis {redis.url}, PHANTOM_MAX_LATENESS_MS={lateness_ms})")
         yield url
-
-
-def _bento_context(info: dict[str, Any]) -> tuple[Any, Any]:
-    """The pricing context and catalogue the Bento carries (from the local BentoML model store)."""
-    import bentoml
-
-    from phantom.serve.runtime import read_context
-
-    model = bentoml.models.get(info["models"]["context"]["tag"])
-    return read_context(model.path, env={})
 
 
 def _offline(info: dict[str, Any], ctx: Any, catalogue: Any, sent: Any) -> dict[str, Any]:
@@ -102,21 +109,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = _args(argv)
     if not 0 < args.hours <= 48:
         raise ValueError(f"--hours must be in (0, 48], got {args.hours}")
-    lateness_ms = int(args.hours * 3600 * 1000) + MARGIN_MS
-    with _service(args, lateness_ms) as url:
+    info = _bento_info(args.serve) if args.serve else closed_loop.Client(args.url).get("/version")
+    ctx, catalogue = _bento_context(info)
+    cfg = TrafficConfig(seed=args.seed, days=args.hours / 24, sessions_per_hour=args.sessions_per_hour)
+    traffic = simulate(cfg, catalogue=catalogue)
+    n = len(traffic.sessions)
+    browse = closed_loop.browse_events(traffic.events, 0)
+    span = int(browse["ts"].max() - browse["ts"].min())  # the oldest event is this old when the replay starts
+    with _service(args, span + SLACK_MS) as url:
         client = closed_loop.Client(url)
-        info, status = client.get("/version"), client.get("/status")
-        ctx, catalogue = _bento_context(info)
-        cfg = TrafficConfig(seed=args.seed, days=args.hours / 24, sessions_per_hour=args.sessions_per_hour)
-        traffic = simulate(cfg, catalogue=catalogue)
-        n = len(traffic.sessions)
-        clock = status.get("event_time") or {"checked": True, "max_lateness_ms": DEFAULT_LATENESS_MS}
-        browse = closed_loop.browse_events(traffic.events, 0)
-        need = int(browse["ts"].max() - browse["ts"].min()) + SLACK_MS
-        if clock["checked"] and clock["max_lateness_ms"] < need:
+        info = client.get("/version")
+        clock = client.get("/status").get("event_time") or {"checked": True, "max_lateness_ms": DEFAULT_LATENESS_MS}
+        if clock["checked"] and clock["max_lateness_ms"] < span + SLACK_MS:
             raise closed_loop.ServiceError(
                 f"the service refuses events older than {clock['max_lateness_ms']:,} ms; these {args.hours} h of "
-                f"traffic span {need - SLACK_MS:,} ms: start it with PHANTOM_MAX_LATENESS_MS >= {need} (or use --serve)"
+                f"traffic span {span:,} ms: start it with PHANTOM_MAX_LATENESS_MS >= {span + SLACK_MS} (or use --serve)"
             )
         console.print(f"{n:,} simulated sessions, {len(traffic.events):,} events -> {url} ({info.get('bento')})")
         started = time.perf_counter()
@@ -138,7 +145,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "events_sent": len(loop.sent),
         "event_time": {
             **clock,
-            "replay_span_ms": need - SLACK_MS,
+            "replay_span_ms": span,
             "shift_ms": int(now - traffic.events.loc[browse.index, "ts"].max()),
         },
         "seconds": seconds,

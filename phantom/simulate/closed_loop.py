@@ -186,6 +186,7 @@ def _replay(
                 "price": price,
                 "ratio": price / base,
                 "service_ratio": float(answer.get("ratio", price / base)),
+                "degraded": bool(answer.get("degraded", False)),
                 "is_agent": bool(who["is_agent"]),
                 "kind": str(who["kind"]),
                 "intercept": float(who["intercept"]),
@@ -303,13 +304,17 @@ def offline_gap(arm: pd.DataFrame, ratio: np.ndarray, served: np.ndarray) -> dic
             f"the offline replay priced {ratio.size} views of the arm's {len(arm)}, or gave non-finite prices"
         )
     base = arm["base_price"].to_numpy(float)
-    price = np.round(base * ratio, 2)
+    price = np.array([round(b * r, 2) for b, r in zip(base.tolist(), ratio.tolist(), strict=True)])  # as the service
     replay = float(expected_revenue(arm, price / base).mean())
     differs = np.abs(price - arm["price"].to_numpy(float)) > 0.005
+    degraded = arm["degraded"].to_numpy(bool) if "degraded" in arm else np.zeros(len(arm), bool)
     return {
         "offline_revenue_per_view": replay,
         "offline_gap": abs(float(served.mean()) - replay) / replay if replay else None,
         "offline_price_differs_share": float(differs.mean()),
+        "offline_price_differs": int(differs.sum()),
+        "offline_price_differs_not_degraded": int((differs & ~degraded).sum()),
+        "degraded": int(degraded.sum()),  # answered from the fallback (the online store was slow or down)
         "offline_mean_abs_ratio_diff": float(np.mean(np.abs(price / base - arm["ratio"].to_numpy(float)))),
     }
 
