@@ -64,9 +64,9 @@ def _bento_context(info: dict[str, Any]) -> tuple[Any, Any]:
 
 @contextmanager
 def _service(args: argparse.Namespace, lateness_ms: int):
-    """The base URL: --url as given, or a Redis and `bentoml serve --serve` started (and stopped) here."""
+    """(base URL, decision-log folder): --url as given (no log), or a Redis and `bentoml serve --serve` started here."""
     if not args.serve:
-        yield args.url
+        yield args.url, None
         return
     from phantom.serve.launch import local_redis, serve_bento
 
@@ -81,11 +81,12 @@ def _service(args: argparse.Namespace, lateness_ms: int):
         }
         url, _ = stack.enter_context(serve_bento(args.serve, env=env, log_dir=work, cwd=work))
         console.print(f"serving {args.serve} at {url} (Redis {redis.url}, PHANTOM_MAX_LATENESS_MS={lateness_ms})")
-        yield url
+        yield url, work / "decisions"
 
 
-def _offline(info: dict[str, Any], ctx: Any, catalogue: Any, sent: Any) -> dict[str, Any]:
-    """Offline replays per arm: list price for static, batch features + the Bento's model + its policy for ml."""
+def _offline(info: dict[str, Any], ctx: Any, catalogue: Any, sent: Any) -> tuple[dict[str, Any], Any, Any]:
+    """Offline replays per arm (list price for static; batch features + the Bento's model + its policy for ml),
+    and the ml replay's prices and batch rows."""
     import bentoml
     import numpy as np
 
@@ -95,8 +96,22 @@ def _offline(info: dict[str, Any], ctx: Any, catalogue: Any, sent: Any) -> dict[
     cfg = FeatureConfig.from_params(load_params("features"))
     cfg = FeatureConfig(early_events=cfg.early_events, demand=ctx.demand, popularity=cfg.popularity)
     model = bentoml.mlflow.load_model(info["models"]["multitask"]["tag"])
-    ratios = closed_loop.batch_replay(sent, catalogue, cfg, model, info["policy"])
-    return {"static": lambda g: np.ones(len(g)), "ml": closed_loop.by_event(ratios)}
+    ratios, batch = closed_loop.batch_replay(sent, catalogue, cfg, model, info["policy"])
+    return {"static": lambda g: np.ones(len(g)), "ml": closed_loop.by_event(ratios)}, ratios, batch
+
+
+def _parity(log_dir: Path | None, decisions: Any, batch: Any, ratios: Any) -> dict[str, Any] | None:
+    """The ml arm's logged features against the batch rows (only when the loop started the service)."""
+    import pandas as pd
+
+    from phantom.simulate import closed_loop
+
+    files = sorted(log_dir.glob("*.parquet")) if log_dir is not None and log_dir.exists() else []
+    if not files:
+        return None
+    logged = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+    logged = logged.loc[logged["arm"] == "ml"]
+    return closed_loop.feature_parity(logged, decisions.loc[decisions["arm"] == "ml"], batch, ratios)
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -116,7 +131,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n = len(traffic.sessions)
     browse = closed_loop.browse_events(traffic.events, 0)
     span = int(browse["ts"].max() - browse["ts"].min())  # the oldest event is this old when the replay starts
-    with _service(args, span + SLACK_MS) as url:
+    with _service(args, span + SLACK_MS) as (url, log_dir):
         client = closed_loop.Client(url)
         info = client.get("/version")
         clock = client.get("/status").get("event_time") or {"checked": True, "max_lateness_ms": DEFAULT_LATENESS_MS}
@@ -133,9 +148,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
         seconds = time.perf_counter() - started
     started = time.perf_counter()
-    offline = {} if args.no_offline else _offline(info, ctx, catalogue, loop.sent)
+    offline, parity = {}, None
+    if not args.no_offline:
+        offline, ratios, batch = _offline(info, ctx, catalogue, loop.sent)
+        parity = _parity(log_dir, loop.decisions, batch, ratios)
     metrics = {
         **closed_loop.report(loop.decisions, offline),
+        "ml_feature_parity": parity,
         "url": url,
         "mode": args.mode,
         "order": args.order,

@@ -345,10 +345,13 @@ def sent_frame(sent: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
-def batch_replay(sent: pd.DataFrame, catalogue: pd.DataFrame, feature_cfg: Any, model: Any, policy: Any) -> pd.Series:
+def batch_replay(
+    sent: pd.DataFrame, catalogue: pd.DataFrame, feature_cfg: Any, model: Any, policy: Any
+) -> tuple[pd.Series, pd.DataFrame]:
     """The offline path on the events the loop sent: batch features, the pyfunc model, the one pricer.
 
-    Returns each view's price ratio keyed by its event id (the same decisions the service priced).
+    Returns each view's price ratio keyed by its event id (the same decisions the service priced),
+    and the batch decision rows (their features) for a feature-by-feature comparison.
     """
     from phantom.features.aggregator import build
     from phantom.pricing.pricer import Pricer
@@ -356,7 +359,28 @@ def batch_replay(sent: pd.DataFrame, catalogue: pd.DataFrame, feature_cfg: Any, 
 
     decisions = build(sent_frame(sent), catalogue, feature_cfg).decisions
     ratios = offline_ratios(decisions, model, Pricer.from_policy(policy), catalogue)
-    return pd.Series(ratios, index=decisions["event_id"].to_numpy(), name="offline_ratio")
+    return pd.Series(ratios, index=decisions["event_id"].to_numpy(), name="offline_ratio"), decisions
+
+
+def feature_parity(logged: pd.DataFrame, decisions: pd.DataFrame, batch: pd.DataFrame, ratios: pd.Series) -> dict:
+    """The service's logged features and prices of one arm against the batch rows of the same views.
+
+    `logged`: the service's decision log (features as JSON), joined to the loop's decisions on
+    (session, product, ts) to find each view's event id; counts per feature as `parity.compare`.
+    """
+    import json
+
+    from phantom.serve.parity import compare
+
+    keys = ["session_id", "product_id", "ts"]
+    logged = logged.astype({"ts": "int64"}).drop_duplicates(keys, keep=False)
+    views = decisions[[*keys, "event_id"]].drop_duplicates(keys, keep=False)
+    joined = logged.merge(views, on=keys, how="inner")
+    features = pd.DataFrame([json.loads(f) for f in joined["features"]], index=joined.index)
+    online = pd.concat([joined[["session_id", "event_id", "ratio", "degraded"]], features], axis=1)
+    mine = batch.loc[batch["event_id"].isin(set(joined["event_id"]))].reset_index(drop=True)
+    out = compare(online, mine, ratios.reindex(mine["event_id"].to_numpy()).to_numpy(float))
+    return {**out, "logged": int(len(logged)), "joined": int(len(joined))}
 
 
 def run(

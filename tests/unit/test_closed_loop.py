@@ -194,3 +194,24 @@ def test_the_offline_replay_prices_exactly_the_sessions_the_service_priced_in_th
     one_arm = decisions.loc[decisions["arm"] == "static"]
     with pytest.raises(ValueError, match="no price for 1 of"):
         closed_loop.report(decisions, {"static": closed_loop.by_event(table.drop(one_arm["event_id"].iloc[0]))})
+
+
+def test_feature_parity_joins_the_service_log_to_the_batch_rows_of_the_same_views(world: tuple, serve) -> None:
+    from phantom.features.aggregator import FeatureConfig, build
+    from phantom.serve.parity import FEATURES
+
+    catalogue, sessions, events = world
+    loop = closed_loop.run(serve(Shop(catalogue)), sessions, events, 1_800_000_000_000, progress=False)
+    batch = build(closed_loop.sent_frame(loop.sent), catalogue, FeatureConfig()).decisions
+    ratios = pd.Series(1.0, index=batch["event_id"].to_numpy())
+    # a decision log as the service writes it: the batch features of each view, as JSON, keyed by (session, product, ts)
+    logged = batch[["session_id", "product_id", "ts"]].assign(
+        ratio=1.0, degraded=False, features=[json.dumps(r) for r in batch[FEATURES].to_dict("records")]
+    )
+    same = closed_loop.feature_parity(logged, loop.decisions, batch, ratios)
+    assert same["decisions"] == len(loop.decisions) and same["parity_mismatches"] == 0
+    feats = batch[FEATURES].copy()
+    feats.loc[feats.index[:3], "product_views_last_hour"] += 1
+    logged["features"] = [json.dumps(r) for r in feats.to_dict("records")]
+    moved = closed_loop.feature_parity(logged, loop.decisions, batch, ratios)
+    assert moved["features_differing"] == {"product_views_last_hour": 3} and moved["price_mismatches"] == 0
