@@ -336,7 +336,20 @@ class _Loop:
         self._drop_pending(set(starts))
         self.resume.update(starts)
         self.stats.gaps.append(why)
-        self.log(f"WARNING {why}; {where}; on_offset_gap=from_earliest: re-reading from {starts}")
+        whence = starts or "the log start of every partition, with a new consumer (nothing it buffered is kept)"
+        self.log(f"WARNING {why}; {where}; on_offset_gap=from_earliest: re-reading from {whence}")
+
+    def _whole_topic_if_recreated(self, why: str, partitions: set[int], current: str | None) -> tuple[str, set[int]]:
+        """A gap of some partitions met while the topic id changed is the whole topic's (all partitions).
+
+        The broker's new metadata can arrive inside the poll that finds one partition's log ending
+        below the store; handled as that partition's gap, the new id was then adopted and the other
+        partitions read on from their old offsets in a topic that holds other messages there.
+        """
+        if not partitions or current is None or self.topic_id is None or current == self.topic_id:
+            return why, partitions
+        name = self.source.name if self.source is not None else "source"
+        return f"{name}: the topic was recreated (id {self.topic_id} -> {current}), met as: {why}", set()
 
     def run(self, source: Source) -> RunStats:
         """Poll until drained (or forever with `follow`, until SIGINT/SIGTERM), writing each batch when due."""
@@ -372,7 +385,7 @@ class _Loop:
                         self.topic_id = current
                     chunks = source.poll(want, cfg.poll_timeout_s)
                 except OffsetGap as gap:
-                    self._gap(source, str(gap), gap.partitions)
+                    self._gap(source, *self._whole_topic_if_recreated(str(gap), gap.partitions, topic_id()))
                     self.topic_id = topic_id() or self.topic_id
                     progress_at = idle_since = time.monotonic()
                     continue

@@ -262,9 +262,6 @@ class KafkaSource:
     finite = False
 
     def __init__(self, cfg: KafkaConfig, resume: Mapping[int, int], from_beginning: bool = False):
-        from kafka import KafkaConsumer
-        from kafka.consumer.subscription_state import ConsumerRebalanceListener
-
         self.cfg = cfg
         self.name = cfg.topic
         self.resume = resume
@@ -275,7 +272,16 @@ class KafkaSource:
         self._targets: dict[int, int] = {}  # high-water mark first seen per assigned partition
         self._backoff = 0.0
         self.errors = 0  # poll errors retried (broker away, timeouts)
-        self.consumer = KafkaConsumer(
+        self.reopened = 0  # consumers thrown away after a recreated topic (see rewind)
+        self.consumer = self._open()
+
+    def _open(self) -> Any:
+        """A consumer subscribed to the topic, whose rebalance listener seeks to the stored offsets."""
+        from kafka import KafkaConsumer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+        cfg = self.cfg
+        consumer = KafkaConsumer(
             bootstrap_servers=cfg.bootstrap_servers,
             group_id=cfg.group_id,
             client_id=f"phantom-ingest-{os.getpid()}",
@@ -305,13 +311,14 @@ class KafkaSource:
                 for tp in assigned:
                     stored = source.resume.get(tp.partition)
                     if stored is not None:
-                        source.consumer.seek(tp, stored)
+                        consumer.seek(tp, stored)
                         with source._lock:  # the group's offset may lag the store (a crash before commit)
                             source._sync[tp.partition] = stored
                     elif source.from_beginning:
-                        source.consumer.seek_to_beginning(tp)
+                        consumer.seek_to_beginning(tp)
 
-        self.consumer.subscribe([cfg.topic], listener=Listener())
+        consumer.subscribe([cfg.topic], listener=Listener())
+        return consumer
 
     def _tp(self, partition: int) -> Any:
         from kafka import TopicPartition
@@ -401,11 +408,24 @@ class KafkaSource:
         return Chunk(tp.partition, offsets, [Rejected(reason, what[:500])] * len(offsets), [now] * len(offsets))
 
     def rewind(self, partitions: set[int]) -> dict[int, int]:
-        """Seek `partitions` (all assigned when empty) to their log start: {partition: offset}.
+        """Seek `partitions` to their log start: {partition: offset}; all of them when empty.
 
-        Partitions assigned later without a stored offset start at the log start too.
+        All (a recreated topic): the consumer is closed and a new one opened, and {} returned; every
+        partition starts at its log start when the group assigns it. Seeking the old consumer is not
+        enough: records it fetched from the old topic but has not returned yet stay buffered, and
+        come back as the new topic's when their fetch offset equals the rewound position (seen after
+        an empty broker restart: partition 1's old offsets 0-957 stored as the new topic's). Partitions
+        assigned later without a stored offset start at the log start too.
         """
         self.from_beginning = True
+        if not partitions:
+            self.close()
+            with self._lock:
+                self._revoked, self._sync = set(), {}
+                self._targets.clear()
+            self.consumer = self._open()
+            self.reopened += 1
+            return {}
         tps = [tp for tp in self.consumer.assignment() if not partitions or tp.partition in partitions]
         starts = self.consumer.beginning_offsets(tps, timeout_ms=int(self.cfg.bootstrap_timeout_ms))
         out = {}
