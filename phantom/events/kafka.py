@@ -273,6 +273,7 @@ class KafkaSource:
         self._backoff = 0.0
         self.errors = 0  # poll errors retried (broker away, timeouts)
         self.reopened = 0  # consumers thrown away after a recreated topic (see rewind)
+        self.forgotten = 0  # times the client's fetched-but-unreturned records were dropped (see rewind)
         self.consumer = self._open()
 
     def _open(self) -> Any:
@@ -408,21 +409,22 @@ class KafkaSource:
         return Chunk(tp.partition, offsets, [Rejected(reason, what[:500])] * len(offsets), [now] * len(offsets))
 
     def rewind(self, partitions: set[int]) -> dict[int, int]:
-        """Seek `partitions` to their log start: {partition: offset}; all of them when empty.
+        """Seek `partitions` (all assigned when empty) to their log start: {partition: offset}.
 
-        All (a recreated topic): the consumer is closed and a new one opened, and {} returned; every
-        partition starts at its log start when the group assigns it. Seeking the old consumer is not
-        enough: records it fetched from the old topic but has not returned yet stay buffered, and
-        come back as the new topic's when their fetch offset equals the rewound position (seen after
-        an empty broker restart: partition 1's old offsets 0-957 stored as the new topic's). Partitions
-        assigned later without a stored offset start at the log start too.
+        All (a recreated topic): first every record the client fetched but has not returned is
+        dropped. Seeking alone is not enough: kafka-python keeps such records and hands out those of
+        the old topic as the new topic's when their fetch offset equals the rewound position (seen
+        after an empty broker restart: partition 1's old offsets 0-957 stored under the new topic
+        id). Partitions assigned later without a stored offset start at the log start too.
         """
         self.from_beginning = True
         if not partitions:
+            with self._lock:
+                self._targets.clear()
+        if not partitions and not self._forget_fetched():  # a client without those buffers: a new one
             self.close()
             with self._lock:
                 self._revoked, self._sync = set(), {}
-                self._targets.clear()
             self.consumer = self._open()
             self.reopened += 1
             return {}
@@ -434,6 +436,27 @@ class KafkaSource:
             self._targets.pop(tp.partition, None)
             out[tp.partition] = starts[tp]
         return out
+
+    def _forget_fetched(self) -> bool:
+        """Drop the records kafka-python fetched and has not returned yet; False if it keeps them elsewhere.
+
+        Its buffers are private (kafka-python 3.0: Fetcher._completed_fetches and friends). Closing the
+        consumer drops them too, but costs a rejoin, and a new member joining right after an empty
+        broker restart was seen never to get an assignment (1 run in 8, tansu), so that is the fallback.
+        """
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        names = ("_completed_fetches", "_paused_completed_fetches", "_paused_partition_records")
+        if fetcher is None or not all(hasattr(fetcher, n) for n in (*names, "_next_partition_records")):
+            return False
+        parsed = [fetcher._next_partition_records, *fetcher._paused_partition_records.values()]
+        for held in parsed:
+            if held is not None and hasattr(held, "drain"):
+                held.drain()
+        fetcher._next_partition_records = None
+        for name in names:
+            getattr(fetcher, name).clear()
+        self.forgotten += 1
+        return True
 
     def poll(self, max_messages: int, timeout_s: float) -> list[Chunk]:
         """Up to `max_messages` records, grouped by partition, with their message timestamps.
