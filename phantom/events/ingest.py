@@ -368,6 +368,7 @@ class _Loop:
         polled = 0
         t_start = idle_since = progress_at = time.monotonic()
         was_ready = False
+        unassigned_since: float | None = None
         try:
             while self.stop is None:
                 want = cfg.batch_size - self.pending_n
@@ -398,6 +399,18 @@ class _Loop:
                     if now - t_start > cfg.startup_timeout_s:
                         raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
                     idle_since = progress_at = now
+                if is_ready or not was_ready:
+                    unassigned_since = None
+                elif cfg.follow:  # had partitions, has none now: a rebalance that does not complete
+                    unassigned_since = unassigned_since if unassigned_since is not None else now
+                    if now - unassigned_since > cfg.startup_timeout_s:
+                        self.flush()
+                        raise SourceNotReady(
+                            f"{source.name}: no partition assigned for {now - unassigned_since:.0f}s since the group "
+                            f"took them away (a rebalance that does not complete, e.g. after a broker restart); "
+                            f"everything read is committed ({self.stats.messages:,} messages this run); "
+                            "restart ingest to rejoin the group"
+                        )
                 was_ready |= is_ready
                 n = sum(self._accept(c) for c in chunks)
                 if n:

@@ -320,6 +320,21 @@ def test_a_drain_run_that_cannot_catch_up_fails_with_what_it_read(world, store):
     assert totals_of(store)["messages"] == 100
 
 
+def test_a_follow_run_whose_partitions_never_come_back_stops_loudly_with_what_it_read(world, store):
+    """After a broker restart a rebalance may never complete: following on would read nothing, silently."""
+    from phantom.events.ingest import SourceNotReady
+
+    class Unassigned(TopicSource):
+        def ready(self):
+            return bool(self.polls)  # partitions until the first poll, then none, ever
+
+    source = Unassigned([[chunk(world, 0, 0, 99)]], ["A"])
+    cfg = fast(follow=True, startup_timeout_s=0.3)
+    with pytest.raises(SourceNotReady, match=r"no partition assigned for \d+s since the group took them away"):
+        ingest(store, kafka_identity("t", "g"), lambda resume: source, cfg)
+    assert totals_of(store)["messages"] == 100
+
+
 def totals_of(store):
     from phantom.events.store import totals
 
