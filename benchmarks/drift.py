@@ -53,6 +53,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         help="thresholds = margin x the largest value on tuning windows; 0: the smallest margin with no "
         "leave-one-out false alarm among the tuning windows",
     )
+    p.add_argument(
+        "--price-alpha",
+        type=float,
+        default=0.01,
+        help="per-window false-alarm budget of the price-response test (its chi-square quantile, x the dispersion)",
+    )
     p.add_argument("--all-sizes", action="store_true", help="evaluate every size, not only up to the first that passes")
     return p.parse_args(argv)
 
@@ -119,12 +125,18 @@ def _windows(st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessi
 
     # skip the first day: demand features of a fresh log have no history yet
     since = int(st["start_ms"].min()) + 24 * 3_600_000
-    return [w for w in cut(st, dt, hours, since_ms=since) if len(w.sessions) >= min_sessions][:n]
+    found = [w for w in cut(st, dt, hours, since_ms=since) if len(w.sessions) >= min_sessions]
+    # windows are aligned to UTC midnight, so the first (cut by `since`) and the last (the world's
+    # end) can be shorter than `hours`: use full-length windows when the world holds n of them
+    length = int(round(hours * 3_600_000))
+    full = [w for w in found if w.end_ms - w.start_ms == length and w.end_ms <= int(st["start_ms"].max())]
+    return full[:n] if len(full) >= n else found[:n]
 
 
-def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any]]:
+def _tune(windows, ref_s, ref_d, cfg, margin: float, price_alpha: float) -> tuple[Any, dict[str, Any]]:
     """Thresholds from normal windows: `margin` x the largest drift score each column reached on
-    them, and mean tolerances `margin` x the largest excess over z standard errors."""
+    them, mean tolerances `margin` x the largest excess over z standard errors, and the price
+    response's chi-square threshold (`_price_response_threshold`)."""
     from phantom.monitor import judge, report
     from phantom.monitor.checks import read
     from phantom.monitor.windows import matching_reference
@@ -134,6 +146,7 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
     column_max: dict[str, float] = {}
     per_window: list[dict[str, float]] = []
     agent_excess = conv_excess = 0.0
+    chi2: list[float] = []
     zero = cfg.tests.model_copy(update=dict(agent_share_tolerance=0.0, conversion_tolerance=0.0))
     for w in windows:
         j = judge.judge(w, ref_s, ref_d, loose_cfg, per_column=True)
@@ -143,6 +156,8 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
                 column_max[col] = max(column_max.get(col, 0.0), d["score"])
                 scores[col] = d["score"]
         per_window.append(scores)
+        if isinstance(j.verdict.get("price_response"), dict):
+            chi2.append(j.verdict["price_response"]["chi2"])
         rs = matching_reference(ref_s, w, cfg.match_hours)
         agent_excess = max(agent_excess, _excess(report.mean_bound("p_agent", rs, w.sessions, 0.0, zero.z), w.sessions))
         rd = matching_reference(ref_d, w, cfg.match_hours)
@@ -152,15 +167,46 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
             conv_excess = max(conv_excess, _excess(b, cur))
     if margin <= 0:
         margin = _loo_margin(per_window)
+    response = _price_response_threshold(chi2, price_alpha)
     tests = cfg.tests.model_copy(
         update=dict(
             column_thresholds={c: round(margin * m, 4) for c, m in sorted(column_max.items())},
             agent_share_tolerance=round(margin * agent_excess, 4),
             conversion_tolerance=round(margin * conv_excess, 4),
+            price_response_chi2=response["threshold"],
         )
     )
-    maxima = {"columns": column_max, "agent_excess": agent_excess, "conversion_excess": conv_excess, "margin": margin}
+    maxima = {
+        "columns": column_max,
+        "agent_excess": agent_excess,
+        "conversion_excess": conv_excess,
+        "margin": margin,
+        "price_response": response,
+    }
     return cfg.model_copy(update={"tests": tests}), maxima
+
+
+def _price_response_threshold(chi2: list[float], alpha: float) -> dict[str, Any]:
+    """The price-response test's threshold from the tuning windows' Wald chi-squares.
+
+    With right standard errors the statistic is chi-square with 2 degrees of freedom (mean 2).
+    The tuning windows' mean / 2 is the dispersion the model's errors miss (day-to-day noise the
+    session-clustered errors do not see), floored at 1; the threshold is the dispersion x the
+    chi-square quantile of a per-window false-alarm budget `alpha`.
+    """
+    from scipy.stats import chi2 as chi2_dist
+
+    values = np.asarray(chi2, dtype=float)
+    dispersion = max(1.0, float(values.mean()) / 2.0) if values.size else 1.0
+    threshold = round(dispersion * float(chi2_dist.ppf(1.0 - alpha, 2)), 2)
+    return {
+        "threshold": threshold,
+        "dispersion": dispersion,
+        "alpha": alpha,
+        "tuning_windows": int(values.size),
+        "tuning_mean": float(values.mean()) if values.size else None,
+        "tuning_max": float(values.max()) if values.size else None,
+    }
 
 
 MARGINS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -186,6 +232,24 @@ def _excess(bound: Any, current: pd.DataFrame) -> float:
     """How far the window's mean went outside a (zero-tolerance) bound."""
     m = float(pd.to_numeric(current[bound.column], errors="coerce").mean())
     return max(0.0, bound.lo - m, m - bound.hi)
+
+
+def _detail(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per world at one size: windows, hours covered, the price-response chi-squares and the causes named."""
+    chi2 = [v["price_response"]["chi2"] for v in verdicts if isinstance(v.get("price_response"), dict)]
+    causes: dict[str, int] = {}
+    for v in verdicts:
+        if v["decision"] == "fail":
+            key = str(v["likely_cause"]).split(":")[0].split(" (")[0]
+            causes[key] = causes.get(key, 0) + 1
+    return {
+        "windows": len(verdicts),
+        "price_response_failed": sum(any(t.startswith("price_response") for t in v["failed_tests"]) for v in verdicts),
+        "price_response_chi2_median": float(np.median(chi2)) if chi2 else None,
+        "price_response_chi2_min": float(np.min(chi2)) if chi2 else None,
+        "price_response_chi2_max": float(np.max(chi2)) if chi2 else None,
+        "causes": causes,
+    }
 
 
 def _line(v: dict[str, Any]) -> str:
@@ -311,13 +375,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     for hours in tqdm(sorted(args.sizes), desc="window sizes"):
         cfg = cfg0.model_copy(update={"window_hours": hours})
         tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions)
-        cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin)
+        cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin, args.price_alpha)
         null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions)
         fa, null_v = _rate(null_w, ref_s, ref_d, cfg, name_columns=True, desc=f"{hours:g} h null")
         detection, sessions_per_window = {}, [len(w.sessions) for w in null_w]
+        detail = {"null": _detail(null_v)}
         for name in SCENARIOS:
             ws = _windows(*shifted[name], hours, args.scenario_windows, cfg.min_sessions)
-            detection[name], _ = _rate(ws, *refs[name], cfg, desc=f"{hours:g} h {name}")
+            detection[name], verdicts = _rate(ws, *refs[name], cfg, desc=f"{hours:g} h {name}")
+            detail[name] = _detail(verdicts)
             console.print(f"  {hours:g} h {name}: detection {detection[name]:.2f} over {len(ws)} windows")
         ok = fa <= TARGET_FALSE_ALARM and all(d >= TARGET_DETECTION for d in detection.values())
         results[f"{hours:g}h"] = {
@@ -327,6 +393,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "false_alarms": [_line(v) for v in null_v if v["decision"] == "fail"],
             "detection_rate": detection,
             "window_sessions": float(np.median(sessions_per_window)) if sessions_per_window else 0.0,
+            "scenario_detail": detail,
             "tuned": cfg.tests.model_dump(),
             "tuning_maxima": maxima,
             "meets_targets": ok,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -145,6 +146,7 @@ def _log_mlflow(args, cfg, metrics, table, fig) -> None:
                     "drifted_share_sessions": row.drifted_share_sessions,
                     "drifted_share_decisions": row.drifted_share_decisions,
                     "agent_share_estimate": row.agent_share_estimate,
+                    **({} if math.isnan(row.price_response_chi2) else {"price_response_chi2": row.price_response_chi2}),
                 },
                 step=step,
             )

@@ -46,6 +46,10 @@ class DriftTests(BaseModel):
     """Human-cohort conversion per price bucket may differ from the reference's by this much plus noise."""
     z: float = Field(3.5, gt=0)
     """Standard errors of noise allowed on the agent share and on each bucket's conversion."""
+    price_response_chi2: float = Field(9.21, gt=0)
+    """People's purchase curve over log price (level and slope, verified-human cohort) fails when its
+    Wald chi-square (2 df) against the reference's exceeds this (9.21: 1 % per window if the
+    standard errors are right; `benchmarks.drift` scales it by the dispersion seen on normal windows)."""
 
 
 class MonitorConfig(BaseModel):

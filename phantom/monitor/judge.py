@@ -7,7 +7,7 @@ from typing import Any
 
 import pandas as pd
 
-from phantom.monitor import checks, report
+from phantom.monitor import checks, price_response, report
 from phantom.monitor.config import MonitorConfig
 from phantom.monitor.frames import DECISIONS, SESSIONS, sample
 from phantom.monitor.windows import Window, matching_reference
@@ -79,7 +79,13 @@ def judge(
         )
         results.append(checks.read(snap_d, "decisions"))
         snapshots["decisions"] = snap_d
+        response = price_response.check(ref_d, window.decisions, cfg.human_cohort, tests.price_response_chi2)
+        if isinstance(response, price_response.Result) and response.failed:
+            results[-1].failed_tests.append(price_response.failed_test_name(response))
+    else:
+        response = "price response skipped: no decisions in the window or the reference"
     verdict = checks.verdict(window.label, results, float(ref_s["p_agent"].mean()) if len(ref_s) else None)
+    verdict["price_response"] = response.as_dict() if isinstance(response, price_response.Result) else response
     verdict.update(sessions=len(window.sessions), decisions=len(window.decisions))
     return Judged(verdict, snapshots, len(window.sessions), len(window.decisions))
 
