@@ -121,16 +121,23 @@ def _tables(events, catalogue, detector, multitask, pricer, p_agent_fn=None):
 
 
 def _windows(st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessions: int) -> list[Any]:
+    """The first n full-length windows of a world, from its second day on.
+
+    The first day is skipped (demand features of a fresh log have no history yet). The monitor
+    aligns windows to UTC midnight by epoch multiples of their length; here the world's clock is
+    moved back by whole days so that a window starts on the second day, so every window is
+    `hours` long (hours of day unchanged: the shift is a whole number of days).
+    """
     from phantom.monitor.windows import cut
 
-    # skip the first day: demand features of a fresh log have no history yet
-    since = int(st["start_ms"].min()) + 24 * 3_600_000
-    found = [w for w in cut(st, dt, hours, since_ms=since) if len(w.sessions) >= min_sessions]
-    # windows are aligned to UTC midnight, so the first (cut by `since`) and the last (the world's
-    # end) can be shorter than `hours`: use full-length windows when the world holds n of them
-    length = int(round(hours * 3_600_000))
-    full = [w for w in found if w.end_ms - w.start_ms == length and w.end_ms <= int(st["start_ms"].max())]
-    return full[:n] if len(full) >= n else found[:n]
+    day, length = 24 * 3_600_000, int(round(hours * 3_600_000))
+    since = (int(st["start_ms"].min()) // day + 1) * day
+    offset = since % length
+    st = st.assign(start_ms=st["start_ms"] - offset)
+    dt = dt.assign(ts=dt["ts"] - offset)
+    end = (int(st["start_ms"].max()) // day + 1) * day  # worlds are whole days: the midnight after the last start
+    found = cut(st, dt, hours, since_ms=since - offset)
+    return [w for w in found if len(w.sessions) >= min_sessions and w.end_ms <= end][:n]
 
 
 def _tune(windows, ref_s, ref_d, cfg, margin: float, price_alpha: float) -> tuple[Any, dict[str, Any]]:
