@@ -59,6 +59,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=0.01,
         help="per-window false-alarm budget of the price-response test (its chi-square quantile, x the dispersion)",
     )
+    p.add_argument(
+        "--merge", type=Path, nargs="+", help="only merge these runs' metrics files (one size each) into --out"
+    )
     p.add_argument("--all-sizes", action="store_true", help="evaluate every size, not only up to the first that passes")
     return p.parse_args(argv)
 
@@ -282,6 +285,8 @@ def _rate(windows, ref_s, ref_d, cfg, name_columns: bool = False, desc: str = ""
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the sweep and write metrics/drift.json."""
     args = _args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     from rich.console import Console
     from tqdm import tqdm
 
@@ -378,7 +383,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     refs = {s: (nf_ref_s, nf_ref_d) if s == "new_family" else (ref_s, ref_d) for s in SCENARIOS}
 
     results: dict[str, Any] = {}
-    chosen_size = None
     for hours in tqdm(sorted(args.sizes), desc="window sizes"):
         cfg = cfg0.model_copy(update={"window_hours": hours})
         tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions)
@@ -406,29 +410,51 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "meets_targets": ok,
         }
         console.print(f"{hours:g} h: false alarms {fa:.3f} over {len(null_w)} windows; detection {detection}")
-        if ok and chosen_size is None:
-            chosen_size = f"{hours:g}h"
-            if not args.all_sizes:
-                break
+        _write(results, args.family, time.perf_counter() - started, args.out, console)  # after every size
+        if ok and not args.all_sizes:
+            break
 
-    best = results[chosen_size] if chosen_size else results[max(results, key=lambda k: results[k]["window_hours"])]
-    out = {
+    return _write(results, args.family, time.perf_counter() - started, args.out, console)
+
+
+def _summary(results: dict[str, Any], family: str, seconds: float) -> dict[str, Any]:
+    """metrics/drift.json from per-size results: the smallest passing size's figures (else the largest's)."""
+    passing = sorted((r["window_hours"], k) for k, r in results.items() if r["meets_targets"])
+    key = passing[0][1] if passing else max(results, key=lambda k: results[k]["window_hours"])
+    best = results[key]
+    return {
         "false_alarm_rate": best["false_alarm_rate"],
         "windows": best["windows"],
         "detection_rate": best["detection_rate"],
         "window_hours": best["window_hours"],
         "window_sessions": best["window_sessions"],
-        "smallest_passing_window_hours": results[chosen_size]["window_hours"] if chosen_size else None,
+        "smallest_passing_window_hours": passing[0][0] if passing else None,
         "tuned_tests": best["tuned"],
         "by_window_size": results,
-        "new_family": args.family,
+        "new_family": family,
         "margin": best["tuning_maxima"]["margin"],
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, sort_keys=True, default=float) + "\n")
-    console.print(f"wrote {args.out}")
-    return out
+
+
+def _write(results: dict[str, Any], family: str, seconds: float, out: Path, console: Any) -> dict[str, Any]:
+    summary = _summary(results, family, seconds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n")
+    console.print(f"wrote {out}")
+    return summary
+
+
+def merge(paths: list[Path], out: Path) -> dict[str, Any]:
+    """One metrics file from runs of single sizes (e.g. run in parallel): their per-size results, summed seconds."""
+    from rich.console import Console
+
+    runs = [json.loads(p.read_text()) for p in paths]
+    results = {k: v for r in runs for k, v in r["by_window_size"].items()}
+    families = {r["new_family"] for r in runs}
+    if len(families) != 1:
+        raise SystemExit(f"drift merge: runs disagree on the new family ({sorted(families)})")
+    return _write(results, families.pop(), sum(r["seconds"] for r in runs), out, Console(stderr=True))
 
 
 if __name__ == "__main__":
