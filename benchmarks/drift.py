@@ -62,6 +62,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--merge", type=Path, nargs="+", help="only merge these runs' metrics files (one size each) into --out"
     )
+    p.add_argument(
+        "--world-hours",
+        type=float,
+        default=None,
+        help="size the worlds for windows this long (default: the largest size)",
+    )
     p.add_argument("--all-sizes", action="store_true", help="evaluate every size, not only up to the first that passes")
     return p.parse_args(argv)
 
@@ -123,13 +129,17 @@ def _tables(events, catalogue, detector, multitask, pricer, p_agent_fn=None):
     return st, frames.decision_table(priced, p_buy, chosen)
 
 
-def _windows(st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessions: int) -> list[Any]:
-    """The first n full-length windows of a world, from its second day on.
+def _windows(
+    st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessions: int, lookback: float | None = None
+) -> list[Any]:
+    """The first n full-length windows of a world whose price-response lookback is full too.
 
     The first day is skipped (demand features of a fresh log have no history yet). The monitor
     aligns windows to UTC midnight by epoch multiples of their length; here the world's clock is
     moved back by whole days so that a window starts on the second day, so every window is
-    `hours` long (hours of day unchanged: the shift is a whole number of days).
+    `hours` long (hours of day unchanged: the shift is a whole number of days). With `lookback`
+    (hours of decisions the price-response test reads up to a window's end), windows start once
+    that much traffic lies behind their end.
     """
     from phantom.monitor.windows import cut
 
@@ -139,8 +149,9 @@ def _windows(st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessi
     st = st.assign(start_ms=st["start_ms"] - offset)
     dt = dt.assign(ts=dt["ts"] - offset)
     end = (int(st["start_ms"].max()) // day + 1) * day  # worlds are whole days: the midnight after the last start
-    found = cut(st, dt, hours, since_ms=since - offset)
-    return [w for w in found if len(w.sessions) >= min_sessions and w.end_ms <= end][:n]
+    found = cut(st, dt, hours, since_ms=since - offset, lookback_hours=lookback)
+    first_end = since - offset + int(round(max(lookback or 0, hours) * 3_600_000))
+    return [w for w in found if len(w.sessions) >= min_sessions and first_end <= w.end_ms <= end][:n]
 
 
 def _tune(windows, ref_s, ref_d, cfg, margin: float, price_alpha: float) -> tuple[Any, dict[str, Any]]:
@@ -311,7 +322,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pricer = scoring.load_pricer(json.loads(Path("models/pricing/policy.json").read_text()))
     ref_cfg = ReferenceConfig(**params["monitor_reference"])
     cfg0 = MonitorConfig(**params["monitor"])
-    hours_max = max(args.sizes)
+    hours_max = max(args.world_hours or 0, *args.sizes)  # worlds sized for this: sizes can share a cache
     days = {
         "tune": 1 + args.tune_windows * hours_max / 24,
         "null": 1 + args.null_windows * hours_max / 24,
@@ -385,14 +396,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for hours in tqdm(sorted(args.sizes), desc="window sizes"):
         cfg = cfg0.model_copy(update={"window_hours": hours})
-        tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions)
+        tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions, cfg.price_response_hours)
         cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin, args.price_alpha)
-        null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions)
+        null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions, cfg.price_response_hours)
         fa, null_v = _rate(null_w, ref_s, ref_d, cfg, name_columns=True, desc=f"{hours:g} h null")
         detection, sessions_per_window = {}, [len(w.sessions) for w in null_w]
         detail = {"null": _detail(null_v)}
         for name in SCENARIOS:
-            ws = _windows(*shifted[name], hours, args.scenario_windows, cfg.min_sessions)
+            ws = _windows(*shifted[name], hours, args.scenario_windows, cfg.min_sessions, cfg.price_response_hours)
             detection[name], verdicts = _rate(ws, *refs[name], cfg, desc=f"{hours:g} h {name}")
             detail[name] = _detail(verdicts)
             console.print(f"  {hours:g} h {name}: detection {detection[name]:.2f} over {len(ws)} windows")

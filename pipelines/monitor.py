@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         else json.loads((args.reference / "reference.json").read_text())["cut_ms"]
     )
     sessions, decisions = _current(args)
-    found = windows.cut(sessions, decisions, cfg.window_hours, since_ms=since)
+    found = windows.cut(sessions, decisions, cfg.window_hours, since_ms=since, lookback_hours=cfg.price_response_hours)
     found = found[-args.last :] if args.last else found
     console.print(f"{len(found)} windows of {cfg.window_hours:g} h from {since} ms")
     judged, skipped = judge.judge_all(found, ref_s, ref_d, cfg)

@@ -76,6 +76,20 @@ def test_window_cut_is_by_time_and_respects_since() -> None:
         windows.cut(s, d, 0)
 
 
+def test_lookback_holds_the_trailing_decisions_but_nothing_before_since() -> None:
+    s = _sessions(600, seed=5, days=4)
+    d = _decisions(s, seed=6)
+    since = START + DAY
+    cut = windows.cut(s, d, 24, since_ms=since, lookback_hours=48)
+    assert [w.lookback_start_ms for w in cut] == [since, since, START + 2 * DAY]  # clipped at since, then 48 h
+    for w in cut:
+        assert w.lookback["ts"].between(w.lookback_start_ms, w.end_ms - 1).all()
+        expected = d["ts"].between(w.lookback_start_ms, w.end_ms - 1).sum()
+        assert len(w.lookback) == expected and len(w.lookback) >= len(w.decisions)
+    assert windows.cut(s, d, 24)[0].lookback is None  # no lookback asked: none kept
+    assert windows.cut(s, d, 24, lookback_hours=48)[1].lookback_start_ms == START  # no since: the full 48 h
+
+
 def test_short_windows_meet_the_reference_of_the_same_hours(reference) -> None:
     ref_s, _ = reference
     s = _sessions(300, seed=5, start=START + 7 * DAY + 6 * frames.MS_PER_HOUR, days=0.25)
