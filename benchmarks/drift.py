@@ -40,7 +40,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=float, nargs="+", default=[6, 12, 24], help="window lengths (hours) to try")
     p.add_argument("--null-windows", type=int, default=30)
     p.add_argument("--scenario-windows", type=int, default=20)
-    p.add_argument("--tune-windows", type=int, default=20)
+    p.add_argument("--tune-windows", type=int, default=20, help="tuning windows per tuning world")
+    p.add_argument(
+        "--tune-worlds",
+        type=int,
+        default=3,
+        help="tuning worlds (seeds base+10, +11, ...): worlds differ (agent share, product popularity), windows of one do not",
+    )
     p.add_argument("--family", default="llm_agent", help="the agent family the new_family detector never saw")
     p.add_argument("--reference-days", type=float, default=14)
     p.add_argument("--seed", type=int, default=1000, help="base seed of the generated worlds (pipeline: 7)")
@@ -378,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             nf_ref_s.to_parquet(nf_cache / "sessions.parquet")
             nf_ref_d.to_parquet(nf_cache / "decisions.parquet")
 
-    tune = world("tune", args.seed + 10, days["tune"])
+    tunes = [world("tune", args.seed + 10 + i, days["tune"]) for i in range(args.tune_worlds)]
     null = world("null", args.seed + 20, days["null"])
     shifted = {
         "agent_share": world(
@@ -396,7 +402,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     results: dict[str, Any] = {}
     for hours in tqdm(sorted(args.sizes), desc="window sizes"):
         cfg = cfg0.model_copy(update={"window_hours": hours})
-        tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions, cfg.price_response_hours)
+        tune_w = [
+            w for t in tunes for w in _windows(*t, hours, args.tune_windows, cfg.min_sessions, cfg.price_response_hours)
+        ]
         cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin, args.price_alpha)
         null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions, cfg.price_response_hours)
         fa, null_v = _rate(null_w, ref_s, ref_d, cfg, name_columns=True, desc=f"{hours:g} h null")
