@@ -366,6 +366,9 @@ class MuSelection(Section):
     )
     leakage_target: float
     candidates: list[Annotated[float, Field(ge=0)]] | None = None
+    bound: Literal["ci_low", "estimate"] = Field(
+        "ci_low", description="the target must hold at the low end of the 95 % bootstrap interval, or by the estimate"
+    )
 
 
 class Ope(Section):

@@ -336,7 +336,20 @@ class _Loop:
         self._drop_pending(set(starts))
         self.resume.update(starts)
         self.stats.gaps.append(why)
-        self.log(f"WARNING {why}; {where}; on_offset_gap=from_earliest: re-reading from {starts}")
+        whence = starts or "the log start of every partition, with a new consumer (nothing it buffered is kept)"
+        self.log(f"WARNING {why}; {where}; on_offset_gap=from_earliest: re-reading from {whence}")
+
+    def _whole_topic_if_recreated(self, why: str, partitions: set[int], current: str | None) -> tuple[str, set[int]]:
+        """A gap of some partitions met while the topic id changed is the whole topic's (all partitions).
+
+        The broker's new metadata can arrive inside the poll that finds one partition's log ending
+        below the store; handled as that partition's gap, the new id was then adopted and the other
+        partitions read on from their old offsets in a topic that holds other messages there.
+        """
+        if not partitions or current is None or self.topic_id is None or current == self.topic_id:
+            return why, partitions
+        name = self.source.name if self.source is not None else "source"
+        return f"{name}: the topic was recreated (id {self.topic_id} -> {current}), met as: {why}", set()
 
     def run(self, source: Source) -> RunStats:
         """Poll until drained (or forever with `follow`, until SIGINT/SIGTERM), writing each batch when due."""
@@ -355,6 +368,7 @@ class _Loop:
         polled = 0
         t_start = idle_since = progress_at = time.monotonic()
         was_ready = False
+        unassigned_since: float | None = None
         try:
             while self.stop is None:
                 want = cfg.batch_size - self.pending_n
@@ -372,7 +386,7 @@ class _Loop:
                         self.topic_id = current
                     chunks = source.poll(want, cfg.poll_timeout_s)
                 except OffsetGap as gap:
-                    self._gap(source, str(gap), gap.partitions)
+                    self._gap(source, *self._whole_topic_if_recreated(str(gap), gap.partitions, topic_id()))
                     self.topic_id = topic_id() or self.topic_id
                     progress_at = idle_since = time.monotonic()
                     continue
@@ -385,6 +399,18 @@ class _Loop:
                     if now - t_start > cfg.startup_timeout_s:
                         raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
                     idle_since = progress_at = now
+                if is_ready or not was_ready:
+                    unassigned_since = None
+                elif cfg.follow:  # had partitions, has none now: a rebalance that does not complete
+                    unassigned_since = unassigned_since if unassigned_since is not None else now
+                    if now - unassigned_since > cfg.startup_timeout_s:
+                        self.flush()
+                        raise SourceNotReady(
+                            f"{source.name}: no partition assigned for {now - unassigned_since:.0f}s since the group "
+                            f"took them away (a rebalance that does not complete, e.g. after a broker restart); "
+                            f"everything read is committed ({self.stats.messages:,} messages this run); "
+                            "restart ingest to rejoin the group"
+                        )
                 was_ready |= is_ready
                 n = sum(self._accept(c) for c in chunks)
                 if n:

@@ -262,9 +262,6 @@ class KafkaSource:
     finite = False
 
     def __init__(self, cfg: KafkaConfig, resume: Mapping[int, int], from_beginning: bool = False):
-        from kafka import KafkaConsumer
-        from kafka.consumer.subscription_state import ConsumerRebalanceListener
-
         self.cfg = cfg
         self.name = cfg.topic
         self.resume = resume
@@ -275,7 +272,17 @@ class KafkaSource:
         self._targets: dict[int, int] = {}  # high-water mark first seen per assigned partition
         self._backoff = 0.0
         self.errors = 0  # poll errors retried (broker away, timeouts)
-        self.consumer = KafkaConsumer(
+        self.reopened = 0  # consumers thrown away after a recreated topic (see rewind)
+        self.forgotten = 0  # times the client's fetched-but-unreturned records were dropped (see rewind)
+        self.consumer = self._open()
+
+    def _open(self) -> Any:
+        """A consumer subscribed to the topic, whose rebalance listener seeks to the stored offsets."""
+        from kafka import KafkaConsumer
+        from kafka.consumer.subscription_state import ConsumerRebalanceListener
+
+        cfg = self.cfg
+        consumer = KafkaConsumer(
             bootstrap_servers=cfg.bootstrap_servers,
             group_id=cfg.group_id,
             client_id=f"phantom-ingest-{os.getpid()}",
@@ -305,13 +312,14 @@ class KafkaSource:
                 for tp in assigned:
                     stored = source.resume.get(tp.partition)
                     if stored is not None:
-                        source.consumer.seek(tp, stored)
+                        consumer.seek(tp, stored)
                         with source._lock:  # the group's offset may lag the store (a crash before commit)
                             source._sync[tp.partition] = stored
                     elif source.from_beginning:
-                        source.consumer.seek_to_beginning(tp)
+                        consumer.seek_to_beginning(tp)
 
-        self.consumer.subscribe([cfg.topic], listener=Listener())
+        consumer.subscribe([cfg.topic], listener=Listener())
+        return consumer
 
     def _tp(self, partition: int) -> Any:
         from kafka import TopicPartition
@@ -403,9 +411,23 @@ class KafkaSource:
     def rewind(self, partitions: set[int]) -> dict[int, int]:
         """Seek `partitions` (all assigned when empty) to their log start: {partition: offset}.
 
-        Partitions assigned later without a stored offset start at the log start too.
+        All (a recreated topic): first every record the client fetched but has not returned is
+        dropped. Seeking alone is not enough: kafka-python keeps such records and hands out those of
+        the old topic as the new topic's when their fetch offset equals the rewound position (seen
+        after an empty broker restart: partition 1's old offsets 0-957 stored under the new topic
+        id). Partitions assigned later without a stored offset start at the log start too.
         """
         self.from_beginning = True
+        if not partitions:
+            with self._lock:
+                self._targets.clear()
+        if not partitions and not self._forget_fetched():  # a client without those buffers: a new one
+            self.close()
+            with self._lock:
+                self._revoked, self._sync = set(), {}
+            self.consumer = self._open()
+            self.reopened += 1
+            return {}
         tps = [tp for tp in self.consumer.assignment() if not partitions or tp.partition in partitions]
         starts = self.consumer.beginning_offsets(tps, timeout_ms=int(self.cfg.bootstrap_timeout_ms))
         out = {}
@@ -414,6 +436,27 @@ class KafkaSource:
             self._targets.pop(tp.partition, None)
             out[tp.partition] = starts[tp]
         return out
+
+    def _forget_fetched(self) -> bool:
+        """Drop the records kafka-python fetched and has not returned yet; False if it keeps them elsewhere.
+
+        Its buffers are private (kafka-python 3.0: Fetcher._completed_fetches and friends). Closing the
+        consumer drops them too, but costs a rejoin, and a new member joining right after an empty
+        broker restart was seen never to get an assignment (1 run in 8, tansu), so that is the fallback.
+        """
+        fetcher = getattr(self.consumer, "_fetcher", None)
+        names = ("_completed_fetches", "_paused_completed_fetches", "_paused_partition_records")
+        if fetcher is None or not all(hasattr(fetcher, n) for n in (*names, "_next_partition_records")):
+            return False
+        parsed = [fetcher._next_partition_records, *fetcher._paused_partition_records.values()]
+        for held in parsed:
+            if held is not None and hasattr(held, "drain"):
+                held.drain()
+        fetcher._next_partition_records = None
+        for name in names:
+            getattr(fetcher, name).clear()
+        self.forgotten += 1
+        return True
 
     def poll(self, max_messages: int, timeout_s: float) -> list[Chunk]:
         """Up to `max_messages` records, grouped by partition, with their message timestamps.
