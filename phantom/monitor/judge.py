@@ -69,6 +69,7 @@ def judge(
     ref_s = matching_reference(reference_sessions, window, cfg.match_hours)
     ref_d = matching_reference(reference_decisions, window, cfg.match_hours)
     response_decisions, response_ref = _price_response_data(window, ref_d, reference_decisions)
+    response_start = window.lookback_start_ms if window.lookback is not None else window.start_ms
     window = Window(
         window.label,
         window.start_ms,
@@ -101,8 +102,8 @@ def judge(
         response = "price response skipped: no decisions in the window or the reference"
     verdict = checks.verdict(window.label, results, float(ref_s["p_agent"].mean()) if len(ref_s) else None)
     if isinstance(response, price_response.Result):
-        span = window.end_ms - (window.lookback_start_ms if window.lookback is not None else window.start_ms)
-        verdict["price_response"] = {**response.as_dict(), "hours": round(span / MS_PER_HOUR, 2)}
+        hours = round((window.end_ms - response_start) / MS_PER_HOUR, 2)
+        verdict["price_response"] = {**response.as_dict(), "hours": hours}
     else:
         verdict["price_response"] = response
     verdict.update(sessions=len(window.sessions), decisions=len(window.decisions))

@@ -223,6 +223,15 @@ def test_a_demand_shift_window_fails_naming_peoples_price_sensitivity(reference)
     quiet = judge.judge(_window(s, _decisions_with_people(s, seed=62, sensitivity=2.0)), ref_s, ref_d, cfg, False)
     assert quiet.verdict["decision"] == "pass", quiet.verdict
     assert quiet.verdict["price_response"]["chi2"] < cfg.tests.price_response_chi2
+    assert quiet.verdict["price_response"]["hours"] == 24
+    two_days = _sessions(1500, seed=64, start=START + 6 * DAY, days=2)
+    d = _decisions_with_people(two_days, seed=65, sensitivity=2.0)
+    last = windows.cut(two_days, d, 24, since_ms=START + 6 * DAY, lookback_hours=72)[-1]
+    longer = judge.judge(last, ref_s, ref_d, cfg, False).verdict["price_response"]
+    assert longer["hours"] == 48  # the lookback, clipped at since
+    both_days = (d["experiment_id"] == "xp_human_only") & (d["ts"] < last.end_ms)
+    one_day = (last.decisions["experiment_id"] == "xp_human_only").sum()
+    assert longer["window"]["views"] == both_days.sum() > 1.5 * one_day  # both days' views, not the window's
     moved = judge.judge(_window(s, _decisions_with_people(s, seed=63, sensitivity=3.5)), ref_s, ref_d, cfg, False)
     v = moved.verdict
     assert v["decision"] == "fail" and any(t.startswith("price_response") for t in v["failed_tests"]), v
