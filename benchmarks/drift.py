@@ -352,12 +352,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             dt.to_parquet(cached / "decisions.parquet")
         return st, dt
 
-    # the shipped reference: the pipeline's training split (generate.seed's world)
+    # the shipped reference: the stage's code path on the pipeline's data (generate.seed's world)
     sessions = pd.read_parquet("data/features/sessions.parquet")
     decisions = pd.read_parquet("data/features/decisions.parquet")
     st, dt = reference.tables(sessions, decisions, catalogue, detector, multitask, pricer)
-    ref_s, ref_d, _ = reference.split(st, dt, ref_cfg)
-    console.print(f"reference: {len(ref_s):,} sessions, {len(ref_d):,} decisions (pipeline training split)")
+    bounds = reference.period(sessions, params["train_detector"]["split"], ref_cfg.period)
+    ref_s, ref_d, _ = reference.split(st, dt, ref_cfg, bounds)
+    console.print(f"reference: {len(ref_s):,} sessions, {len(ref_d):,} decisions (pipeline, {ref_cfg.period} period)")
 
     # new_family: a world without the family, its own detector and reference
     agents = {k: v for k, v in base.mix.agents.items() if k != args.family}
@@ -377,7 +378,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
         nf_st = frames.session_table(nf_sessions, nf_detector.p_agent(nf_sessions))
         priced, p_buy, chosen = scoring.priced_decisions(multitask, nf_decisions, catalogue, pricer)
-        nf_ref_s, nf_ref_d, _ = reference.split(nf_st, frames.decision_table(priced, p_buy, chosen), ref_cfg)
+        nf_bounds = reference.period(
+            nf_sessions, params["train_detector"]["split"], "train"
+        )  # in-sample: see _train_without
+        nf_ref_s, nf_ref_d, _ = reference.split(nf_st, frames.decision_table(priced, p_buy, chosen), ref_cfg, nf_bounds)
         del nf_events
         if nf_cache:
             nf_cache.mkdir(parents=True, exist_ok=True)

@@ -4,8 +4,8 @@
 
 Seconds per size instead of the full suite's minutes (no Evidently): how often the people's
 price-response test fires on normal windows and on each scenario, and its median chi-square.
-The reference is the pipeline's training split (the oldest `monitor_reference.train_share` of
-sessions), as in `benchmarks.drift`; the threshold is params.yaml's unless --threshold is given.
+The reference is the period `monitor_reference.period` names (the detector's validation period by
+default), as in `benchmarks.drift`; the threshold is params.yaml's unless --threshold is given.
 """
 
 from __future__ import annotations
@@ -33,16 +33,21 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from benchmarks.drift import _windows
     from phantom.monitor import frames, price_response
+    from phantom.monitor import reference as monitor_reference
     from phantom.monitor.config import MonitorConfig
     from phantom.monitor.windows import matching_reference
 
     params = yaml.safe_load(Path("params.yaml").read_text())
     cfg = MonitorConfig(**params["monitor"])
     threshold = args.threshold or cfg.tests.price_response_chi2
-    sessions = pd.read_parquet("data/features/sessions.parquet", columns=["start_ms"])
+    sessions = pd.read_parquet(
+        "data/features/sessions.parquet", columns=["start_ms", "labeled", "is_agent", "session_id"]
+    )
     decisions = pd.read_parquet("data/features/decisions.parquet")
-    cut = frames.reference_cut(sessions, params["monitor_reference"]["train_share"])
-    reference = decisions[decisions["ts"] < cut].assign(hour=lambda f: frames.hour_of_day(f["ts"]))
+    start, cut = monitor_reference.period(
+        sessions, params["train_detector"]["split"], params["monitor_reference"]["period"]
+    )
+    reference = decisions[decisions["ts"].between(start, cut - 1)].assign(hour=lambda f: frames.hour_of_day(f["ts"]))
     out: dict[str, Any] = {"threshold": threshold}
     for name, n in WORLDS:
         folders = sorted(args.cache.glob(f"{name}-*"))

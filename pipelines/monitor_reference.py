@@ -1,8 +1,9 @@
-"""Stage `monitor_reference`: the drift monitor's reference from the training split.
+"""Stage `monitor_reference`: the drift monitor's reference from a period the detector held out.
 
 Session features with the detector's P(agent), decision features with the multi-task model's
-P(buy) at the price shown and the pricer's chosen price ratio, over the oldest
-`train_share` of sessions (the training split), sampled to the caps in params.
+P(buy) at the price shown and the pricer's chosen price ratio, over the detector's validation
+period (`monitor_reference.period`; its split fractions are `train_detector.split`), sampled to the
+caps in params. The monitor stage judges the traffic after it.
 """
 
 from __future__ import annotations
@@ -34,19 +35,23 @@ def main(argv: list[str] | None = None) -> None:
     cfg = ReferenceConfig(**load_params("monitor_reference"))
     priced = not args.no_decisions
     pricer = scoring.load_pricer(json.loads(args.policy.read_text())) if priced else None
+    sessions = read_parquet(args.features / "sessions.parquet")
     session_table, decision_table = reference.tables(
-        read_parquet(args.features / "sessions.parquet"),
+        sessions,
         read_parquet(args.features / "decisions.parquet"),
         read_parquet(args.catalogue),
         detector.load(args.detector),
         pricing.load(args.multitask) if priced else None,
         pricer,
     )
-    ref_s, ref_d, cut = reference.split(session_table, decision_table, cfg)
-    console.print(f"reference: {len(ref_s):,} sessions, {len(ref_d):,} decisions before {cut} ms")
+    bounds = reference.period(sessions, load_params("train_detector")["split"], cfg.period)
+    ref_s, ref_d, cut = reference.split(session_table, decision_table, cfg, bounds)
+    console.print(f"reference ({cfg.period} period): {len(ref_s):,} sessions, {len(ref_d):,} decisions in {bounds} ms")
     write_parquet(ref_s, args.out / "reference_sessions.parquet")
     write_parquet(ref_d, args.out / "reference_decisions.parquet")
     summary = {
+        "period": cfg.period,
+        "start_ms": bounds[0],
         "cut_ms": cut,
         "sessions": len(ref_s),
         "decisions": len(ref_d),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field
 
 
@@ -10,8 +12,12 @@ class ReferenceConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    train_share: float = Field(0.6, gt=0, le=1)
-    """The oldest share of sessions (by start time) that is the reference: the training split."""
+    period: Literal["validation", "train"] = "validation"
+    """Which detector split's time period the reference is cut from. `validation`: sessions started
+    after the detector's last training session and by its last validation one (labeled and
+    unlabeled), so P(agent) is scored out of sample as in production; the monitor judges what follows.
+    `train`: everything by the detector's last training session (in-sample P(agent), biased toward
+    the training labels: the false alarms of docs/monitor.md)."""
     max_sessions: int = Field(20000, ge=100)
     """Reference sessions kept (a seeded random sample; Evidently's cost grows with the reference)."""
     max_decisions: int = Field(300000, ge=100)

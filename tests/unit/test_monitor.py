@@ -6,7 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from phantom.detect import splits
 from phantom.monitor import checks, decision_log, frames, judge, price_response, report, windows
+from phantom.monitor import reference as monitor_reference
 from phantom.monitor.config import DriftTests, MonitorConfig, ReferenceConfig
 from phantom.monitor.frames import DECISIONS, SESSIONS
 
@@ -257,6 +259,29 @@ def test_clipping_keeps_mass_at_the_edge(reference) -> None:
     out = judge.clip_to_reference(s, ref_s, SESSIONS.numerical)
     top = ref_s["duration_s"].quantile(0.999)
     assert (out.loc[:9, "duration_s"] == top).all() and len(out) == len(s)
+
+
+def test_reference_holds_no_session_the_detector_trained_on() -> None:
+    s = _sessions(2000, seed=41, days=10)
+    rng = np.random.default_rng(42)
+    s["labeled"] = rng.random(len(s)) < 0.3
+    s["is_agent"] = np.where(s["labeled"], (rng.random(len(s)) < 0.3).astype(float), np.nan)
+    d = _decisions(s, seed=43)
+    fractions = {"train": 0.6, "val": 0.2, "test": 0.2}
+    parts = splits.time_split(splits.labeled(s), fractions)
+    pu_pool_end = parts["train"]["start_ms"].max()  # the detector's PU pool: unlabeled started by then
+    bounds = monitor_reference.period(s, fractions, "validation")
+    ref_s, ref_d, cut = monitor_reference.split(s, d, ReferenceConfig(max_sessions=100_000), bounds)
+    assert not set(ref_s["session_id"]) & set(parts["train"]["session_id"])
+    assert (ref_s["start_ms"] > pu_pool_end).all() and (ref_d["ts"] > pu_pool_end).all()
+    assert set(parts["val"]["session_id"]) <= set(ref_s["session_id"])  # the whole validation period
+    assert not set(ref_s["session_id"]) & set(parts["test"]["session_id"]) and cut <= parts["test"]["start_ms"].min()
+    in_sample, _, _ = monitor_reference.split(
+        s, d, ReferenceConfig(max_sessions=100_000), monitor_reference.period(s, fractions, "train")
+    )
+    assert set(parts["train"]["session_id"]) <= set(in_sample["session_id"])  # `train` is the old, in-sample reference
+    with pytest.raises(ValueError, match="labeled"):
+        monitor_reference.period(s.assign(labeled=False), fractions, "validation")
 
 
 def test_params_reject_unknown_keys() -> None:
