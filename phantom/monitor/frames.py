@@ -90,11 +90,3 @@ def sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
         return frame.reset_index(drop=True)
     idx = np.sort(np.random.default_rng(seed).choice(len(frame), size=n, replace=False))
     return frame.iloc[idx].reset_index(drop=True)
-
-
-def reference_cut(sessions: pd.DataFrame, train_share: float) -> int:
-    """start_ms at which the reference (the oldest `train_share` of sessions) ends."""
-    starts = np.sort(sessions["start_ms"].to_numpy(dtype=np.int64))
-    if starts.size == 0:
-        raise ValueError("no sessions to build a reference from")
-    return int(starts[min(int(np.ceil(train_share * starts.size)), starts.size) - 1]) + 1
