@@ -54,10 +54,13 @@ def split(
     cfg: ReferenceConfig,
     bounds: tuple[int, int],
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
-    """(reference sessions, reference decisions, cut ms): rows within `bounds` (see `period`), sampled to the caps."""
+    """(reference sessions, reference decisions, cut ms): sessions within `bounds` (see `period`), decisions
+    within them or before (`cfg.decisions`), sampled to the caps."""
     start, cut = bounds
     in_s = session_table["start_ms"].between(start, cut - 1)
-    in_d = decision_table["ts"].between(start, cut - 1)
+    in_d = decision_table["ts"] < cut
+    if cfg.decisions == "period":
+        in_d &= decision_table["ts"] >= start
     if not in_s.any():
         raise ValueError(f"no sessions in the reference period [{start}, {cut}) ms")
     ref_s = frames.sample(session_table[in_s], cfg.max_sessions, cfg.seed)
