@@ -300,6 +300,7 @@ def ladder_summary(runs: dict[str, Any], ladder: Ladder) -> dict[str, Any]:
         "tried": {f"{r:g}": ok for r, ok in tried},
         "first_failing_rps": min(failed_above) if failed_above else None,
         "resolution_rps": ladder.step_rps,
+        "client_idle_s": ladder.client_idle_s,
     }
 
 
@@ -523,6 +524,8 @@ def main() -> None:
     )
     for k in keys:
         print(f"{k:32s} {metrics.get(k)}")
+    for k in ("max_rate_ladder", "mlflow_max_rate_ladder"):
+        print(f"{k:32s} {json.dumps(metrics.get(k))}")
     print(f"wrote {args.out}")
 
 
