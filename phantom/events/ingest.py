@@ -412,6 +412,12 @@ class _Loop:
                 is_ready = bool(chunks) or ready()
                 if not chunks and not is_ready and not was_ready:  # still joining the group: quiet, not drained
                     if now - t_start > cfg.startup_timeout_s:
+                        if getattr(source, "missing", bool)():
+                            raise SourceNotReady(
+                                f"{source.name}: the topic does not exist (waited {cfg.startup_timeout_s:g}s); ingest "
+                                "never creates it: create it (`python -m pipelines.publish` does, with "
+                                "ingest.kafka.partitions partitions) or check ingest.kafka.topic"
+                            )
                         raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
                     idle_since = progress_at = now
                 if is_ready or not was_ready:

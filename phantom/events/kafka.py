@@ -302,6 +302,7 @@ class KafkaSource:
             bootstrap_timeout_ms=cfg.bootstrap_timeout_ms,
             reconnect_backoff_max_ms=int(cfg.retry_backoff_max_s * 1000),
             check_crcs=True,
+            allow_auto_create_topics=False,  # a missing topic is named, never created with the broker's defaults
         )
         source = self
 
@@ -334,6 +335,13 @@ class KafkaSource:
     def ready(self) -> bool:
         """True once the group has given this member at least one partition."""
         return bool(self.consumer.assignment())
+
+    def missing(self) -> bool:
+        """True when the broker says the topic does not exist (asks it if the client does not know)."""
+        try:
+            return not self.consumer.partitions_for_topic(self.cfg.topic)
+        except Exception:  # no answer: unknown, not missing
+            return False
 
     def topic_id(self) -> str | None:
         """The topic's id as the broker last reported it (None: unknown); a recreated topic has another."""
