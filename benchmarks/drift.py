@@ -40,7 +40,13 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--sizes", type=float, nargs="+", default=[6, 12, 24], help="window lengths (hours) to try")
     p.add_argument("--null-windows", type=int, default=30)
     p.add_argument("--scenario-windows", type=int, default=20)
-    p.add_argument("--tune-windows", type=int, default=20)
+    p.add_argument("--tune-windows", type=int, default=20, help="tuning windows per tuning world")
+    p.add_argument(
+        "--tune-worlds",
+        type=int,
+        default=3,
+        help="tuning worlds (seeds base+10, +11, ...): worlds differ (agent share, product popularity), windows of one do not",
+    )
     p.add_argument("--family", default="llm_agent", help="the agent family the new_family detector never saw")
     p.add_argument("--reference-days", type=float, default=14)
     p.add_argument("--seed", type=int, default=1000, help="base seed of the generated worlds (pipeline: 7)")
@@ -52,6 +58,21 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
         default=0.0,
         help="thresholds = margin x the largest value on tuning windows; 0: the smallest margin with no "
         "leave-one-out false alarm among the tuning windows",
+    )
+    p.add_argument(
+        "--price-alpha",
+        type=float,
+        default=0.01,
+        help="per-window false-alarm budget of the price-response test (its chi-square quantile, x the dispersion)",
+    )
+    p.add_argument(
+        "--merge", type=Path, nargs="+", help="only merge these runs' metrics files (one size each) into --out"
+    )
+    p.add_argument(
+        "--world-hours",
+        type=float,
+        default=None,
+        help="size the worlds for windows this long (default: the largest size)",
     )
     p.add_argument("--all-sizes", action="store_true", help="evaluate every size, not only up to the first that passes")
     return p.parse_args(argv)
@@ -114,17 +135,35 @@ def _tables(events, catalogue, detector, multitask, pricer, p_agent_fn=None):
     return st, frames.decision_table(priced, p_buy, chosen)
 
 
-def _windows(st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessions: int) -> list[Any]:
+def _windows(
+    st: pd.DataFrame, dt: pd.DataFrame, hours: float, n: int, min_sessions: int, lookback: float | None = None
+) -> list[Any]:
+    """The first n full-length windows of a world whose price-response lookback is full too.
+
+    The first day is skipped (demand features of a fresh log have no history yet). The monitor
+    aligns windows to UTC midnight by epoch multiples of their length; here the world's clock is
+    moved back by whole days so that a window starts on the second day, so every window is
+    `hours` long (hours of day unchanged: the shift is a whole number of days). With `lookback`
+    (hours of decisions the price-response test reads up to a window's end), windows start once
+    that much traffic lies behind their end.
+    """
     from phantom.monitor.windows import cut
 
-    # skip the first day: demand features of a fresh log have no history yet
-    since = int(st["start_ms"].min()) + 24 * 3_600_000
-    return [w for w in cut(st, dt, hours, since_ms=since) if len(w.sessions) >= min_sessions][:n]
+    day, length = 24 * 3_600_000, int(round(hours * 3_600_000))
+    since = (int(st["start_ms"].min()) // day + 1) * day
+    offset = since % length
+    st = st.assign(start_ms=st["start_ms"] - offset)
+    dt = dt.assign(ts=dt["ts"] - offset)
+    end = (int(st["start_ms"].max()) // day + 1) * day  # worlds are whole days: the midnight after the last start
+    found = cut(st, dt, hours, since_ms=since - offset, lookback_hours=lookback)
+    first_end = since - offset + int(round(max(lookback or 0, hours) * 3_600_000))
+    return [w for w in found if len(w.sessions) >= min_sessions and first_end <= w.end_ms <= end][:n]
 
 
-def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any]]:
+def _tune(windows, ref_s, ref_d, cfg, margin: float, price_alpha: float) -> tuple[Any, dict[str, Any]]:
     """Thresholds from normal windows: `margin` x the largest drift score each column reached on
-    them, and mean tolerances `margin` x the largest excess over z standard errors."""
+    them, mean tolerances `margin` x the largest excess over z standard errors, and the price
+    response's chi-square threshold (`_price_response_threshold`)."""
     from phantom.monitor import judge, report
     from phantom.monitor.checks import read
     from phantom.monitor.windows import matching_reference
@@ -134,6 +173,7 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
     column_max: dict[str, float] = {}
     per_window: list[dict[str, float]] = []
     agent_excess = conv_excess = 0.0
+    chi2: list[float] = []
     zero = cfg.tests.model_copy(update=dict(agent_share_tolerance=0.0, conversion_tolerance=0.0))
     for w in windows:
         j = judge.judge(w, ref_s, ref_d, loose_cfg, per_column=True)
@@ -143,6 +183,8 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
                 column_max[col] = max(column_max.get(col, 0.0), d["score"])
                 scores[col] = d["score"]
         per_window.append(scores)
+        if isinstance(j.verdict.get("price_response"), dict):
+            chi2.append(j.verdict["price_response"]["chi2"])
         rs = matching_reference(ref_s, w, cfg.match_hours)
         agent_excess = max(agent_excess, _excess(report.mean_bound("p_agent", rs, w.sessions, 0.0, zero.z), w.sessions))
         rd = matching_reference(ref_d, w, cfg.match_hours)
@@ -152,15 +194,46 @@ def _tune(windows, ref_s, ref_d, cfg, margin: float) -> tuple[Any, dict[str, Any
             conv_excess = max(conv_excess, _excess(b, cur))
     if margin <= 0:
         margin = _loo_margin(per_window)
+    response = _price_response_threshold(chi2, price_alpha)
     tests = cfg.tests.model_copy(
         update=dict(
             column_thresholds={c: round(margin * m, 4) for c, m in sorted(column_max.items())},
             agent_share_tolerance=round(margin * agent_excess, 4),
             conversion_tolerance=round(margin * conv_excess, 4),
+            price_response_chi2=response["threshold"],
         )
     )
-    maxima = {"columns": column_max, "agent_excess": agent_excess, "conversion_excess": conv_excess, "margin": margin}
+    maxima = {
+        "columns": column_max,
+        "agent_excess": agent_excess,
+        "conversion_excess": conv_excess,
+        "margin": margin,
+        "price_response": response,
+    }
     return cfg.model_copy(update={"tests": tests}), maxima
+
+
+def _price_response_threshold(chi2: list[float], alpha: float) -> dict[str, Any]:
+    """The price-response test's threshold from the tuning windows' Wald chi-squares.
+
+    With right standard errors the statistic is chi-square with 2 degrees of freedom (mean 2).
+    The tuning windows' mean / 2 is the dispersion the model's errors miss (day-to-day noise the
+    session-clustered errors do not see), floored at 1; the threshold is the dispersion x the
+    chi-square quantile of a per-window false-alarm budget `alpha`.
+    """
+    from scipy.stats import chi2 as chi2_dist
+
+    values = np.asarray(chi2, dtype=float)
+    dispersion = max(1.0, float(values.mean()) / 2.0) if values.size else 1.0
+    threshold = round(dispersion * float(chi2_dist.ppf(1.0 - alpha, 2)), 2)
+    return {
+        "threshold": threshold,
+        "dispersion": dispersion,
+        "alpha": alpha,
+        "tuning_windows": int(values.size),
+        "tuning_mean": float(values.mean()) if values.size else None,
+        "tuning_max": float(values.max()) if values.size else None,
+    }
 
 
 MARGINS = (1.25, 1.5, 2.0, 2.5, 3.0, 4.0)
@@ -188,6 +261,24 @@ def _excess(bound: Any, current: pd.DataFrame) -> float:
     return max(0.0, bound.lo - m, m - bound.hi)
 
 
+def _detail(verdicts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per world at one size: windows, hours covered, the price-response chi-squares and the causes named."""
+    chi2 = [v["price_response"]["chi2"] for v in verdicts if isinstance(v.get("price_response"), dict)]
+    causes: dict[str, int] = {}
+    for v in verdicts:
+        if v["decision"] == "fail":
+            key = str(v["likely_cause"]).split(":")[0].split(" (")[0]
+            causes[key] = causes.get(key, 0) + 1
+    return {
+        "windows": len(verdicts),
+        "price_response_failed": sum(any(t.startswith("price_response") for t in v["failed_tests"]) for v in verdicts),
+        "price_response_chi2_median": float(np.median(chi2)) if chi2 else None,
+        "price_response_chi2_min": float(np.min(chi2)) if chi2 else None,
+        "price_response_chi2_max": float(np.max(chi2)) if chi2 else None,
+        "causes": causes,
+    }
+
+
 def _line(v: dict[str, Any]) -> str:
     from phantom.monitor.checks import one_line
 
@@ -211,6 +302,8 @@ def _rate(windows, ref_s, ref_d, cfg, name_columns: bool = False, desc: str = ""
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the sweep and write metrics/drift.json."""
     args = _args(argv)
+    if args.merge:
+        return merge(args.merge, args.out)
     from rich.console import Console
     from tqdm import tqdm
 
@@ -235,7 +328,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pricer = scoring.load_pricer(json.loads(Path("models/pricing/policy.json").read_text()))
     ref_cfg = ReferenceConfig(**params["monitor_reference"])
     cfg0 = MonitorConfig(**params["monitor"])
-    hours_max = max(args.sizes)
+    hours_max = max(args.world_hours or 0, *args.sizes)  # worlds sized for this: sizes can share a cache
     days = {
         "tune": 1 + args.tune_windows * hours_max / 24,
         "null": 1 + args.null_windows * hours_max / 24,
@@ -291,7 +384,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             nf_ref_s.to_parquet(nf_cache / "sessions.parquet")
             nf_ref_d.to_parquet(nf_cache / "decisions.parquet")
 
-    tune = world("tune", args.seed + 10, days["tune"])
+    tunes = [world("tune", args.seed + 10 + i, days["tune"]) for i in range(args.tune_worlds)]
     null = world("null", args.seed + 20, days["null"])
     shifted = {
         "agent_share": world(
@@ -307,17 +400,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     refs = {s: (nf_ref_s, nf_ref_d) if s == "new_family" else (ref_s, ref_d) for s in SCENARIOS}
 
     results: dict[str, Any] = {}
-    chosen_size = None
     for hours in tqdm(sorted(args.sizes), desc="window sizes"):
         cfg = cfg0.model_copy(update={"window_hours": hours})
-        tune_w = _windows(*tune, hours, args.tune_windows, cfg.min_sessions)
-        cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin)
-        null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions)
+        tune_w = [
+            w for t in tunes for w in _windows(*t, hours, args.tune_windows, cfg.min_sessions, cfg.price_response_hours)
+        ]
+        cfg, maxima = _tune(tune_w, ref_s, ref_d, cfg, args.margin, args.price_alpha)
+        null_w = _windows(*null, hours, args.null_windows, cfg.min_sessions, cfg.price_response_hours)
         fa, null_v = _rate(null_w, ref_s, ref_d, cfg, name_columns=True, desc=f"{hours:g} h null")
         detection, sessions_per_window = {}, [len(w.sessions) for w in null_w]
+        detail = {"null": _detail(null_v)}
         for name in SCENARIOS:
-            ws = _windows(*shifted[name], hours, args.scenario_windows, cfg.min_sessions)
-            detection[name], _ = _rate(ws, *refs[name], cfg, desc=f"{hours:g} h {name}")
+            ws = _windows(*shifted[name], hours, args.scenario_windows, cfg.min_sessions, cfg.price_response_hours)
+            detection[name], verdicts = _rate(ws, *refs[name], cfg, desc=f"{hours:g} h {name}")
+            detail[name] = _detail(verdicts)
             console.print(f"  {hours:g} h {name}: detection {detection[name]:.2f} over {len(ws)} windows")
         ok = fa <= TARGET_FALSE_ALARM and all(d >= TARGET_DETECTION for d in detection.values())
         results[f"{hours:g}h"] = {
@@ -327,34 +423,57 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "false_alarms": [_line(v) for v in null_v if v["decision"] == "fail"],
             "detection_rate": detection,
             "window_sessions": float(np.median(sessions_per_window)) if sessions_per_window else 0.0,
+            "scenario_detail": detail,
             "tuned": cfg.tests.model_dump(),
             "tuning_maxima": maxima,
             "meets_targets": ok,
         }
         console.print(f"{hours:g} h: false alarms {fa:.3f} over {len(null_w)} windows; detection {detection}")
-        if ok and chosen_size is None:
-            chosen_size = f"{hours:g}h"
-            if not args.all_sizes:
-                break
+        _write(results, args.family, time.perf_counter() - started, args.out, console)  # after every size
+        if ok and not args.all_sizes:
+            break
 
-    best = results[chosen_size] if chosen_size else results[max(results, key=lambda k: results[k]["window_hours"])]
-    out = {
+    return _write(results, args.family, time.perf_counter() - started, args.out, console)
+
+
+def _summary(results: dict[str, Any], family: str, seconds: float) -> dict[str, Any]:
+    """metrics/drift.json from per-size results: the smallest passing size's figures (else the largest's)."""
+    passing = sorted((r["window_hours"], k) for k, r in results.items() if r["meets_targets"])
+    key = passing[0][1] if passing else max(results, key=lambda k: results[k]["window_hours"])
+    best = results[key]
+    return {
         "false_alarm_rate": best["false_alarm_rate"],
         "windows": best["windows"],
         "detection_rate": best["detection_rate"],
         "window_hours": best["window_hours"],
         "window_sessions": best["window_sessions"],
-        "smallest_passing_window_hours": results[chosen_size]["window_hours"] if chosen_size else None,
+        "smallest_passing_window_hours": passing[0][0] if passing else None,
         "tuned_tests": best["tuned"],
         "by_window_size": results,
-        "new_family": args.family,
+        "new_family": family,
         "margin": best["tuning_maxima"]["margin"],
-        "seconds": round(time.perf_counter() - started, 1),
+        "seconds": round(seconds, 1),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(out, indent=2, sort_keys=True, default=float) + "\n")
-    console.print(f"wrote {args.out}")
-    return out
+
+
+def _write(results: dict[str, Any], family: str, seconds: float, out: Path, console: Any) -> dict[str, Any]:
+    summary = _summary(results, family, seconds)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2, sort_keys=True, default=float) + "\n")
+    console.print(f"wrote {out}")
+    return summary
+
+
+def merge(paths: list[Path], out: Path) -> dict[str, Any]:
+    """One metrics file from runs of single sizes (e.g. run in parallel): their per-size results, summed seconds."""
+    from rich.console import Console
+
+    runs = [json.loads(p.read_text()) for p in paths]
+    results = {k: v for r in runs for k, v in r["by_window_size"].items()}
+    families = {r["new_family"] for r in runs}
+    if len(families) != 1:
+        raise SystemExit(f"drift merge: runs disagree on the new family ({sorted(families)})")
+    return _write(results, families.pop(), sum(r["seconds"] for r in runs), out, Console(stderr=True))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Waiting for a local server process we started: its HTTP endpoint answers, or it died, or time ran out."""
+"""Local server processes we started: waiting for their HTTP endpoint, finding their descendants."""
 
 from __future__ import annotations
 
@@ -21,3 +21,21 @@ def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 12
         except OSError:  # not listening yet, or not ready: ask again
             time.sleep(0.2)
     raise TimeoutError(f"{name} at {url} did not answer within {timeout_s:g}s: {log.read_text()[-3000:]}")
+
+
+def descendants(pid: int) -> list[int]:
+    """Pids of the live processes descended from `pid` (children first), whatever session or group they joined."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited while we looked
+            continue
+        if fields[0] != "Z":
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop(0)
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found

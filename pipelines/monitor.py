@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> None:
         else json.loads((args.reference / "reference.json").read_text())["cut_ms"]
     )
     sessions, decisions = _current(args)
-    found = windows.cut(sessions, decisions, cfg.window_hours, since_ms=since)
+    found = windows.cut(sessions, decisions, cfg.window_hours, since_ms=since, lookback_hours=cfg.price_response_hours)
     found = found[-args.last :] if args.last else found
     console.print(f"{len(found)} windows of {cfg.window_hours:g} h from {since} ms")
     judged, skipped = judge.judge_all(found, ref_s, ref_d, cfg)
@@ -145,6 +146,7 @@ def _log_mlflow(args, cfg, metrics, table, fig) -> None:
                     "drifted_share_sessions": row.drifted_share_sessions,
                     "drifted_share_decisions": row.drifted_share_decisions,
                     "agent_share_estimate": row.agent_share_estimate,
+                    **({} if math.isnan(row.price_response_chi2) else {"price_response_chi2": row.price_response_chi2}),
                 },
                 step=step,
             )

@@ -2,13 +2,16 @@
 
 Nothing here is a mock: the detector is a real XGBoost booster and the pricing model a real
 multi-task network (a few epochs), both packaged by the library's own `save`/`log` and
-registered with the alias `champion` in a throwaway sqlite registry, as the pipeline does.
+registered with the alias `champion` in a throwaway sqlite registry (or a test's tracking
+server), as the pipeline does. `build_bento` builds the pricing Bento from them as `make bento`
+does; `bento_record` reads back what a built Bento recorded.
 """
 
 from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,6 +24,7 @@ from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 EXCLUDED = ("price_mean", "price_max", "cart_add_count")
 CATEGORICAL = ("ua_browser_family", "product_category_code")
 GRID = (0.7, 1.5, 0.05)
+DETECTOR, MULTITASK = "agent-detector", "pricing-multitask"
 
 
 @dataclass
@@ -89,8 +93,10 @@ def policy(mu: float = 8.0) -> dict[str, Any]:
     return {"objective": Objective(grid=tuple(float(x) for x in price_grid(*GRID)), mu=mu).to_dict()}
 
 
-def register_models(world: World, root: Path) -> dict[str, str]:
-    """Train both models, log and register them as `champion` in a sqlite registry under `root`.
+def register_models(
+    world: World, root: Path, uri: str | None = None, models: tuple[str, ...] = (DETECTOR, MULTITASK)
+) -> dict[str, str]:
+    """Train `models`, log and register each as `champion` in `uri` (a sqlite registry under `root` by default).
 
     Sets MLflow's tracking URI in this process: call it in a process of its own (`main`).
     Returns the environment (MLFLOW_TRACKING_URI) that points at it.
@@ -101,18 +107,71 @@ def register_models(world: World, root: Path) -> dict[str, str]:
     from phantom.pricing import package as pricing_package
     from phantom.registry.models import CHAMPION, register
 
-    uri = f"sqlite:///{root / 'mlflow.db'}"
+    uri = uri or f"sqlite:///{root / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment("serve-tests")
-    detector, bundle = train_detector(world), train_multitask(world)
-    with mlflow.start_run():
-        det = detect_package.log(detector, world.sessions)
-    register(det.model_uri, "agent-detector", alias=CHAMPION)
-    with mlflow.start_run():
-        frame = world.decisions.loc[world.decisions["price_ratio"].notna()]
-        mt = pricing_package.log(bundle, frame)
-    register(mt.model_uri, "pricing-multitask", alias=CHAMPION)
+    if DETECTOR in models:
+        detector = train_detector(world)
+        with mlflow.start_run():
+            det = detect_package.log(detector, world.sessions)
+        register(det.model_uri, DETECTOR, alias=CHAMPION)
+    if MULTITASK in models:
+        bundle = train_multitask(world)
+        with mlflow.start_run():
+            frame = world.decisions.loc[world.decisions["price_ratio"].notna()]
+            mt = pricing_package.log(bundle, frame)
+        register(mt.model_uri, MULTITASK, alias=CHAMPION)
     return {"MLFLOW_TRACKING_URI": uri}
+
+
+def build_bento(root: Path, env: Mapping[str, str], timeout_s: float = 600) -> str:
+    """`python -m pipelines.build_bento` on `root`'s world, from env's registry into env's BENTOML_HOME; returns the tag.
+
+    It builds from a copy of the build context under `root`, so the repo's own build_info.json stays untouched.
+    """
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    ctx = root / "ctx"
+    shutil.rmtree(ctx, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "build_info.json")
+    shutil.copytree(repo / "bentofiles", ctx / "bentofiles", ignore=ignore)
+    shutil.copytree(repo / "phantom", ctx / "phantom", ignore=ignore)
+    args = ["--catalogue", root / "catalogue.parquet", "--decisions", root / "decisions.parquet"]
+    args += ["--policy", root / "policy.json", "--build-ctx", ctx]
+    done = subprocess.run(
+        [sys.executable, "-m", "pipelines.build_bento", *map(str, args)],
+        cwd=repo,
+        env=dict(env),
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+    assert done.returncode == 0, f"build_bento failed:\n{done.stdout[-3000:]}\n{done.stderr[-4000:]}"
+    return done.stdout.strip().splitlines()[-1]
+
+
+def bento_record(bentoml_home: Path, tag: str) -> dict[str, Any]:
+    """What a built Bento records about its models, read from its files in the BentoML store.
+
+    Returns `labels` (bento.yaml: detector_version, multitask_version), `build_info` (the copy inside
+    the Bento that the service reports) and `models`: {registry name: the imported model's metadata}.
+    """
+    import yaml
+
+    name, version = tag.split(":")
+    bento = bentoml_home / "bentos" / name / version
+    manifest = yaml.safe_load((bento / "bento.yaml").read_text())
+    models = {}
+    for service in manifest["services"]:
+        for model in service["models"]:
+            model_name, model_version = model["tag"].split(":")
+            meta = yaml.safe_load((bentoml_home / "models" / model_name / model_version / "model.yaml").read_text())
+            if "registry_name" in meta["metadata"]:
+                models[meta["metadata"]["registry_name"]] = {"tag": model["tag"], **meta["metadata"]}
+    build_info = json.loads((bento / "src/bentofiles/pricing/build_info.json").read_text())
+    return {"labels": manifest["labels"], "build_info": build_info, "models": models}
 
 
 def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -139,16 +198,45 @@ def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return out
 
 
-def main(root: str) -> None:
-    """Write a small world's catalogue, decisions and policy to `root` and register its two models there."""
-    folder = Path(root)
+def main(argv: list[str] | None = None) -> None:
+    """Write a small world's catalogue, decisions, events and policy to a folder and register its models.
+
+    `python -m tests.serve_support ROOT [--registry URI] [--only MODEL]`: by default both models in a
+    sqlite registry under ROOT; with `--registry` a tracking server (waited for), with `--only` one model.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("root", type=Path)
+    parser.add_argument("--registry", default=None, help="tracking URI (default: sqlite under ROOT)")
+    parser.add_argument("--only", choices=(DETECTOR, MULTITASK), default=None)
+    args = parser.parse_args(argv)
     world = make_world(days=0.15)
-    world.catalogue.to_parquet(folder / "catalogue.parquet", index=False)
-    world.decisions.to_parquet(folder / "decisions.parquet", index=False)
-    world.events.to_parquet(folder / "events.parquet", index=False)
-    (folder / "policy.json").write_text(json.dumps(policy()))
-    print(json.dumps(register_models(world, folder)))
+    world.catalogue.to_parquet(args.root / "catalogue.parquet", index=False)
+    world.decisions.to_parquet(args.root / "decisions.parquet", index=False)
+    world.events.to_parquet(args.root / "events.parquet", index=False)
+    (args.root / "policy.json").write_text(json.dumps(policy()))
+    if args.registry and args.registry.startswith("http"):
+        _wait_healthy(args.registry)
+    models = (args.only,) if args.only else (DETECTOR, MULTITASK)
+    print(json.dumps(register_models(world, args.root, args.registry, models)))
+
+
+def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:
+    """Block until the tracking server at `url` answers /health (it may still be starting)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1):
+                return
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    main()

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from phantom.features.registry import SESSION_FEATURE_SPECS
+from phantom.monitor.price_response import TEST_NAME as PRICE_RESPONSE
 from phantom.monitor.report import P_VALUE_METHODS
 
 GROUP = {f.name: f.group for f in SESSION_FEATURE_SPECS}
@@ -67,8 +68,9 @@ def likely_cause(results: list[TableResult], reference_agent_share: float | None
     if "mean value of 'p_agent'" in failed.lower() and share is not None:
         ref = "" if reference_agent_share is None else f" (reference {reference_agent_share:.3f})"
         return f"agent share changed: estimated {share:.3f}{ref}", RETRAIN
-    if "human_conversion" in failed and len(feature_cols) <= 2:
-        return "people's price response changed (human-cohort conversion per price bucket moved)", RETRAIN
+    people = _people_cause(results)
+    if people and len(feature_cols) <= 2:
+        return people, RETRAIN
     groups = {GROUP[c] for c in feature_cols}
     if feature_cols and len(feature_cols) <= 3 and len(groups) == 1:
         return f"client or pipeline bug likely: only {', '.join(feature_cols)} moved", FIX_DATA
@@ -78,9 +80,20 @@ def likely_cause(results: list[TableResult], reference_agent_share: float | None
             f"{len(feature_cols)} features moved across {', '.join(sorted(groups))}",
             RETRAIN,
         )
-    if "human_conversion" in failed:
-        return "people's price response changed (human-cohort conversion per price bucket moved)", RETRAIN
+    if people:
+        return people, RETRAIN
     return "model outputs moved without a feature shift: " + (failed or "see the report"), RETRAIN
+
+
+def _people_cause(results: list[TableResult]) -> str | None:
+    """The cause line when a test on people's outcomes failed (price response or conversion per bucket)."""
+    failed = [t for r in results for t in r.failed_tests]
+    curve = next((t for t in failed if t.startswith(PRICE_RESPONSE)), None)
+    if curve:
+        return "people's price sensitivity changed: " + curve.split(": ", 1)[1]
+    if any("human_conversion" in t for t in failed):
+        return "people's price sensitivity changed (human-cohort conversion per price bucket moved)"
+    return None
 
 
 def verdict(window: str, results: list[TableResult], reference_agent_share: float | None = None) -> dict[str, Any]:

@@ -46,6 +46,10 @@ class DriftTests(BaseModel):
     """Human-cohort conversion per price bucket may differ from the reference's by this much plus noise."""
     z: float = Field(3.5, gt=0)
     """Standard errors of noise allowed on the agent share and on each bucket's conversion."""
+    price_response_chi2: float = Field(9.21, gt=0)
+    """People's purchase curve over log price (level and slope, verified-human cohort) fails when its
+    Wald chi-square (2 df) against the reference's exceeds this (9.21: 1 % per window if the
+    standard errors are right; `benchmarks.drift` scales it by the dispersion seen on normal windows)."""
 
 
 class MonitorConfig(BaseModel):
@@ -57,6 +61,9 @@ class MonitorConfig(BaseModel):
     """Length of a current window (by event time)."""
     min_sessions: int = Field(300, ge=1)
     """A window with fewer sessions is skipped (reported, not judged)."""
+    price_response_hours: float = Field(72.0, gt=0)
+    """People's price-response test reads the decisions of this many hours up to the window's end
+    (at least the window; never before the reference's end): a day of a cohort's purchases is too few."""
     match_hours: bool = True
     """Compare a window shorter than a day with the reference's sessions from the same hours of day."""
     price_buckets: list[float] = Field(default_factory=lambda: [0.7, 0.9, 1.1, 1.3, 1.5])

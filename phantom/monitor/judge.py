@@ -7,9 +7,9 @@ from typing import Any
 
 import pandas as pd
 
-from phantom.monitor import checks, report
+from phantom.monitor import checks, price_response, report
 from phantom.monitor.config import MonitorConfig
-from phantom.monitor.frames import DECISIONS, SESSIONS, sample
+from phantom.monitor.frames import DECISIONS, MS_PER_HOUR, SESSIONS, sample
 from phantom.monitor.windows import Window, matching_reference
 
 
@@ -43,6 +43,20 @@ def clip_to_reference(
     return out
 
 
+def _price_response_data(
+    window: Window, matched_reference: pd.DataFrame, reference: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(current, reference) decisions of the price-response test: the window's lookback when it has one.
+
+    A lookback of a day or more covers every hour of day, so it meets the whole reference.
+    """
+    if window.lookback is None or window.lookback_start_ms is None:
+        return window.decisions, matched_reference
+    if window.end_ms - window.lookback_start_ms >= 24 * MS_PER_HOUR:
+        return window.lookback, reference
+    return window.lookback, matched_reference
+
+
 def judge(
     window: Window,
     reference_sessions: pd.DataFrame,
@@ -54,6 +68,8 @@ def judge(
     tests = cfg.tests
     ref_s = matching_reference(reference_sessions, window, cfg.match_hours)
     ref_d = matching_reference(reference_decisions, window, cfg.match_hours)
+    response_decisions, response_ref = _price_response_data(window, ref_d, reference_decisions)
+    response_start = window.lookback_start_ms if window.lookback is not None else window.start_ms
     window = Window(
         window.label,
         window.start_ms,
@@ -79,7 +95,17 @@ def judge(
         )
         results.append(checks.read(snap_d, "decisions"))
         snapshots["decisions"] = snap_d
+        response = price_response.check(response_ref, response_decisions, cfg.human_cohort, tests.price_response_chi2)
+        if isinstance(response, price_response.Result) and response.failed:
+            results[-1].failed_tests.append(price_response.failed_test_name(response))
+    else:
+        response = "price response skipped: no decisions in the window or the reference"
     verdict = checks.verdict(window.label, results, float(ref_s["p_agent"].mean()) if len(ref_s) else None)
+    if isinstance(response, price_response.Result):
+        hours = round((window.end_ms - response_start) / MS_PER_HOUR, 2)
+        verdict["price_response"] = {**response.as_dict(), "hours": hours}
+    else:
+        verdict["price_response"] = response
     verdict.update(sessions=len(window.sessions), decisions=len(window.decisions))
     return Judged(verdict, snapshots, len(window.sessions), len(window.decisions))
 

@@ -14,6 +14,7 @@ COLUMNS = (
     "drifted_share_decisions",
     "agent_share_estimate",
     "reference_agent_share",
+    "price_response_chi2",
 )
 
 
@@ -28,10 +29,17 @@ def rows(verdicts: list[dict[str, Any]]) -> pd.DataFrame:
             "drifted_share_decisions": v["drifted_share"].get("decisions", 0.0),
             "agent_share_estimate": v["agent_share_estimate"],
             "reference_agent_share": v["reference_agent_share"],
+            "price_response_chi2": _chi2(v),
         }
         for v in verdicts
     ]
     return pd.DataFrame(out, columns=list(COLUMNS))
+
+
+def _chi2(v: dict[str, Any]) -> float:
+    """The window's price-response chi-square (NaN when the test was skipped)."""
+    r = v.get("price_response")
+    return float(r["chi2"]) if isinstance(r, dict) else float("nan")
 
 
 def figure(table: pd.DataFrame) -> Any:

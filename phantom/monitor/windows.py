@@ -19,6 +19,8 @@ class Window:
     end_ms: int
     sessions: pd.DataFrame
     decisions: pd.DataFrame
+    lookback: pd.DataFrame | None = None  # decisions of the trailing `lookback_hours` up to end_ms (price response)
+    lookback_start_ms: int | None = None
 
     @property
     def hours(self) -> np.ndarray:
@@ -33,7 +35,13 @@ def label(ms: int) -> str:
     return pd.Timestamp(ms, unit="ms", tz="UTC").strftime("%Y-%m-%dT%H%M")
 
 
-def cut(sessions: pd.DataFrame, decisions: pd.DataFrame, hours: float, since_ms: int | None = None) -> list[Window]:
+def cut(
+    sessions: pd.DataFrame,
+    decisions: pd.DataFrame,
+    hours: float,
+    since_ms: int | None = None,
+    lookback_hours: float | None = None,
+) -> list[Window]:
     """Windows of `hours` aligned to UTC midnight; sessions by start, decisions by their time.
 
     Args:
@@ -41,6 +49,8 @@ def cut(sessions: pd.DataFrame, decisions: pd.DataFrame, hours: float, since_ms:
         decisions: decision table (column `ts`).
         hours: window length.
         since_ms: ignore anything earlier (e.g. the end of the reference).
+        lookback_hours: also keep each window's decisions of this many hours up to its end
+            (`Window.lookback`, never before `since_ms`): tests on rare outcomes need more than a window.
 
     Returns:
         The windows that hold at least one session, oldest first.
@@ -60,13 +70,21 @@ def cut(sessions: pd.DataFrame, decisions: pd.DataFrame, hours: float, since_ms:
         lo = int(k) * length
         if since_ms is not None:
             lo = max(lo, since_ms)  # a window cut by `since` covers only its own hours
+        end = (int(k) + 1) * length
+        lookback, lb_start = None, None
+        if lookback_hours is not None:
+            lb_start = end - int(round(max(lookback_hours, hours) * MS_PER_HOUR))
+            lb_start = lb_start if since_ms is None else max(lb_start, since_ms)
+            lookback = decisions[d_keep & (d_ts >= lb_start) & (d_ts < end)].reset_index(drop=True)
         out.append(
             Window(
                 label(lo),
                 lo,
-                (int(k) + 1) * length,
+                end,
                 sessions[s_keep & (s_idx == k)].reset_index(drop=True),
                 decisions[d_keep & (d_idx == k)].reset_index(drop=True),
+                lookback,
+                lb_start,
             )
         )
     return out

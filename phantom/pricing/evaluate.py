@@ -39,6 +39,7 @@ class MuSelection:
     method: str = "ope"  # ope: off-policy estimates on validation; model: predicted leakage; simulator: research only
     leakage_target: float = 0.5  # required leakage reduction vs the seed's rules (on validation)
     candidates: tuple[float, ...] = MU_CANDIDATES
+    bound: str = "ci_low"  # ci_low: the target must hold at the low end of the 95 % bootstrap interval; estimate
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> MuSelection:
@@ -46,10 +47,13 @@ class MuSelection:
         method = str(params.get("method", "ope"))
         if method not in ("ope", "model", "simulator"):
             raise ValueError(f"mu_selection.method must be 'ope', 'model' or 'simulator', got {method!r}")
+        if params.get("bound", "ci_low") not in ("ci_low", "estimate"):
+            raise ValueError(f"mu_selection.bound must be 'ci_low' or 'estimate', got {params.get('bound')!r}")
         return cls(
             method=method,
             leakage_target=float(params.get("leakage_target", 0.5)),
             candidates=tuple(float(m) for m in params.get("candidates", MU_CANDIDATES)),
+            bound=str(params.get("bound", "ci_low")),
         )
 
 
@@ -166,13 +170,15 @@ def select_mu_by_ope(
     """The mu with the highest estimated revenue whose estimated leakage cut vs the rules meets the target.
 
     Every candidate is fitted (guardrail from predictions), prices the validation decisions, and is
-    estimated off-policy on the validation logs against the same estimate of the rules. When no
-    candidate meets the target, the largest estimated reduction is taken and reported as not met.
+    estimated off-policy on the validation logs against the same estimate of the rules. With
+    `bound: ci_low` the cut must hold at the low end of its 95 % bootstrap interval, so that a weight
+    that only just meets the target by its point estimate is not shipped. When no candidate meets the
+    target, the largest reduction is taken and reported as not met.
     """
     base, cost = _costs(val)
     logged = ope.Logged.from_frame(val)
-    point_only = replace(cfg.ope, bootstrap=0)
-    rows = []
+    settings = cfg.ope if selection.bound == "ci_low" else replace(cfg.ope, bootstrap=0)
+    rows, table = [], []
     for mu in sorted(selection.candidates):
         pricer, guard = with_guardrail(val, demand, cfg, mean_demand, replace(obj, mu=mu))
         ratios = {
@@ -180,16 +186,23 @@ def select_mu_by_ope(
             "fixed": policies.fixed(len(val), cfg.fixed_ratio),
             "rules": rules_ratios(val, cfg, mean_demand),
         }
-        est = ope.estimate(demand, obj.ratios, logged, ratios, point_only)
+        est = ope.estimate(demand, obj.ratios, logged, ratios, settings)
         revenue = est.value("candidate", "revenue")
         reduction = 1.0 - est.value("candidate", "leakage") / est.value("rules", "leakage")
-        rows.append((mu, revenue, reduction, pricer, guard))
-    (mu, _, reduction, pricer, guard), met = pick_weight(rows, selection.leakage_target)
+        low = ope.compare(est, "candidate")["leakage_reduction_vs_rules"]["ci_low"] if settings.bootstrap else reduction
+        rows.append((mu, revenue, low if selection.bound == "ci_low" else reduction, pricer, guard, reduction))
+        table.append(
+            {"mu": mu, "revenue": round(revenue, 2), "reduction": round(reduction, 5), "ci_low": round(low, 5)}
+        )
+    (mu, _, bound, pricer, guard, reduction), met = pick_weight(rows, selection.leakage_target)
     return pricer, {
         "mu_selection": "ope (off-policy estimates on validation)",
         "leakage_target": selection.leakage_target,
+        "leakage_target_bound": selection.bound,
         "leakage_target_met_on_val": met,
         "estimated_leakage_reduction_val": reduction,
+        "estimated_leakage_reduction_val_ci_low": bound if selection.bound == "ci_low" else None,
+        "candidates_val": table,
         "mu": mu,
         **_guard_info(guard),
     }

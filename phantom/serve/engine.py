@@ -113,6 +113,7 @@ class PricingEngine:
         versions: Mapping[str, Any] | None = None,
         publisher: Any | None = None,
         check_time: bool = True,
+        limits: Any | None = None,  # phantom.events.contract.Limits (default: the contract's)
     ) -> None:
         self.ctx = ctx
         self.pricer = ctx.pricer
@@ -125,6 +126,11 @@ class PricingEngine:
         self.versions = dict(versions or {})
         self.publisher = publisher
         self.check_time = check_time
+        if limits is None:
+            from phantom.events.contract import Limits
+
+            limits = Limits()
+        self.limits = limits
         self.distilled = None
         if ctx.distilled is not None:
             from phantom.pricing.distill import DistilledPricer
@@ -232,7 +238,7 @@ class PricingEngine:
         by_session: dict[str, list[dict[str, Any]]] = {}
         positions: dict[str, list[tuple[int, dict[str, Any]]]] = {}
         for i, event in enumerate(events):
-            reason = check_event(event, received if self.check_time else None)
+            reason = check_event(event, received if self.check_time else None, self.limits)
             if reason is not None:
                 event_id = event.get("event_id") if isinstance(event, dict) else None
                 rejected.append(

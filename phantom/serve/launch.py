@@ -14,13 +14,14 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from phantom.events.broker import free_port, wait_for_port
-from phantom.processes import wait_http
+from phantom.processes import descendants, wait_http
 
 
 @dataclass
@@ -124,8 +125,31 @@ def serve_bento(
             start_new_session=True,
         )
     url = f"http://127.0.0.1:{port}"
+    workers: set[int] = set()  # BentoML's workers run in sessions of their own: the group misses them
     try:
         wait_http(f"{url}/readyz", proc, log, name="bentoml serve")
+        workers.update(descendants(proc.pid))
         yield url, proc
     finally:
+        workers.update(descendants(proc.pid))
         stop(proc, group=True, timeout_s=20)
+        for pid in workers:  # still alive only when the arbiter died or had to be killed
+            _kill_if_serving(pid, tag)
+
+
+def _kill_if_serving(pid: int, tag: str, timeout_s: float = 5.0) -> None:
+    """SIGKILL `pid` if it is still a process serving `tag` (a pid reused meanwhile is left alone); wait until it is gone."""
+
+    def serving() -> bool:
+        try:  # a zombie's command line is empty
+            return tag.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            return False
+
+    if not serving():
+        return
+    with contextlib.suppress(ProcessLookupError):  # it exited meanwhile
+        os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + timeout_s
+    while serving() and time.monotonic() < deadline:
+        time.sleep(0.05)

@@ -8,7 +8,9 @@ Environment (all optional):
   `price-decisions` (unset: decisions go to parquet files); `PHANTOM_KAFKA_BUFFER` (100000);
 - `PHANTOM_DECISION_LOG`: folder of the parquet decision log (default `decision-log/`);
 - `PHANTOM_AB_ARMS`: arms and weights of mode ab, e.g. `ml:0.5,static:0.5`;
-- `PHANTOM_CHECK_EVENT_TIME` (1): quarantine late and future events against the server clock.
+- `PHANTOM_CHECK_EVENT_TIME` (1): quarantine late and future events against the server clock;
+  `PHANTOM_MAX_LATENESS_MS` (6 h, the contract's default): how old an event may be when it arrives
+  (a replay of hours of simulated traffic compressed into minutes sets it to cover its span).
 """
 
 from __future__ import annotations
@@ -114,8 +116,21 @@ def build_engine(
         versions=versions,
         publisher=publisher,
         check_time=env.get("PHANTOM_CHECK_EVENT_TIME", "1") not in ("0", "false", "no"),
+        limits=event_limits(env),
     )
     return engine, publisher
+
+
+def event_limits(env: Mapping[str, str] = os.environ) -> Any:
+    """The contract's time limits, with `PHANTOM_MAX_LATENESS_MS` when set (a whole number of ms >= 0)."""
+    from phantom.events.contract import Limits
+
+    text = env.get("PHANTOM_MAX_LATENESS_MS", "").strip()
+    if not text:
+        return Limits()
+    if not text.isdigit():
+        raise ValueError(f"PHANTOM_MAX_LATENESS_MS must be a whole number of milliseconds, got {text!r}")
+    return Limits(max_lateness_ms=int(text))
 
 
 def status(engine: PricingEngine | None, publisher: Any) -> dict[str, Any]:
@@ -129,4 +144,9 @@ def status(engine: PricingEngine | None, publisher: Any) -> dict[str, Any]:
         "store": {"kind": type(store).__name__, "degraded": store.degraded, "reachable": store.ping()},
         "kafka": vars(publisher.stats()) if publisher is not None else None,
         "decision_log": engine.log.stats(),
+        "event_time": {
+            "checked": engine.check_time,
+            "max_lateness_ms": engine.limits.max_lateness_ms,
+            "max_clock_skew_ms": engine.limits.max_clock_skew_ms,
+        },
     }

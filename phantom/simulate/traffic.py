@@ -480,10 +480,11 @@ def _funnel(
     )
 
 
-def simulate(cfg: TrafficConfig) -> Traffic:
-    """Generate one world deterministically from `cfg.seed`."""
+def simulate(cfg: TrafficConfig, catalogue: pd.DataFrame | None = None) -> Traffic:
+    """Generate one world deterministically from `cfg.seed` (on `catalogue` when given, e.g. a shop's own)."""
     rng = np.random.default_rng(cfg.seed)
-    catalogue = make_catalogue(cfg.n_products, rng)
+    drawn = make_catalogue(cfg.n_products, rng)  # drawn either way: a given catalogue leaves the streams as they were
+    catalogue = drawn if catalogue is None else catalogue.reset_index(drop=True)
     sessions = simulate_sessions(cfg, catalogue, rng)
     events = simulate_events(sessions, catalogue, cfg, rng)
     counts = events.groupby("session_id", sort=False).size()

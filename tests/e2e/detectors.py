@@ -3,7 +3,9 @@
 The e2e test needs versions whose ranking on one frozen set is known in advance, not the
 simulator's full pipeline (tests/model covers that). Each detector is the shipped kind: an
 XGBoost booster, a calibrator and a threshold, packaged as the same MLflow pyfunc model
-(`phantom.detect.package`) and registered the way `train_detector` registers it.
+(`phantom.detect.package`) and registered the way `train_detector` registers it. They read the
+29 session features in the service's order (`SESSION_FEATURES`), so the pricing Bento serves them
+as it serves the pipeline's detector.
 """
 
 from __future__ import annotations

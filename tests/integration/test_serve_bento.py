@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -41,15 +40,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("bento")
     env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
     env.update(json.loads(_run(["-m", "tests.serve_support", str(root)], env).stdout.strip().splitlines()[-1]))
-    ctx = root / "ctx"  # a copy of the build context: the repo's own build_info.json stays untouched
-    ignore = shutil.ignore_patterns("__pycache__", "build_info.json")
-    shutil.copytree(REPO / "bentofiles", ctx / "bentofiles", ignore=ignore)
-    shutil.copytree(REPO / "phantom", ctx / "phantom", ignore=ignore)
-    args = ["--catalogue", root / "catalogue.parquet", "--decisions", root / "decisions.parquet"]
-    args += ["--policy", root / "policy.json", "--build-ctx", ctx]
-    done = _run(["-m", "pipelines.build_bento", *map(str, args)], env)
-    tag = done.stdout.strip().splitlines()[-1]
-    return tag, env, root
+    return ss.build_bento(root, env), env, root
 
 
 @pytest.fixture(scope="module")

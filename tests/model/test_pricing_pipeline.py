@@ -153,6 +153,14 @@ def test_evaluate_stage_reports_every_policy(stages):
     assert {"ope_revenue_vs_fixed", "ope_leakage_reduction_vs_rules"} <= set(front.columns)
     assert metrics["detector_markup_source"].startswith("multitask agent head (")  # and says why
     assert metrics["fit"]["mu"] in (0, 2, 8)
+    # the shipped mu is the highest-revenue candidate whose cut holds at the low end of its interval
+    fit, table = metrics["fit"], pd.DataFrame(metrics["fit"]["candidates_val"])
+    assert fit["leakage_target_bound"] == "ci_low" and (table["ci_low"] <= table["reduction"]).all()
+    meeting = table[table["ci_low"] >= fit["leakage_target"]]
+    if fit["leakage_target_met_on_val"]:
+        assert fit["mu"] == meeting.sort_values(["revenue", "mu"], ascending=[False, True])["mu"].iloc[0]
+    else:
+        assert meeting.empty
     policy = json.loads((root / "policy.json").read_text())
     assert policy["objective"]["mu"] == metrics["fit"]["mu"] and len(policy["objective"]["grid"]) == 17
     for name in ("policies.csv", "response_curves.csv", "frontier.csv", "figures/response_curves.png"):

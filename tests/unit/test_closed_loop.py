@@ -33,6 +33,7 @@ class Shop:
         self.events: list[dict] = []
         self.prices: list[dict] = []
         self.reject_type = reject_type
+        self.known_before: list[int] = []  # at each price request: events received with ts before the view
 
     def arm(self, session_id: str) -> str:
         return "static" if hashlib.sha1(session_id.encode()).digest()[0] % 2 else "discount"
@@ -65,6 +66,8 @@ def _handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
             url = urlparse(self.path)
             _, _, mode, _, product = url.path.split("/")
             sid = parse_qs(url.query)["session_id"][0]
+            ts = int(parse_qs(url.query)["ts"][0])
+            shop.known_before.append(sum(e["ts"] < ts for e in shop.events))
             if product not in shop.base:
                 return self._send(404, {"error": f"unknown product {product}"})
             arm = shop.arm(sid) if mode == "ab" else mode
@@ -100,7 +103,8 @@ def serve(world: tuple) -> Iterator:
 def test_every_view_is_priced_ingested_and_sold_at_the_shown_price(world: tuple, serve) -> None:
     catalogue, sessions, events = world
     shop = Shop(catalogue)
-    decisions = closed_loop.run(serve(shop), sessions, events, now_ms=1_800_000_000_000, progress=False)
+    loop = closed_loop.run(serve(shop), sessions, events, now_ms=1_800_000_000_000, progress=False)
+    decisions = loop.decisions
     views = int((events["event_type"] == "product_view").sum())
     assert len(decisions) == views == len(shop.prices)
     got = pd.DataFrame(shop.events)
@@ -113,11 +117,24 @@ def test_every_view_is_priced_ingested_and_sold_at_the_shown_price(world: tuple,
     paid = got.loc[got["event_type"] == "purchase"]
     assert len(paid) == purchases and set(paid["price"]).issubset(set(decisions.loc[decisions["bought"], "price"]))
     assert got["ts"].max() <= 1_800_000_000_000 + 12_000  # replayed into the recent past, never far in the future
+    assert len(loop.sent) == len(got)  # the loop's copy of what it sent is what the shop accepted
+    # every view was priced after everything that happened before it had been ingested, as a shop sees it
+    ts = np.sort(got["ts"].to_numpy())
+    np.testing.assert_array_equal(shop.known_before, np.searchsorted(ts, decisions["ts"].to_numpy(), side="left"))
+
+
+def test_session_by_session_replay_prices_views_before_earlier_events_arrive(world: tuple, serve) -> None:
+    catalogue, sessions, events = world
+    shop = Shop(catalogue)
+    loop = closed_loop.run(serve(shop), sessions, events, 1_800_000_000_000, progress=False, order="session")
+    ts = np.sort(pd.DataFrame(shop.events)["ts"].to_numpy())
+    complete = np.searchsorted(ts, loop.decisions["ts"].to_numpy(), side="left")
+    assert (np.asarray(shop.known_before) < complete).mean() > 0.2  # what the time-ordered replay fixes
 
 
 def test_report_by_arm_with_intervals_and_the_offline_gap(world: tuple, serve) -> None:
     catalogue, sessions, events = world
-    decisions = closed_loop.run(serve(Shop(catalogue)), sessions, events, now_ms=1_800_000_000_000, progress=False)
+    decisions = closed_loop.run(serve(Shop(catalogue)), sessions, events, 1_800_000_000_000, progress=False).decisions
     same = {arm: (lambda g, r=r: np.full(len(g), r)) for arm, r in ARMS.items()}
     out = closed_loop.report(decisions, same)
     assert set(out["arms"]) == set(ARMS)
@@ -127,6 +144,10 @@ def test_report_by_arm_with_intervals_and_the_offline_gap(world: tuple, serve) -
         assert lo <= row["expected_revenue_per_view"] <= hi  # the realised sales agree with the truth's expectation
         assert row["offline_gap"] < 1e-3  # the shop served the replayed policy (up to rounding to cents)
         assert row["mean_ratio"] == pytest.approx(ARMS[arm], abs=0.01)
+        lo, hi = row["expected_vs_list_ci95"]
+        assert lo <= row["expected_vs_list"] <= hi
+    assert out["arms"]["static"]["expected_vs_list"] == 1.0  # list price against itself, on the same visitors
+    assert out["arms"]["discount"]["expected_vs_list"] != pytest.approx(1.0, abs=0.01)
     other = closed_loop.report(decisions, {"discount": lambda g: np.full(len(g), 1.0)})
     assert other["arms"]["discount"]["offline_gap"] > 0.05  # a replay of another policy shows a gap
 
@@ -142,3 +163,55 @@ def test_an_http_error_names_the_route(serve, world: tuple) -> None:
     client = serve(Shop(world[0]))
     with pytest.raises(closed_loop.ServiceError, match="HTTP 404"):
         client.price("ab", "NOPE", "s1", 0)
+
+
+def test_the_offline_replay_prices_exactly_the_sessions_the_service_priced_in_that_arm(world: tuple, serve) -> None:
+    from phantom.features.aggregator import FeatureConfig, build
+
+    catalogue, sessions, events = world
+    loop = closed_loop.run(serve(Shop(catalogue)), sessions, events, 1_800_000_000_000, progress=False)
+    decisions = loop.decisions
+    # the batch path on the events the loop sent has one decision row per view the service priced
+    batch = build(closed_loop.sent_frame(loop.sent), catalogue, FeatureConfig()).decisions
+    assert sorted(batch["event_id"]) == sorted(decisions["event_id"])
+    seen: dict[str, set] = {}
+
+    def spy(arm: str):
+        def replay(g: pd.DataFrame) -> np.ndarray:
+            seen[arm] = set(g["session_id"])
+            return np.full(len(g), ARMS[arm])
+
+        return replay
+
+    closed_loop.report(decisions, {arm: spy(arm) for arm in ARMS})
+    for arm in ARMS:
+        assert seen[arm] == set(decisions.loc[decisions["arm"] == arm, "session_id"])
+    # a replay keyed by event id prices the arm's own views; one missing view is an error, not a smaller sample
+    table = pd.Series(decisions["ratio"].to_numpy(), index=decisions["event_id"].to_numpy())
+    out = closed_loop.report(decisions, {arm: closed_loop.by_event(table) for arm in ARMS})
+    for row in out["arms"].values():
+        assert row["offline_gap"] < 1e-9 and row["offline_price_differs_share"] == 0.0
+    one_arm = decisions.loc[decisions["arm"] == "static"]
+    with pytest.raises(ValueError, match="no price for 1 of"):
+        closed_loop.report(decisions, {"static": closed_loop.by_event(table.drop(one_arm["event_id"].iloc[0]))})
+
+
+def test_feature_parity_joins_the_service_log_to_the_batch_rows_of_the_same_views(world: tuple, serve) -> None:
+    from phantom.features.aggregator import FeatureConfig, build
+    from phantom.serve.parity import FEATURES
+
+    catalogue, sessions, events = world
+    loop = closed_loop.run(serve(Shop(catalogue)), sessions, events, 1_800_000_000_000, progress=False)
+    batch = build(closed_loop.sent_frame(loop.sent), catalogue, FeatureConfig()).decisions
+    ratios = pd.Series(1.0, index=batch["event_id"].to_numpy())
+    # a decision log as the service writes it: the batch features of each view, as JSON, keyed by (session, product, ts)
+    logged = batch[["session_id", "product_id", "ts"]].assign(
+        ratio=1.0, degraded=False, features=[json.dumps(r) for r in batch[FEATURES].to_dict("records")]
+    )
+    same = closed_loop.feature_parity(logged, loop.decisions, batch, ratios)
+    assert same["decisions"] == len(loop.decisions) and same["parity_mismatches"] == 0
+    feats = batch[FEATURES].copy()
+    feats.loc[feats.index[:3], "product_views_last_hour"] += 1
+    logged["features"] = [json.dumps(r) for r in feats.to_dict("records")]
+    moved = closed_loop.feature_parity(logged, loop.decisions, batch, ratios)
+    assert moved["features_differing"] == {"product_views_last_hour": 3} and moved["price_mismatches"] == 0

@@ -279,6 +279,38 @@ def test_from_earliest_rereads_a_recreated_topic_and_drops_repeats_by_event_id(w
     assert BatchStore(store.events_dir, store.quarantine_dir).entries()[-1].ranges[0].last == 149
 
 
+class RecreatedDuringPoll(TopicSource):
+    """The broker came back with the topic recreated while a poll ran: that poll's metadata already
+    carries the new id and one partition's log ends below the store (a partial gap), while the other
+    partition's new log is already past its stored offset."""
+
+    def __init__(self, polls):
+        super().__init__(polls, ["A"])
+        self.current = "A"
+
+    def topic_id(self):
+        return self.current
+
+    def poll(self, max_messages, timeout_s):
+        from phantom.events.kafka import OffsetGap
+
+        out = super().poll(max_messages, timeout_s)
+        if out == "recreate":
+            self.current = "B"
+            raise OffsetGap("t: the log ends below what the store holds (partition 0)", {0})
+        return out
+
+
+def test_a_partial_gap_while_the_topic_id_changed_rereads_the_whole_topic(world, store):
+    """Handled as a gap of partition 0 only, the new id was adopted and partition 1 went on from its
+    old offset in a topic that holds other messages there: they were skipped, silently."""
+    polls = [[chunk(world, 0, 0, 99), chunk(world, 1, 100, 199)], "recreate", [chunk(world, 0, 0, 49)]]
+    source = RecreatedDuringPoll(polls)
+    stats, _ = ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(on_offset_gap="from_earliest"))
+    assert source.rewinds == [set()]  # every partition, not just the one whose log ended early
+    assert len(stats.gaps) == 1 and "recreated (id A -> B)" in stats.gaps[0]
+
+
 def test_a_drain_run_that_cannot_catch_up_fails_with_what_it_read(world, store):
     from phantom.events.ingest import SourceStalled
 
@@ -286,6 +318,37 @@ def test_a_drain_run_that_cannot_catch_up_fails_with_what_it_read(world, store):
     with pytest.raises(SourceStalled, match=r"no progress for .*read 100 messages this run, all committed"):
         ingest(store, kafka_identity("t", "g"), lambda resume: source, fast(outage_timeout_s=0.3))
     assert totals_of(store)["messages"] == 100
+
+
+def test_a_follow_run_whose_partitions_never_come_back_stops_loudly_with_what_it_read(world, store):
+    """After a broker restart a rebalance may never complete: following on would read nothing, silently."""
+    from phantom.events.ingest import SourceNotReady
+
+    class Unassigned(TopicSource):
+        def ready(self):
+            return bool(self.polls)  # partitions until the first poll, then none, ever
+
+    source = Unassigned([[chunk(world, 0, 0, 99)]], ["A"])
+    cfg = fast(follow=True, startup_timeout_s=0.3)
+    with pytest.raises(SourceNotReady, match=r"no partition assigned for \d+s since the group took them away"):
+        ingest(store, kafka_identity("t", "g"), lambda resume: source, cfg)
+    assert totals_of(store)["messages"] == 100
+
+
+def test_a_missing_topic_is_named_at_the_startup_timeout(store):
+    """The consumer does not auto-create topics: a missing one is said so, not "no partition assigned"."""
+    from phantom.events.ingest import SourceNotReady
+
+    class Missing(TopicSource):
+        def ready(self):
+            return False
+
+        def missing(self):
+            return True
+
+    cfg = fast(follow=True, startup_timeout_s=0.2)
+    with pytest.raises(SourceNotReady, match=r"fake: the topic does not exist .*ingest never creates it"):
+        ingest(store, kafka_identity("t", "g"), lambda resume: Missing([], ["A"]), cfg)
 
 
 def totals_of(store):

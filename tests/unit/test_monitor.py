@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phantom.monitor import checks, decision_log, frames, judge, report, windows
+from phantom.monitor import checks, decision_log, frames, judge, price_response, report, windows
 from phantom.monitor.config import DriftTests, MonitorConfig, ReferenceConfig
 from phantom.monitor.frames import DECISIONS, SESSIONS
 
@@ -74,6 +74,20 @@ def test_window_cut_is_by_time_and_respects_since() -> None:
     assert len(later[0].hours) == 21  # only the hours the window covers
     with pytest.raises(ValueError, match="positive"):
         windows.cut(s, d, 0)
+
+
+def test_lookback_holds_the_trailing_decisions_but_nothing_before_since() -> None:
+    s = _sessions(600, seed=5, days=4)
+    d = _decisions(s, seed=6)
+    since = START + DAY
+    cut = windows.cut(s, d, 24, since_ms=since, lookback_hours=48)
+    assert [w.lookback_start_ms for w in cut] == [since, since, START + 2 * DAY]  # clipped at since, then 48 h
+    for w in cut:
+        assert w.lookback["ts"].between(w.lookback_start_ms, w.end_ms - 1).all()
+        expected = d["ts"].between(w.lookback_start_ms, w.end_ms - 1).sum()
+        assert len(w.lookback) == expected and len(w.lookback) >= len(w.decisions)
+    assert windows.cut(s, d, 24)[0].lookback is None  # no lookback asked: none kept
+    assert windows.cut(s, d, 24, lookback_hours=48)[1].lookback_start_ms == START  # no since: the full 48 h
 
 
 def test_short_windows_meet_the_reference_of_the_same_hours(reference) -> None:
@@ -146,7 +160,94 @@ def test_agent_share_and_conversion_tests_fire_without_feature_drift(reference) 
     v = judge.judge(_window(s, _decisions(s, seed=23, buy_shift=0.08)), ref_s, ref_d, cfg, per_column=False).verdict
     assert v["decision"] == "fail"
     assert any("human_conversion" in t for t in v["failed_tests"])
-    assert "price response" in v["likely_cause"]
+    assert v["likely_cause"].startswith("people's price sensitivity changed")
+
+
+def _people(n_sessions: int, seed: int, sensitivity: float, start: int = START) -> pd.DataFrame:
+    """Decisions of the verified-human cohort as the shop sees them: one price multiplier and one
+    willingness to pay per session, 4 views each, purchases from logit demand."""
+    rng = np.random.default_rng(seed)
+    ratio = rng.uniform(0.7, 1.5, n_sessions)
+    wtp = rng.lognormal(0.0, 0.3, n_sessions)
+    views = 4
+    p = 1 / (1 + np.exp(-(-2.5 + sensitivity * (np.repeat(wtp, views) - np.repeat(ratio, views)))))
+    n = n_sessions * views
+    return pd.DataFrame(
+        {
+            "session_id": np.repeat([f"p{seed}-{i}" for i in range(n_sessions)], views),
+            "ts": start + np.repeat(np.sort(rng.integers(0, DAY, n_sessions)), views),
+            "experiment_id": np.where(rng.random(n) < 0.8, "xp_human_only", None),
+            "price_ratio": np.repeat(ratio, views),
+            frames.PURCHASE: (rng.random(n) < p).astype(float),
+        }
+    )
+
+
+def test_price_response_flags_a_sensitivity_change_and_not_a_same_distribution_sample() -> None:
+    ref = _people(6000, seed=50, sensitivity=2.0)
+    x, y, s = price_response.cohort_rows(ref, "xp_human_only")
+    assert x.size == (ref["experiment_id"] == "xp_human_only").sum()
+    curve = price_response.fit(x, y, s, float(x.mean()))
+    assert -3.0 < curve.slope < -1.0  # buying falls with price; heterogeneous WTP flattens the marginal slope
+
+    same = price_response.check(ref, _people(1500, seed=51, sensitivity=2.0), "xp_human_only", 9.21)
+    assert isinstance(same, price_response.Result)
+    assert not same.failed and same.chi2 < 9.21, same
+
+    shifted = price_response.check(ref, _people(1500, seed=52, sensitivity=3.5), "xp_human_only", 9.21)
+    assert isinstance(shifted, price_response.Result)
+    assert shifted.failed and shifted.chi2 > 9.21, shifted
+    assert shifted.window["slope"] < shifted.reference["slope"]  # people became more price-sensitive
+
+    none = price_response.check(
+        ref, _people(1500, seed=53, sensitivity=2.0).assign(experiment_id=None), "xp_human_only", 9.21
+    )
+    assert isinstance(none, str) and none.startswith("price response skipped")
+
+
+def test_cluster_robust_errors_count_a_session_once() -> None:
+    """Copying every view 5 times adds no information: the robust standard error must not shrink."""
+    one = _people(3000, seed=54, sensitivity=2.0)
+    x, y, s = price_response.cohort_rows(one, "xp_human_only")
+    base = price_response.fit(x, y, s, 0.0)
+    copied = price_response.fit(np.tile(x, 5), np.tile(y, 5), np.tile(s, 5), 0.0)
+    assert copied.cov[1][1] == pytest.approx(base.cov[1][1], rel=1e-6)
+    assert copied.slope == pytest.approx(base.slope, rel=1e-6)
+
+
+def test_a_demand_shift_window_fails_naming_peoples_price_sensitivity(reference) -> None:
+    ref_s, _ = reference
+    ref_d = _decisions_with_people(ref_s, seed=60, sensitivity=2.0)
+    cfg = MonitorConfig(tests=DriftTests(num_threshold=5.0, cat_threshold=1.0, prediction_threshold=5.0, z=20.0))
+    s = _sessions(1500, seed=61, start=START + 7 * DAY)
+    quiet = judge.judge(_window(s, _decisions_with_people(s, seed=62, sensitivity=2.0)), ref_s, ref_d, cfg, False)
+    assert quiet.verdict["decision"] == "pass", quiet.verdict
+    assert quiet.verdict["price_response"]["chi2"] < cfg.tests.price_response_chi2
+    assert quiet.verdict["price_response"]["hours"] == 24
+    two_days = _sessions(1500, seed=64, start=START + 6 * DAY, days=2)
+    d = _decisions_with_people(two_days, seed=65, sensitivity=2.0)
+    last = windows.cut(two_days, d, 24, since_ms=START + 6 * DAY, lookback_hours=72)[-1]
+    longer = judge.judge(last, ref_s, ref_d, cfg, False).verdict["price_response"]
+    assert longer["hours"] == 48  # the lookback, clipped at since
+    both_days = (d["experiment_id"] == "xp_human_only") & (d["ts"] < last.end_ms)
+    one_day = (last.decisions["experiment_id"] == "xp_human_only").sum()
+    assert longer["window"]["views"] == both_days.sum() > 1.5 * one_day  # both days' views, not the window's
+    moved = judge.judge(_window(s, _decisions_with_people(s, seed=63, sensitivity=3.5)), ref_s, ref_d, cfg, False)
+    v = moved.verdict
+    assert v["decision"] == "fail" and any(t.startswith("price_response") for t in v["failed_tests"]), v
+    assert "people's price sensitivity changed" in checks.one_line(v)
+    assert v["recommended_action"] == checks.RETRAIN
+
+
+def _decisions_with_people(sessions: pd.DataFrame, seed: int, sensitivity: float) -> pd.DataFrame:
+    """`_decisions`, with each session's views priced and bought as `_people` does (one multiplier, one WTP)."""
+    out = _decisions(sessions, seed)
+    people = _people(len(sessions), seed, sensitivity)
+    views = people.groupby(np.arange(len(people)) // 4).head(3).reset_index(drop=True)  # 3 views per session
+    out["price_ratio"] = views["price_ratio"].to_numpy()
+    out[frames.PURCHASE] = views[frames.PURCHASE].to_numpy()
+    out["experiment_id"] = views["experiment_id"].to_numpy()
+    return out
 
 
 def test_clipping_keeps_mass_at_the_edge(reference) -> None:

@@ -177,6 +177,28 @@ def test_ingest_answers_each_invalid_event_and_counts_the_valid(world, models, t
     assert f["event_count"] == sum(e["session_id"] == sid for e in good)
 
 
+def test_the_event_time_window_is_configured_not_switched_off(world, models, tmp_path):
+    from phantom.serve import runtime
+
+    now = 1_800_000_000_000
+    event = {**ss.contract_events(world.events.head(1))[0], "ts": now - 8 * 3600 * 1000}  # 8 h old
+    engine = make_engine(world, models, tmp_path)
+    engine.check_time = True
+    assert [r["reason"] for r in engine.ingest([event], received_ms=now)["rejected"]] == ["late_event"]
+    engine.limits = runtime.event_limits({"PHANTOM_MAX_LATENESS_MS": str(10 * 3600 * 1000)})
+    assert engine.ingest([event], received_ms=now)["accepted"] == 1
+    future = {**event, "event_id": "later", "ts": now + 3600 * 1000}
+    assert [r["reason"] for r in engine.ingest([future], received_ms=now)["rejected"]] == ["future_event"]
+    assert runtime.status(engine, None)["event_time"] == {
+        "checked": True,
+        "max_lateness_ms": 10 * 3600 * 1000,
+        "max_clock_skew_ms": 300_000,
+    }
+    assert runtime.event_limits({}).max_lateness_ms == 6 * 3600 * 1000
+    with pytest.raises(ValueError, match="PHANTOM_MAX_LATENESS_MS"):
+        runtime.event_limits({"PHANTOM_MAX_LATENESS_MS": "10h"})
+
+
 def test_decision_log_rotates_to_parquet_with_every_field(world, models, tmp_path):
     engine = make_engine(world, models, tmp_path)
     pid = str(world.catalogue["product_id"].iloc[0])

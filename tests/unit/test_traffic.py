@@ -162,3 +162,15 @@ def test_generated_purchases_fall_with_the_shown_price(world):
         low = sub.loc[sub["multiplier"] < 0.9, "bought"].mean()
         high = sub.loc[sub["multiplier"] > 1.3, "bought"].mean()
         assert low > high, (is_agent, low, high)
+
+
+def test_traffic_on_a_given_catalogue_browses_that_catalogue_only():
+    from phantom.simulate.catalogue import make_catalogue
+
+    shop = make_catalogue(300, np.random.default_rng(99)).assign(product_id=lambda c: "S" + c["product_id"])
+    cfg = TrafficConfig(days=0.05, seed=5, n_products=300)
+    own, given = simulate(cfg), simulate(cfg, catalogue=shop)
+    assert given.catalogue is not own.catalogue and given.catalogue["product_id"].str.startswith("S").all()
+    viewed = given.events["product_id"].dropna()
+    assert len(viewed) > 100 and viewed.isin(set(shop["product_id"])).all()
+    assert len(given.sessions) == len(own.sessions)  # the same visitors arrive: only the shelves changed
