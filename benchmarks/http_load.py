@@ -19,6 +19,7 @@ import numpy as np
 
 # (method, path, body or None) of one request
 Request = tuple[str, str, bytes | None]
+MAX_SAMPLES = 20  # errors recorded in detail per run (all are counted by kind)
 
 
 @dataclass
@@ -31,6 +32,17 @@ class Result:
     unanswered: int = 0  # still waiting when the run's deadline passed (their latency: at least that long)
     seconds: float = 0.0
     sent: int = 0
+    error_kinds: dict[str, int] = field(default_factory=dict)  # "ExcType: message" (or "HTTP 503") -> count
+    error_samples: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_SAMPLES errors in detail
+    connections_opened: int = 0
+    stale_reopened: int = 0  # idle keep-alive connections the client retired before reuse (see Connection.stale)
+
+    def error(self, kind: str, **detail: Any) -> None:
+        """Count one error by kind and keep the first few with their detail."""
+        self.errors += 1
+        self.error_kinds[kind] = self.error_kinds.get(kind, 0) + 1
+        if len(self.error_samples) < MAX_SAMPLES:
+            self.error_samples.append({"error": kind, **{k: _r(v) for k, v in detail.items()}})
 
     def summary(self) -> dict[str, Any]:
         """p50/p99/p99.9/max (ms), achieved rate, errors, status counts."""
@@ -47,7 +59,15 @@ class Result:
             "errors": self.errors,
             "unanswered": self.unanswered,
             "statuses": {str(k): v for k, v in sorted(self.statuses.items())},
+            "error_kinds": dict(self.error_kinds),
+            "error_samples": list(self.error_samples),
+            "connections_opened": self.connections_opened,
+            "stale_reopened": self.stale_reopened,
         }
+
+
+def _r(v: Any) -> Any:
+    return round(v, 4) if isinstance(v, float) else v
 
 
 class Connection:
@@ -57,15 +77,23 @@ class Connection:
         self.host, self.port = host, port
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
+        self.uses = 0  # requests answered on the current socket
+        self.opened = 0  # sockets opened by this connection
+        self.idle_since = time.perf_counter()  # when the last answer was read (or the socket opened)
+        self.stage = ""  # connect, send or read: where the current request is
 
     async def request(self, method: str, path: str, body: bytes | None) -> int:
         """Send one request and read the whole answer; the status code."""
         if self.writer is None:
+            self.stage = "connect"
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+            self.uses, self.opened = 0, self.opened + 1
+        self.stage = "send"
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         self.writer.write(head.encode() + b"\r\n" + (body or b""))
+        self.stage = "read"
         header = await self.reader.readuntil(b"\r\n\r\n")
         status = int(header[9:12])
         length = 0
@@ -84,29 +112,65 @@ class Connection:
                     break
         elif length:
             await self.reader.readexactly(length)
+        self.uses += 1
+        self.idle_since = time.perf_counter()
         return status
+
+    def stale(self, now: float, max_idle_s: float | None) -> bool:
+        """An open socket the server has closed (EOF seen) or that sat idle past `max_idle_s`."""
+        if self.writer is None or self.reader is None:
+            return False
+        if self.reader.at_eof() or self.writer.is_closing():
+            return True
+        return max_idle_s is not None and now - self.idle_since > max_idle_s
 
     def close(self) -> None:
         """Close the socket."""
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+            self.reader = None
 
 
-async def _one(conn: Connection, req: Request, due: float, result: Result, pool: list[Connection]) -> None:
+async def _one(
+    conn: Connection, req: Request, due: float, result: Result, pool: list[Connection], start: float = 0.0
+) -> None:
+    reused, uses, idle_s = conn.writer is not None, conn.uses, time.perf_counter() - conn.idle_since
+    opened = conn.opened
     try:
         status = await conn.request(*req)
-    except (OSError, asyncio.IncompleteReadError, ValueError):
+    except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+        stage = conn.stage
         conn.close()
-        result.errors += 1
-        result.latencies_ms.append((time.perf_counter() - due) * 1000)
+        now = time.perf_counter()
+        result.error(
+            f"{type(exc).__name__}: {exc}"[:200],
+            stage=stage,
+            at_s=due - start if start else None,
+            waited_ms=(now - due) * 1000,
+            reused_socket=reused,
+            answered_on_socket=uses if reused else 0,
+            socket_idle_s=idle_s if reused else None,
+        )
+        result.latencies_ms.append((now - due) * 1000)
+        result.connections_opened += conn.opened - opened
         pool.append(conn)
         return
     result.latencies_ms.append((time.perf_counter() - due) * 1000)
+    result.connections_opened += conn.opened - opened
     result.statuses[status] = result.statuses.get(status, 0) + 1
     if status >= 500:
-        result.errors += 1
+        result.error(f"HTTP {status}", at_s=due - start if start else None)
     pool.append(conn)
+
+
+def _take(idle: list[Connection], result: Result, max_idle_s: float | None) -> Connection:
+    """The most recently used idle connection; its socket closed first when it is stale."""
+    conn = idle.pop()
+    if conn.stale(time.perf_counter(), max_idle_s):
+        conn.close()
+        result.stale_reopened += 1
+    return conn
 
 
 async def open_loop(
@@ -117,11 +181,14 @@ async def open_loop(
     seconds: float,
     max_conns: int = 512,
     grace_s: float = 10.0,
+    max_idle_s: float | None = None,
 ) -> Result:
     """Send `rate` requests per second for `seconds`, each on time, latency measured from its due time.
 
     Requests still unanswered `grace_s` after the last one was due are cancelled and counted as
     errors (`unanswered`), with the time they had waited as their latency (a lower bound).
+    An idle connection is reused only while it is fresh (`Connection.stale`); a stale one is closed
+    and reopened for the request, the reconnection inside its measured latency (`stale_reopened`).
     """
     result = Result()
     idle: list[Connection] = []
@@ -137,7 +204,7 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         if idle:
-            conn = idle.pop()
+            conn = _take(idle, result, max_idle_s)
         elif opened < max_conns:
             conn, opened = Connection(host, port), opened + 1
         else:
@@ -145,13 +212,14 @@ async def open_loop(
                 await asyncio.sleep(0.0005)
             if not idle:  # every connection is stuck past the deadline: the rest are never sent
                 result.unanswered += n - i
-                result.errors += n - i
+                for _ in range(n - i):
+                    result.error("unsent: every connection busy at the deadline")
                 result.sent += n - i
                 now = time.perf_counter()
                 result.latencies_ms += [(now - (start + k / rate)) * 1000 for k in range(i, n)]
                 break
-            conn = idle.pop()
-        task = asyncio.create_task(_one(conn, requests(i), due, result, idle))
+            conn = _take(idle, result, max_idle_s)
+        task = asyncio.create_task(_one(conn, requests(i), due, result, idle, start))
         tasks.add(task)
         dues[task] = due
         task.add_done_callback(tasks.discard)
@@ -162,7 +230,7 @@ async def open_loop(
     for task in list(tasks):
         task.cancel()
         result.unanswered += 1
-        result.errors += 1
+        result.error("unanswered at the deadline", at_s=dues[task] - start)
         result.latencies_ms.append((now - dues[task]) * 1000)
     result.seconds = time.perf_counter() - start
     for conn in idle:
@@ -193,10 +261,12 @@ async def closed_loop(
     return result
 
 
-def run_open(url: str, requests: Callable[[int], Request], rate: float, seconds: float) -> Result:
+def run_open(
+    url: str, requests: Callable[[int], Request], rate: float, seconds: float, max_idle_s: float | None = None
+) -> Result:
     """Blocking wrapper of `open_loop` for a base URL like http://127.0.0.1:3000."""
     host, port = _split(url)
-    return asyncio.run(open_loop(host, port, requests, rate, seconds))
+    return asyncio.run(open_loop(host, port, requests, rate, seconds, max_idle_s=max_idle_s))
 
 
 def run_closed(url: str, requests: Callable[[int], Request], connections: int, seconds: float) -> Result:

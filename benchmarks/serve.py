@@ -8,8 +8,10 @@ bentofiles/pricing/build_info.json), then:
    and a price before every product view) and compares features and prices with the batch
    pipeline + the offline pricer on the same events (`parity_mismatches`);
 2. latency of the full `ml` path (Redis read, features, both models, the pricer, the log write):
-   open loop at 100, 500 and 1,000 requests/s and closed loop at 1/8/32 connections;
-3. `mlflow models serve` of the same detector version, side by side;
+   open loop at 100, 500 and 1,000 requests/s, then up to `--probes` runs bisecting (on a `--step`
+   grid) between the highest rate that passed (p99 under 50 ms, no error) and the next that failed:
+   `max_rps_p99_under_50ms`; closed loop at 1/8/32 connections;
+3. `mlflow models serve` of the same detector version (as many workers as the Bento), the same runs;
 4. schemathesis against the service's OpenAPI schema (`schemathesis_5xx`);
 5. Redis paused (hung) and then killed during traffic (`redis_down_5xx`), and recovery.
 Each run records the CPU that other processes on the machine used meanwhile (cores).
@@ -27,12 +29,23 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from benchmarks.http_load import cycle, run_closed, run_open
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """How the open-loop runs search for the highest rate with p99 under the bound."""
+
+    bound_ms: float = 50.0  # the p99 bound of `max_rps_p99_under_50ms`
+    step_rps: float = 50.0  # the search's resolution
+    probes: int = 4  # bisection runs after the fixed rates, at most
+    client_idle_s: float = 4.0  # the client retires keep-alive connections idle this long (servers: 5 s)
 
 
 # ---- CPU of everyone else ------------------------------------------------------------------
@@ -186,17 +199,48 @@ def settle(url: str, reqs: list) -> None:
         time.sleep(5)
 
 
-def load(url: str, reqs: list, pids: list[int], rates: list[float], conns: list[int], seconds: float) -> dict[str, Any]:
-    """Open loop at each rate and closed loop at each connection count; with the CPU of others."""
+def passes(run: dict[str, Any], bound_ms: float) -> bool:
+    """An open-loop run that kept p99 under the bound with no error."""
+    return run["p99_ms"] < bound_ms and run["errors"] == 0
+
+
+def next_probe(tried: dict[float, bool], step: float) -> float | None:
+    """The rate to try next: halfway (on a `step` grid) between the highest passing rate and the next failing one.
+
+    None when the two are within `step` of each other, or when no rate failed (the ladder's top passed).
+    """
+    lo = max((r for r, ok in tried.items() if ok), default=0.0)
+    above = [r for r, ok in tried.items() if not ok and r > lo]
+    if not above:
+        return None
+    hi = min(above)
+    mid = lo + int((hi - lo) / 2 / step + 0.5) * step  # halves round up
+    return mid if lo < mid < hi and hi - lo > step else None
+
+
+def load(
+    url: str, reqs: list, pids: list[int], rates: list[float], conns: list[int], seconds: float, ladder: Ladder
+) -> dict[str, Any]:
+    """Open loop at each rate, then bisection for the max rate, and closed loop at each connection count."""
     out: dict[str, Any] = {}
     meter = CpuMeter(pids)
     run_closed(url, cycle(reqs), 4, 2.0)  # warm up
-    for rate in rates:
+
+    def open_run(rate: float) -> dict[str, Any]:
         settle(url, reqs)
         meter.start()
-        res = run_open(url, cycle(reqs), rate, seconds).summary()
-        out[f"open_{int(rate)}rps"] = _round({**res, **meter.stop()})
-        print(f"  open {rate:>6.0f} rps: {json.dumps(out[f'open_{int(rate)}rps'])}", flush=True)
+        res = run_open(url, cycle(reqs), rate, seconds, max_idle_s=ladder.client_idle_s).summary()
+        run = _round({"target_rps": rate, **res, **meter.stop()})
+        out[f"open_{int(rate)}rps"] = run
+        print(f"  open {rate:>6.0f} rps: {json.dumps(run)}", flush=True)
+        return run
+
+    tried = {rate: passes(open_run(rate), ladder.bound_ms) for rate in rates}
+    for _ in range(ladder.probes):
+        rate = next_probe(tried, ladder.step_rps)
+        if rate is None:
+            break
+        tried[rate] = passes(open_run(rate), ladder.bound_ms)
     for c in conns:
         settle(url, reqs)
         meter.start()
@@ -242,17 +286,28 @@ def engine_cost(
 
 
 def max_rate(runs: dict[str, Any], bound_ms: float = 50.0) -> float:
-    """The highest open-loop rate whose p99 stayed under the bound, with no errors."""
-    ok = [
-        v["answered_rps"]
-        for k, v in runs.items()
-        if k.startswith("open_") and v["p99_ms"] < bound_ms and v["errors"] == 0
-    ]
-    return round(max(ok), 1) if ok else 0.0
+    """The highest open-loop rate offered (requests/s) whose p99 stayed under the bound, with no errors."""
+    ok = [v["target_rps"] for k, v in runs.items() if k.startswith("open_") and passes(v, bound_ms)]
+    return float(max(ok)) if ok else 0.0
 
 
-def mlflow_side(info: dict[str, Any], rates: list[float], conns: list[int], seconds: float) -> dict[str, Any]:
-    """`mlflow models serve` of the same detector version: the same open- and closed-loop runs."""
+def ladder_summary(runs: dict[str, Any], ladder: Ladder) -> dict[str, Any]:
+    """Every open-loop rate tried (sorted), whether it passed, and the resolution of the search."""
+    tried = sorted((v["target_rps"], passes(v, ladder.bound_ms)) for k, v in runs.items() if k.startswith("open_"))
+    failed_above = [r for r, ok in tried if not ok and r > max_rate(runs, ladder.bound_ms)]
+    return {
+        "bound_p99_ms": ladder.bound_ms,
+        "tried": {f"{r:g}": ok for r, ok in tried},
+        "first_failing_rps": min(failed_above) if failed_above else None,
+        "resolution_rps": ladder.step_rps,
+        "client_idle_s": ladder.client_idle_s,
+    }
+
+
+def mlflow_side(
+    info: dict[str, Any], rates: list[float], conns: list[int], seconds: float, ladder: Ladder
+) -> dict[str, Any]:
+    """`mlflow models serve` of the same detector version: the same runs, with as many workers as the Bento."""
     import bentoml
     import numpy as np
 
@@ -264,10 +319,12 @@ def mlflow_side(info: dict[str, Any], rates: list[float], conns: list[int], seco
     model_dir = Path(bentoml.models.get(d["tag"]).path) / "mlflow_model"
     port = free_port()
     log = Path(tempfile.mkdtemp(prefix="mlflow-serve-")) / "serve.log"
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    mlflow_bin = str(Path(sys.executable).with_name("mlflow"))
+    # mlflow's pyfunc backend runs `exec uvicorn ...` through a shell: the venv's bin must be on PATH
+    bindir = str(Path(sys.executable).parent)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PATH": f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    mlflow_bin = str(Path(bindir) / "mlflow")
     cmd = [mlflow_bin, "models", "serve", "-m", str(model_dir), "--env-manager", "local"]
-    cmd += ["-h", "127.0.0.1", "-p", str(port), "-w", "1"]
+    cmd += ["-h", "127.0.0.1", "-p", str(port), "-w", str(workers())]
     with open(log, "w") as fh:
         proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
@@ -293,22 +350,30 @@ def mlflow_side(info: dict[str, Any], rates: list[float], conns: list[int], seco
             )
             for _ in range(200)
         ]
-        return load(url, bodies, [proc.pid], rates, conns, seconds)
+        return {"workers": workers(), **load(url, bodies, [proc.pid], rates, conns, seconds, ladder)}
     finally:
         stop(proc, group=True)
 
 
-def mlflow_metrics(info: dict[str, Any], rates: list[float], conns: list[int], seconds: float) -> dict[str, Any]:
+def mlflow_metrics(
+    info: dict[str, Any], rates: list[float], conns: list[int], seconds: float, ladder: Ladder
+) -> dict[str, Any]:
     """The mlflow-serve runs and their headline figures (an error is recorded, not raised)."""
     try:
-        side = mlflow_side(info, rates, conns, seconds)
+        side = mlflow_side(info, rates, conns, seconds, ladder)
     except Exception as exc:  # the comparison failing must not lose the service's figures
         side = {"error": f"{type(exc).__name__}: {exc}"[:500]}
     return {
         "mlflow_runs": side,
         "mlflow_p99_ms_at_500rps": side.get("open_500rps", {}).get("p99_ms"),
-        "mlflow_max_rps_p99_under_50ms": max_rate(side) if "error" not in side else None,
+        "mlflow_max_rps_p99_under_50ms": max_rate(side, ladder.bound_ms) if "error" not in side else None,
+        "mlflow_max_rate_ladder": ladder_summary(side, ladder) if "error" not in side else None,
     }
+
+
+def workers() -> int:
+    """The server's worker processes: PHANTOM_WORKERS, as the Bento reads it (default 1)."""
+    return int(os.environ.get("PHANTOM_WORKERS", "1"))
 
 
 def schemathesis_run(url: str, max_examples: int) -> dict[str, Any]:
@@ -348,19 +413,19 @@ def schemathesis_run(url: str, max_examples: int) -> dict[str, Any]:
     }
 
 
-def redis_faults(url: str, redis: Any, reqs: list, seconds: float = 3.0) -> dict[str, Any]:
+def redis_faults(url: str, redis: Any, reqs: list, idle_s: float, seconds: float = 3.0) -> dict[str, Any]:
     """Traffic while Redis hangs (SIGSTOP), while it is down (killed), and after it is back."""
     from phantom.serve.launch import start_redis, stop
 
     out: dict[str, Any] = {}
     redis.pause()
-    out["redis_paused"] = run_open(url, cycle(reqs), 50, seconds).summary()
+    out["redis_paused"] = run_open(url, cycle(reqs), 50, seconds, idle_s).summary()
     redis.resume()
     stop(redis.proc)
-    out["redis_killed"] = run_open(url, cycle(reqs), 50, seconds).summary()
+    out["redis_killed"] = run_open(url, cycle(reqs), 50, seconds, idle_s).summary()
     new = start_redis(port=redis.port)
     time.sleep(1.5)  # the fallback's retry interval
-    out["redis_back"] = run_open(url, cycle(reqs), 50, seconds).summary()
+    out["redis_back"] = run_open(url, cycle(reqs), 50, seconds, idle_s).summary()
     out["degraded_after_recovery"] = _get(f"{url}/status")["store"]["degraded"]
     fives = sum(
         int(v)
@@ -380,6 +445,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
     parser.add_argument("--rates", default="100,500,1000")
     parser.add_argument("--conns", default="1,8,32")
+    parser.add_argument("--probes", type=int, default=Ladder.probes, help="bisection runs for the max rate")
+    parser.add_argument("--step", type=float, default=Ladder.step_rps, help="resolution of the max rate (rps)")
+    parser.add_argument(
+        "--client-idle-s",
+        type=float,
+        default=Ladder.client_idle_s,
+        help="retire idle keep-alive connections after this long (below the servers' 5 s keep-alive timeout)",
+    )
     parser.add_argument("--parity-minutes", type=float, default=30.0)
     parser.add_argument("--schemathesis-examples", type=int, default=50)
     parser.add_argument("--skip-mlflow", action="store_true")
@@ -396,9 +469,10 @@ def main() -> None:
     tag = args.bento or info["bento"]
     rates = [float(r) for r in args.rates.split(",")]
     conns = [int(c) for c in args.conns.split(",")]
+    ladder = Ladder(step_rps=args.step, probes=args.probes, client_idle_s=args.client_idle_s)
     if args.mlflow_only:
         metrics = json.loads(args.out.read_text())
-        metrics.update(mlflow_metrics(info, rates, conns, args.seconds))
+        metrics.update(mlflow_metrics(info, rates, conns, args.seconds, ladder))
         args.out.write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps({k: metrics[k] for k in ("mlflow_p99_ms_at_500rps", "mlflow_max_rps_p99_under_50ms")}))
         return
@@ -415,23 +489,25 @@ def main() -> None:
             reqs = targets(sessions)
             metrics["engine_in_process"] = engine_cost(info, redis.url, sessions, work)
             print(f"engine alone: {json.dumps(metrics['engine_in_process'])}", flush=True)
-            metrics["bento_runs"] = load(url, reqs, [proc.pid, redis.proc.pid], rates, conns, args.seconds)
+            metrics["workers"] = workers()
+            metrics["bento_runs"] = load(url, reqs, [proc.pid, redis.proc.pid], rates, conns, args.seconds, ladder)
             runs = metrics["bento_runs"]
             metrics["p99_ms_at_500rps"] = runs.get("open_500rps", {}).get("p99_ms")
             metrics["errors_at_500rps"] = runs.get("open_500rps", {}).get("errors")
-            metrics["max_rps_p99_under_50ms"] = max_rate(runs)
+            metrics["max_rps_p99_under_50ms"] = max_rate(runs, ladder.bound_ms)
+            metrics["max_rate_ladder"] = ladder_summary(runs, ladder)
             metrics.update(schemathesis_run(url, args.schemathesis_examples))
             print(
                 f"schemathesis: {metrics['schemathesis_requests']} requests, {metrics['schemathesis_5xx']} 5xx",
                 flush=True,
             )
-            faults = redis_faults(url, redis, reqs)
+            faults = redis_faults(url, redis, reqs, ladder.client_idle_s)
             redis = faults.pop("_new_redis")
             metrics["redis_faults"] = {k: (_round(v) if isinstance(v, dict) else v) for k, v in faults.items()}
             metrics["redis_down_5xx"] = faults["redis_down_5xx"]
             print(f"redis faults: {json.dumps(metrics['redis_faults'])}", flush=True)
         if not args.skip_mlflow:
-            metrics.update(mlflow_metrics(info, rates, conns, args.seconds))
+            metrics.update(mlflow_metrics(info, rates, conns, args.seconds, ladder))
     finally:
         stop(redis.proc)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -448,6 +524,8 @@ def main() -> None:
     )
     for k in keys:
         print(f"{k:32s} {metrics.get(k)}")
+    for k in ("max_rate_ladder", "mlflow_max_rate_ladder"):
+        print(f"{k:32s} {json.dumps(metrics.get(k))}")
     print(f"wrote {args.out}")
 
 

@@ -181,6 +181,11 @@ class KafkaParams(Section):
     retry_backoff_max_s: Annotated[float, Field(gt=0)] = Field(
         5.0, description="longest wait between reconnection attempts (exponential backoff from 0.2 s)"
     )
+    stall_timeout_s: Annotated[float, Field(ge=0)] = Field(
+        30.0,
+        description="--follow: a partition kept but not fetched (below its log end, no progress this long, "
+        "the broker answering) is a stall: commit, rejoin the group, read on (0: off)",
+    )
 
     @model_validator(mode="after")
     def _timeouts(self) -> KafkaParams:

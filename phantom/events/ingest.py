@@ -94,6 +94,7 @@ class RunStats:
     stopped_by: str | None = None  # the signal that ended the run (SIGINT, SIGTERM)
     gaps: list[str] = field(default_factory=list)  # offset gaps met and re-read (on_offset_gap: from_earliest)
     poison: int = 0  # messages of undecodable record batches, quarantined
+    stalls: int = 0  # --follow: times a partition stopped being fetched and the consumer rejoined
 
     @property
     def rate(self) -> float:
@@ -339,6 +340,19 @@ class _Loop:
         whence = starts or "the log start of every partition, with a new consumer (nothing it buffered is kept)"
         self.log(f"WARNING {why}; {where}; on_offset_gap=from_earliest: re-reading from {whence}")
 
+    def _unstall(self, source: Any, stuck: dict[int, tuple[int, int, float]]) -> None:
+        """A partition kept but not fetched: commit what was written, then rejoin with a new consumer."""
+        self.flush()
+        detail = ", ".join(
+            f"partition {p} at offset {pos:,} of {end:,} for {s:.0f}s" for p, (pos, end, s) in stuck.items()
+        )
+        self.log(
+            f"WARNING {source.name}: not fetching {detail} while the broker answers (a stalled client, not an "
+            f"outage); everything read is committed; rejoining the group to read on from the stored offsets"
+        )
+        source.reopen()
+        self.stats.stalls += 1
+
     def _whole_topic_if_recreated(self, why: str, partitions: set[int], current: str | None) -> tuple[str, set[int]]:
         """A gap of some partitions met while the topic id changed is the whole topic's (all partitions).
 
@@ -362,6 +376,7 @@ class _Loop:
         ready = getattr(source, "ready", lambda: True)
         caught_up = getattr(source, "caught_up", lambda: True)
         topic_id = getattr(source, "topic_id", lambda: None)
+        stalled = getattr(source, "stalled", dict) if cfg.follow else dict
         previous = {}
         if threading.current_thread() is threading.main_thread():
             previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -397,6 +412,12 @@ class _Loop:
                 is_ready = bool(chunks) or ready()
                 if not chunks and not is_ready and not was_ready:  # still joining the group: quiet, not drained
                     if now - t_start > cfg.startup_timeout_s:
+                        if getattr(source, "missing", bool)():
+                            raise SourceNotReady(
+                                f"{source.name}: the topic does not exist (waited {cfg.startup_timeout_s:g}s); ingest "
+                                "never creates it: create it (`python -m pipelines.publish` does, with "
+                                "ingest.kafka.partitions partitions) or check ingest.kafka.topic"
+                            )
                         raise SourceNotReady(f"{source.name}: no partition assigned after {cfg.startup_timeout_s:g}s")
                     idle_since = progress_at = now
                 if is_ready or not was_ready:
@@ -418,6 +439,10 @@ class _Loop:
                     self.started = self.started if self.started is not None else now
                     idle_since = progress_at = now
                     self.progress(n)
+                stuck = stalled()  # --follow only (rate-limited by the source)
+                if stuck:
+                    self._unstall(source, stuck)  # writes what is pending (this poll's records too)
+                    continue
                 due = self.pending_n >= cfg.batch_size
                 due |= self.started is not None and now - self.started >= cfg.max_batch_wait_s
                 drained = False

@@ -335,6 +335,22 @@ def test_a_follow_run_whose_partitions_never_come_back_stops_loudly_with_what_it
     assert totals_of(store)["messages"] == 100
 
 
+def test_a_missing_topic_is_named_at_the_startup_timeout(store):
+    """The consumer does not auto-create topics: a missing one is said so, not "no partition assigned"."""
+    from phantom.events.ingest import SourceNotReady
+
+    class Missing(TopicSource):
+        def ready(self):
+            return False
+
+        def missing(self):
+            return True
+
+    cfg = fast(follow=True, startup_timeout_s=0.2)
+    with pytest.raises(SourceNotReady, match=r"fake: the topic does not exist .*ingest never creates it"):
+        ingest(store, kafka_identity("t", "g"), lambda resume: Missing([], ["A"]), cfg)
+
+
 def totals_of(store):
     from phantom.events.store import totals
 
