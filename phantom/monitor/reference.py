@@ -55,12 +55,15 @@ def split(
     bounds: tuple[int, int],
 ) -> tuple[pd.DataFrame, pd.DataFrame, int]:
     """(reference sessions, reference decisions, cut ms): sessions within `bounds` (see `period`), decisions
-    within them or before (`cfg.decisions`), sampled to the caps."""
+    of the period `cfg.decisions` names, sampled to the caps."""
     start, cut = bounds
     in_s = session_table["start_ms"].between(start, cut - 1)
-    in_d = decision_table["ts"] < cut
+    ts = decision_table["ts"]
+    in_d = ts < cut
     if cfg.decisions == "period":
-        in_d &= decision_table["ts"] >= start
+        in_d &= ts >= start
+    elif cfg.decisions == "train" and cfg.period == "validation":
+        in_d &= ts < start  # the detector's training period ends where the validation period starts
     if not in_s.any():
         raise ValueError(f"no sessions in the reference period [{start}, {cut}) ms")
     ref_s = frames.sample(session_table[in_s], cfg.max_sessions, cfg.seed)

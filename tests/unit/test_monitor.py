@@ -274,7 +274,9 @@ def test_reference_holds_no_session_the_detector_trained_on() -> None:
     ref_s, ref_d, cut = monitor_reference.split(s, d, ReferenceConfig(max_sessions=100_000), bounds)
     assert not set(ref_s["session_id"]) & set(parts["train"]["session_id"])
     assert (ref_s["start_ms"] > pu_pool_end).all() and (ref_d["ts"] < cut).all()
-    assert (ref_d["ts"] <= pu_pool_end).any()  # decisions: the whole history before the cut (label-based tests)
+    assert (ref_d["ts"] <= pu_pool_end).all() and len(ref_d)  # decisions: the training period's (label-based tests)
+    history = ReferenceConfig(max_sessions=100_000, decisions="history")
+    assert monitor_reference.split(s, d, history, bounds)[1]["ts"].between(0, cut - 1).sum() > len(ref_d)
     period_only = ReferenceConfig(max_sessions=100_000, decisions="period")
     assert (monitor_reference.split(s, d, period_only, bounds)[1]["ts"] > pu_pool_end).all()
     assert set(parts["val"]["session_id"]) <= set(ref_s["session_id"])  # the whole validation period
