@@ -23,7 +23,7 @@ class ReferenceConfig(BaseModel):
     period; what the reference always held); `history`, every decision before the reference's end;
     `period`, only those of the sessions' period. The decision-side tests (human-cohort conversion,
     people's price response) fit purchase labels, not model outputs; chosen by the price-response
-    dispersion on normal tuning windows (mean chi2 / 2: 0.92 train, 1.47 history, 3.15 period)."""
+    dispersion on normal tuning windows (mean chi2 / 2: 0.95 train, 1.47 history, 3.15 period)."""
     max_sessions: int = Field(20000, ge=100)
     """Reference sessions kept (a seeded random sample; Evidently's cost grows with the reference)."""
     max_decisions: int = Field(300000, ge=100)
