@@ -20,6 +20,15 @@ from phantom.events.broker import free_port
 KEEP_ALIVE_S = 1
 
 
+def _run(coro):
+    """asyncio.run in a thread of its own: in the full suite the e2e tier's Playwright (sync API, a
+    session fixture) keeps an event loop running in the main thread, where asyncio.run refuses."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
 async def _app(scope, receive, send) -> None:  # a bare ASGI app: /slow answers after 300 ms
     if scope["type"] != "http":
         return
@@ -63,7 +72,7 @@ def test_a_connection_the_server_closed_is_stale_and_fails_if_reused(server: int
         conn.close()
         return fresh, stale, err
 
-    fresh, stale, err = asyncio.run(scenario())
+    fresh, stale, err = _run(scenario())
     assert not fresh
     assert stale
     assert err is not None  # what the old generator counted as an error
@@ -79,7 +88,7 @@ def test_idle_limit_marks_a_connection_stale_before_the_server_closes_it(server:
         conn.close()
         return out
 
-    assert asyncio.run(scenario()) == (True, False)
+    assert _run(scenario()) == (True, False)
 
 
 def test_open_loop_reopens_connections_the_server_closed(server: int) -> None:
@@ -88,7 +97,7 @@ def test_open_loop_reopens_connections_the_server_closed(server: int) -> None:
     def requests(i: int) -> tuple[str, str, None]:
         return ("GET", "/slow" if i < 6 or 40 <= i < 46 else "/", None)
 
-    result = asyncio.run(open_loop("127.0.0.1", server, requests, rate=20, seconds=2.5))
+    result = _run(open_loop("127.0.0.1", server, requests, rate=20, seconds=2.5))
     assert result.sent == 50
     assert result.errors == 0, result.error_samples
     assert result.statuses == {200: 50}
