@@ -13,6 +13,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from phantom.events.contract import Limits
+from phantom.events.kafka import KafkaConfig
 from phantom.simulate.stream import BadEventConfig, to_messages
 from phantom.simulate.traffic import TrafficConfig, simulate
 
@@ -71,6 +72,19 @@ def make_world(path: Path, days: float = 0.05, seed: int = 11, sessions_per_hour
     injected.to_parquet(path / "stream" / "injected.parquet", index=False)
     traffic.catalogue.to_parquet(path / "catalogue.parquet", index=False)
     return World(path, messages, injected, set(traffic.events["event_id"]))
+
+
+def fast_group_config(servers: str, topic: str) -> KafkaConfig:
+    """A consumer group on `topic` that notices a dead member and rejoins within seconds (tests only)."""
+    return KafkaConfig(
+        bootstrap_servers=servers,
+        topic=topic,
+        group_id=f"{topic}-group",
+        session_timeout_ms=1000,
+        heartbeat_interval_ms=300,
+        max_poll_interval_ms=3000,
+        retry_backoff_max_s=0.5,
+    )
 
 
 def stored_ids(events_dir: Path) -> list[str]:

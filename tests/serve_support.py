@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import sys
+import urllib.error
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,6 +176,15 @@ def bento_record(bentoml_home: Path, tag: str) -> dict[str, Any]:
     return {"labels": manifest["labels"], "build_info": build_info, "models": models}
 
 
+def get_json(url: str) -> tuple[int, dict]:
+    """GET `url`: (status, JSON body), also for 4xx/5xx answers."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"{}")
+
+
 def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
     """Rows of an events frame as contract dicts (NaN -> None, numpy -> Python)."""
     from phantom.events.contract import FIELD_NAMES
@@ -225,7 +236,6 @@ def main(argv: list[str] | None = None) -> None:
 def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:
     """Block until the tracking server at `url` answers /health (it may still be starting)."""
     import time
-    import urllib.request
 
     deadline = time.monotonic() + timeout_s
     while True:

@@ -26,8 +26,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,14 +92,6 @@ def pricing_world(server_starting, tmp_path_factory) -> Iterator[tuple[subproces
         stop(proc)
 
 
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def _processes_naming(text: str) -> list[int]:
     """Pids of live processes whose command line contains `text` (zombies have none)."""
     pids = []
@@ -135,8 +125,8 @@ def _build_and_serve(world: Path, env: dict[str, str], name: str, arbiter_dies: 
     log_dir.mkdir()
     with serve_bento(tag, env=serve_env, log_dir=log_dir, cwd=world) as (url, proc):
         ready_s = time.perf_counter() - started - built_s
-        version = _get(f"{url}/version")
-        price = _get(f"{url}/api/ml/price/{product}?session_id=e2e-{name}")
+        version = ss.get_json(f"{url}/version")
+        price = ss.get_json(f"{url}/api/ml/price/{product}?session_id=e2e-{name}")
         if arbiter_dies:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()

@@ -62,14 +62,6 @@ def service(built, redis, kafka_broker):
         yield url
 
 
-def _get(url: str) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
-
-
 def _post(url: str, payload: object) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
     try:
@@ -100,7 +92,7 @@ def test_the_bento_carries_the_registry_champions_and_a_dockerfile(built, servic
     tag, env, _ = built
     client = bentoml.SyncHTTPClient(service, server_ready_timeout=30)
     assert client.is_ready()
-    status, version = _get(f"{service}/version")
+    status, version = ss.get_json(f"{service}/version")
     assert status == 200 and version["bento"] == tag
     assert {m["registry"]: m["version"] for m in version["models"].values() if "registry" in m} == {
         "agent-detector": "1",
@@ -143,7 +135,7 @@ def test_ingest_updates_redis_features_and_publishes_events_and_decisions(built,
     )
     sid = events[0]["session_id"]
     product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[0]
-    status, price = _get(f"{service}/api/ml/price/{product}?session_id={sid}&explain=true")
+    status, price = ss.get_json(f"{service}/api/ml/price/{product}?session_id={sid}&explain=true")
     assert status == 200 and price["features"]["event_count"] == len(events) and not price["degraded"]
     assert 0 <= price["p_agent"] <= 1 and 0 <= price["p_agent_detector"] <= 1
     assert price["model_versions"]["pricing-multitask"] == "1"
@@ -188,7 +180,7 @@ def test_stream_updater_folds_the_topic_into_the_same_redis(built, service, redi
     done = _run(["-m", "pipelines.stream_features", *args], env, timeout=120)
     assert "applied 9 of 10 messages" in done.stderr
     product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[1]
-    _, price = _get(f"{service}/api/ml/price/{product}?session_id={events[0]['session_id']}&explain=true")
+    _, price = ss.get_json(f"{service}/api/ml/price/{product}?session_id={events[0]['session_id']}&explain=true")
     assert price["features"]["event_count"] == 9
 
 
@@ -197,14 +189,14 @@ def test_redis_hung_or_down_degrades_to_the_fallback_never_5xx_and_recovers(buil
     product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[2]
     redis.pause()
     try:
-        answers = [_get(f"{service}/api/ml/price/{product}?session_id=s-fault-{i}") for i in range(5)]
+        answers = [ss.get_json(f"{service}/api/ml/price/{product}?session_id=s-fault-{i}") for i in range(5)]
         ingest = _post(f"{service}/api/ingest", {"events": session_events(root, n=3, session_suffix="-fault")})
     finally:
         redis.resume()
     assert all(status == 200 and body["degraded"] for status, body in answers)
     assert ingest[0] == 200 and ingest[1]["degraded"] and ingest[1]["accepted"] == 3
     time.sleep(1.3)  # the fallback's retry interval
-    status, body = _get(f"{service}/api/ml/price/{product}?session_id=s-fault-0")
+    status, body = ss.get_json(f"{service}/api/ml/price/{product}?session_id=s-fault-0")
     assert status == 200 and not body["degraded"]
 
 
@@ -223,9 +215,9 @@ def test_exported_bento_serves_from_a_fresh_store_with_kafka_down(built, tmp_pat
         status, out = _post(f"{url}/api/ingest", {"events": events})
         assert status == 200 and out["accepted"] == 6
         product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[0]
-        status, price = _get(f"{url}/api/ml/price/{product}?session_id={events[0]['session_id']}&explain=true")
+        status, price = ss.get_json(f"{url}/api/ml/price/{product}?session_id={events[0]['session_id']}&explain=true")
         assert status == 200 and price["features"]["event_count"] == 6
-        _, state = _get(f"{url}/status")
+        _, state = ss.get_json(f"{url}/status")
         kafka = state["kafka"]
         assert kafka["offered"] == 7 and kafka["sent"] == 0  # six events and one decision
         assert kafka["dropped"] == kafka["offered"] - kafka["buffered"] >= 3

@@ -10,7 +10,8 @@ import time
 import pytest
 
 from phantom.events.broker import Broker
-from phantom.events.kafka import KafkaConfig, KafkaSource, Stream, ensure_topic, publish
+from phantom.events.kafka import KafkaSource, Stream, ensure_topic, publish
+from tests.ingest_support import fast_group_config
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -40,15 +41,7 @@ def test_a_rewind_after_the_topic_was_recreated_returns_nothing_of_the_old_topic
         monkeypatch.setattr(KafkaSource, "_forget_fetched", lambda self: False)
     broker = Broker(log_dir=tmp_path).start()
     topic = f"recreated-{os.getpid()}"
-    cfg = KafkaConfig(
-        bootstrap_servers=broker.servers,
-        topic=topic,
-        group_id=f"{topic}-group",
-        session_timeout_ms=1000,
-        heartbeat_interval_ms=300,
-        max_poll_interval_ms=3000,
-        retry_backoff_max_s=0.5,
-    )
+    cfg = fast_group_config(broker.servers, topic)
     source = None
     try:
         ensure_topic(broker.servers, topic, 2)
@@ -83,15 +76,7 @@ def test_a_rejoin_after_the_partition_count_changed_is_applied(tmp_path):
     with 10 ms polls; KafkaSource notices the unapplied join and rejoins (`rejoins`)."""
     broker = Broker(log_dir=tmp_path).start()
     topic = f"repartitioned-{os.getpid()}"
-    cfg = KafkaConfig(
-        bootstrap_servers=broker.servers,
-        topic=topic,
-        group_id=f"{topic}-group",
-        session_timeout_ms=1000,
-        heartbeat_interval_ms=300,
-        max_poll_interval_ms=3000,
-        retry_backoff_max_s=0.5,
-    )
+    cfg = fast_group_config(broker.servers, topic)
     source = None
     try:
         ensure_topic(broker.servers, topic, 2)

@@ -21,7 +21,7 @@ from phantom.events.broker import Broker
 from phantom.events.ingest import IngestConfig, ingest, kafka_identity
 from phantom.events.kafka import KafkaConfig, KafkaSource, ensure_topic, publish, read_stream
 from phantom.events.store import BatchStore, next_offsets
-from tests.ingest_support import make_world, stored_ids
+from tests.ingest_support import fast_group_config, make_world, stored_ids
 
 pytestmark = [pytest.mark.integration, pytest.mark.reliability]
 
@@ -62,15 +62,7 @@ def lab(tmp_path, world):
     try:
         ensure_topic(broker.servers, topic, 3)
         publish(read_stream(world.stream), broker.servers, topic)
-        cfg = KafkaConfig(
-            bootstrap_servers=broker.servers,
-            topic=topic,
-            group_id=f"{topic}-group",
-            session_timeout_ms=1000,
-            heartbeat_interval_ms=300,
-            max_poll_interval_ms=3000,
-            retry_backoff_max_s=0.5,
-        )
+        cfg = fast_group_config(broker.servers, topic)
         yield cfg, BatchStore(tmp_path / "events", tmp_path / "quarantine"), _ends(cfg)
     finally:
         broker.stop()
