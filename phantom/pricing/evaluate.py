@@ -9,7 +9,7 @@ The protocol, in one straight line:
 3. price the test decisions with every policy (fixed, rules, detector markup, the pricer);
 4. estimate every policy's outcomes on the test decisions off-policy, with bootstrap intervals.
 
-Nothing here reads the simulator's truth. `phantom.simulate.backtest` grades the same prices
+Nothing here reads the simulator's truth. The simulator's `backtest` module grades the same prices
 against the truth as the evaluation of record, and reports the estimator's error beside it.
 """
 
@@ -260,7 +260,7 @@ def fit_pricer(
         return select_mu_by_model(val, demand, cfg, mean_demand, obj, selection)
     raise ValueError(
         "mu_selection.method simulator replays against the simulator's truth: a research option that only "
-        "the evaluate_pricing stage runs (phantom.simulate.backtest.select_mu_by_truth), never the gate or service"
+        "the evaluate_pricing stage runs (the simulator's backtest.select_mu_by_truth), never the gate or service"
     )
 
 

@@ -1,7 +1,7 @@
 """Pricing policies: each maps what it may observe about a decision to a price ratio per decision.
 
 Policies return price ratios (price / base price) from what a shop observes. The type oracle, which
-knows each visitor's true kind, is the simulator's ceiling and lives in `phantom.simulate.oracle`.
+knows each visitor's true kind, is the simulator's ceiling and lives with the simulator (its `oracle` module).
 """
 
 from __future__ import annotations
