@@ -221,7 +221,9 @@ def test_feature_parity_joins_the_service_log_to_the_batch_rows_of_the_same_view
     issued = dict(zip(loop.decisions["session_id"], loop.decisions["issued_session_id"], strict=False))
     logged = batch[["session_id", "product_id", "ts"]].assign(
         session_id=batch["session_id"].map(issued),  # the service logs the sessions it issued
-        ratio=1.0, degraded=False, features=[json.dumps(r) for r in batch[FEATURES].to_dict("records")]
+        ratio=1.0,
+        degraded=False,
+        features=[json.dumps(r) for r in batch[FEATURES].to_dict("records")],
     )
     same = closed_loop.feature_parity(logged, loop.decisions, batch, ratios)
     assert same["decisions"] == len(loop.decisions) and same["parity_mismatches"] == 0
