@@ -482,7 +482,7 @@ def main() -> None:
     metrics: dict[str, Any] = {"bento": tag, "machine_cores": os.cpu_count()}
     try:
         with serve_bento(tag, env=env, log_dir=work, cwd=work) as (url, proc):
-            print(f"serving {tag} at {url}; redis {redis.url}", flush=True)
+            print(f"serving {tag} at {url}; redis {redis.safe_url}", flush=True)
             metrics["parity"], sessions = parity(url, info, args.parity_minutes)
             metrics["parity_mismatches"] = metrics["parity"]["parity_mismatches"]
             print(f"parity: {json.dumps(metrics['parity'])}", flush=True)

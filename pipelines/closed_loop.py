@@ -81,7 +81,7 @@ def _service(args: argparse.Namespace, lateness_ms: int):
             "PHANTOM_TRUSTED_PROXIES": "127.0.0.1/32",  # the loop forwards each visitor's own address
         }
         url, _ = stack.enter_context(serve_bento(args.serve, env=env, log_dir=work, cwd=work))
-        console.print(f"serving {args.serve} at {url} (Redis {redis.url}, PHANTOM_MAX_LATENESS_MS={lateness_ms})")
+        console.print(f"serving {args.serve} at {url} (Redis {redis.safe_url}, PHANTOM_MAX_LATENESS_MS={lateness_ms})")
         yield url, work / "decisions"
 
 
