@@ -3,6 +3,10 @@
 One per test session, started lazily (only when a test asks for it): a database of its own on
 the local PostgreSQL (created, then dropped), artifacts in tmp, and `mlflow server` in its own
 process group, stopped as a group; the teardown checks that no process of that group is left.
+
+The server authenticates (the phantom-auth app, as `make mlflow-server`): the session's clients,
+this process and every subprocess that inherits its environment, act as the pipeline's service
+account (MLFLOW_TRACKING_USERNAME / PASSWORD set for the session, with throwaway passwords).
 """
 
 from __future__ import annotations
@@ -41,12 +45,19 @@ def pg_database() -> Iterator[Callable[[str], str]]:
 @pytest.fixture(scope="session")
 def server_starting(tmp_path_factory, pg_database) -> Iterator[server.Running]:
     """`mlflow server` on a fresh PostgreSQL database with served artifacts, started, not yet waited for."""
+    import secrets
+
     db = pg_database("server")
     root = tmp_path_factory.mktemp("mlflow-server")
-    running = server.start_server(db, root / "artifacts", log_dir=root)
+    accounts = server.Accounts(("admin", secrets.token_urlsafe(16)), ("phantom-pipeline", secrets.token_urlsafe(16)))
+    running = server.start_server(db, root / "artifacts", log_dir=root, accounts=accounts)
+    saved = {k: os.environ.get(k) for k in accounts.client_env()}
+    os.environ.update(accounts.client_env())
     try:
         yield running
     finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.update({k: v})
         started = time.perf_counter()
         running.stop()
         assert not server.group_alive(running.proc.pid), "a process of the mlflow server's group outlived it"
