@@ -123,12 +123,9 @@ def ensure_user(url: str, admin: tuple[str, str], user: str, password: str) -> b
 
 
 def grant(url: str, admin: tuple[str, str], user: str, model: str, permission: str = "EDIT") -> None:
-    """Give `user` `permission` on registered model `model` (create, or update when it has one)."""
-    payload = {"name": model, "username": user, "permission": permission}
-    base = "/api/2.0/mlflow/registered-models/permissions"
-    status = _auth_call(url, f"{base}/create", admin, payload, "POST")
-    if status != 200:
-        status = _auth_call(url, f"{base}/update", admin, payload, "PATCH")
+    """Give `user` `permission` (READ, EDIT, MANAGE) on registered model `model`."""
+    payload = {"username": user, "resource_type": "registered_model", "resource_id": model, "permission": permission}
+    status = _auth_call(url, "/api/3.0/mlflow/users/permissions/grant", admin, payload, "POST")
     if status != 200:
         raise RuntimeError(f"{url}: granting {permission} on {model!r} to {user!r} answered HTTP {status}")
 
