@@ -45,7 +45,7 @@ def make_world(days: float = 0.25, seed: int = 11) -> World:
     from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=days, seed=seed))
-    tables = build(traffic.events, traffic.catalogue)
+    tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
     return World(traffic.events, traffic.catalogue, tables.sessions, tables.decisions)
 
 

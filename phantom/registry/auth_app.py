@@ -39,9 +39,9 @@ def _refuse_audit_tag_writes() -> Any:
     """before_request: an API write of an `audit.*` tag is refused (403)."""
     from flask import request
 
-    if request.method in ("POST", "DELETE", "PATCH") and request.path.endswith(TAG_PATHS):
-        if str(_body().get("key", "")).startswith(AUDIT_PREFIX):
-            return {"error_code": "PERMISSION_DENIED", "message": "audit.* tags are written by the server only"}, 403
+    writes = request.method in ("POST", "DELETE", "PATCH") and request.path.endswith(TAG_PATHS)
+    if writes and str(_body().get("key", "")).startswith(AUDIT_PREFIX):
+        return {"error_code": "PERMISSION_DENIED", "message": "audit.* tags are written by the server only"}, 403
     return None
 
 

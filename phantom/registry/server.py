@@ -361,8 +361,15 @@ def main(argv: list[str] | None = None) -> None:
         print(f"export MLFLOW_TRACKING_URI={url}", flush=True)
         for who, var in (("admin", "PHANTOM_MLFLOW_ADMIN_PASSWORD"), ("pipeline", "PHANTOM_MLFLOW_PIPELINE_PASSWORD")):
             user = getattr(accounts, who)[0]
-            where = "from the environment" if secrets.secret(os.environ, var) else f"in {secrets.local_secret_path(os.environ, var)}"
-            print(f"{who} account {user!r}: password {where} (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)", flush=True)
+            where = (
+                "from the environment"
+                if secrets.secret(os.environ, var)
+                else f"in {secrets.local_secret_path(os.environ, var)}"
+            )
+            print(
+                f"{who} account {user!r}: password {where} (MLFLOW_TRACKING_USERNAME / MLFLOW_TRACKING_PASSWORD)",
+                flush=True,
+            )
         while not stop["now"]:
             time.sleep(0.5)
     print("mlflow server stopped (process group)", flush=True)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def world():
     traffic = simulate(TrafficConfig(days=0.5, seed=3))
-    return traffic, build(traffic.events, traffic.catalogue)
+    return traffic, build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
 
 
 def test_one_row_per_session_and_per_product_view(world):
