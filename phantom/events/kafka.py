@@ -18,6 +18,7 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from phantom.events.session_check import headers_value
 from phantom.events.sources import Chunk
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
@@ -606,7 +607,8 @@ class KafkaSource:
                 if None in stamps or min(stamps) < 0:  # no timestamp (old message format): now
                     now = int(time.time() * 1000)
                     stamps = [t if t is not None and t >= 0 else now for t in stamps]
-                chunks.append(Chunk(tp.partition, list(map(_offset, recs)), list(map(_value, recs)), stamps))
+                tokens = [headers_value(getattr(r, "headers", None)) for r in recs]
+                chunks.append(Chunk(tp.partition, list(map(_offset, recs)), list(map(_value, recs)), stamps, tokens))
         return chunks
 
     def commit(self, next_offsets: Mapping[int, int]) -> None:
