@@ -68,3 +68,26 @@ def server_starting(tmp_path_factory, pg_database) -> Iterator[server.Running]:
 def tracking_server(server_starting: server.Running) -> str:
     """The URL of the server, once healthy."""
     return server_starting.wait()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """(tag, env with MLFLOW_TRACKING_URI and BENTOML_HOME, data folder): one pricing Bento built from a registry.
+
+    A small world, two quickly trained champions in a throwaway sqlite registry, `python -m pipelines.build_bento`
+    into a throwaway BentoML home; shared by the integration and security tiers (a build takes minutes).
+    """
+    import json
+    import subprocess
+    import sys
+
+    from tests import serve_support as ss
+
+    root = tmp_path_factory.mktemp("bento")
+    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    env.update(ss.canary_secrets())  # secrets in the build's environment, as in a real CI: none may reach an artifact
+    cmd = [sys.executable, "-m", "tests.serve_support", str(root)]
+    done = subprocess.run(cmd, cwd=ss.REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-4000:]}"
+    env.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return ss.build_bento(root, env), env, root

@@ -23,6 +23,7 @@ import pandas as pd
 
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 
+REPO = Path(__file__).resolve().parents[1]
 EXCLUDED = ("price_mean", "price_max", "cart_add_count")
 CATEGORICAL = ("ua_browser_family", "product_category_code")
 GRID = (0.7, 1.5, 0.05)
@@ -198,6 +199,21 @@ def _json(req: urllib.request.Request) -> tuple[int, dict]:
 
 
 SESSION_KEY = "tests:" + "phantom-test-session-key-0123456789"  # the services the tests start sign with it
+
+
+CANARY = "canary-secret-8f3a1c"  # a marker inside each secret the builds see: grep finds any copy of it
+
+
+def canary_secrets() -> dict[str, str]:
+    """Secret-bearing variables a build or a training run may see (credentials, keys): each holds CANARY."""
+    return {
+        "PHANTOM_SESSION_KEY": f"build:{CANARY}-session-key",
+        "REDIS_URL": f"redis://phantom:{CANARY}-redis@127.0.0.1:1/0",
+        "MLFLOW_TRACKING_USERNAME": "phantom-pipeline",
+        "MLFLOW_TRACKING_PASSWORD": f"{CANARY}-mlflow",
+        "PHANTOM_MLFLOW_ADMIN_PASSWORD": f"{CANARY}-admin",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": f"{CANARY}-flask",
+    }
 
 
 def service_env() -> dict[str, str]:

@@ -34,15 +34,6 @@ def _run(args: list[str], env: dict[str, str], timeout: float = 600) -> subproce
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
-    """(tag, env with MLFLOW_TRACKING_URI and BENTOML_HOME, data folder): a Bento built from the registry."""
-    root = tmp_path_factory.mktemp("bento")
-    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
-    env.update(json.loads(_run(["-m", "tests.serve_support", str(root)], env).stdout.strip().splitlines()[-1]))
-    return ss.build_bento(root, env), env, root
-
-
-@pytest.fixture(scope="module")
 def redis(tmp_path_factory):
     with local_redis(tmp_path_factory.mktemp("redis")) as server:
         yield server
