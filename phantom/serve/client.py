@@ -56,7 +56,7 @@ class SessionClient:
     def call(
         self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None
     ) -> tuple[int, dict[str, Any], dict[str, str]]:
-        """One request: (status, JSON body, response headers), also for 4xx/5xx; ServiceError(0) when unreachable."""
+        """One request: (status, JSON body, response headers lower-cased), also for 4xx/5xx; ServiceError when unreachable."""
         data = None if body is None else json.dumps(body, default=_plain).encode()
         req = request.Request(self.base_url.rstrip("/") + path, data=data, method=method)
         req.add_header("Content-Type", "application/json")
@@ -64,24 +64,24 @@ class SessionClient:
             req.add_header(k, v)
         try:
             with request.urlopen(req, timeout=self.timeout_s) as resp:
-                return resp.status, json.loads(resp.read() or b"{}"), dict(resp.headers)
+                return resp.status, json.loads(resp.read() or b"{}"), {k.lower(): v for k, v in resp.headers.items()}
         except error.HTTPError as exc:
             raw = exc.read()
             try:
                 parsed = json.loads(raw or b"{}")
             except ValueError:
                 parsed = {"error": raw[:300].decode("latin-1")}
-            return exc.code, parsed, dict(exc.headers or {})
+            return exc.code, parsed, {k.lower(): v for k, v in (exc.headers or {}).items()}
         except (error.URLError, TimeoutError, ConnectionError) as exc:
             raise ServiceError(f"{method} {self.base_url}{path}: service unreachable ({exc})") from None
 
     def _ok(self, method: str, path: str, body: Any = None, headers: Mapping[str, str] | None = None) -> dict:
         """The JSON answer of a 2xx; a 429 is waited out (Retry-After) up to `retries_429` times; else ServiceError."""
-        for _ in range(self.retries_429):
+        for attempt in range(self.retries_429 + 1):
             status, out, got = self.call(method, path, body, headers)
-            if status != 429:
+            if status != 429 or attempt == self.retries_429:
                 break
-            time.sleep(min(float(got.get("Retry-After") or 1), 60.0))
+            time.sleep(min(float(got.get("retry-after") or 1), 60.0))
         if status >= 400:
             raise ServiceError(f"{method} {path}", status, out)
         return out

@@ -201,7 +201,7 @@ class Limiter:
                 retry = _retry_after(c.rule, now)
                 if len(self._blocked) > 100_000:
                     self._blocked.clear()
-                self._blocked[(c.rule.name, c.subject)] = now + retry
+                self._blocked[(c.rule.name, c.subject)] = (_window(c.rule, now) + 1) * c.rule.window_s  # window end
                 self.refused += 1
                 return Verdict(retry, c.rule.name, origins, degraded)
         return Verdict(None, None, origins, degraded)

@@ -72,6 +72,8 @@ class BufferedPublisher:
     def _connect(self) -> Any:
         from kafka import KafkaProducer
 
+        from phantom.events.kafka import security_config
+
         return KafkaProducer(
             bootstrap_servers=self.servers,
             client_id=self.client_id,
@@ -82,6 +84,7 @@ class BufferedPublisher:
             delivery_timeout_ms=15000,
             max_block_ms=1000,
             bootstrap_timeout_ms=int(self.connect_timeout_s * 1000),
+            **security_config(),
         )
 
     def _requeue(self, message: tuple[str, bytes | None, bytes, list | None]) -> None:
