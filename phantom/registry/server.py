@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse, urlunparse
 
 from phantom import secrets
@@ -91,32 +92,37 @@ def auth_config(db_uri: str, folder: Path, admin_user: str) -> Path:
     return path
 
 
-def _auth_call(url: str, path: str, who: tuple[str, str], payload: dict | None = None, method: str = "GET") -> int:
-    """One call of MLflow's auth REST API as `who`; its HTTP status."""
+def rest_call(
+    url: str, path: str, who: tuple[str, str] | None, payload: dict | None = None, method: str = "GET"
+) -> tuple[int, Any]:
+    """One call of the tracking server's REST API as `who` (None: no credentials): (status, JSON body or text)."""
     import base64
     import json
     import urllib.error
     import urllib.request
 
-    token = base64.b64encode(f"{who[0]}:{who[1]}".encode()).decode()
     data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(f"{url}{path}", data=data, method=method)
-    req.add_header("Authorization", f"Basic {token}")
-    req.add_header("Content-Type", "application/json")
+    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
+    if who is not None:
+        req.add_header("Authorization", "Basic " + base64.b64encode(f"{who[0]}:{who[1]}".encode()).decode())
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status
+            raw, status = resp.read(), resp.status
     except urllib.error.HTTPError as err:
-        return err.code
+        raw, status = err.read(), err.code
+    try:
+        return status, json.loads(raw or b"{}")
+    except ValueError:
+        return status, raw.decode("latin-1")
 
 
 def ensure_user(url: str, admin: tuple[str, str], user: str, password: str) -> bool:
     """Create `user` through the admin when missing; True if it was created."""
     from urllib.parse import quote
 
-    if _auth_call(url, f"/api/2.0/mlflow/users/get?username={quote(user)}", admin) == 200:
+    if rest_call(url, f"/api/2.0/mlflow/users/get?username={quote(user)}", admin)[0] == 200:
         return False
-    status = _auth_call(url, "/api/2.0/mlflow/users/create", admin, {"username": user, "password": password}, "POST")
+    status, _ = rest_call(url, "/api/2.0/mlflow/users/create", admin, {"username": user, "password": password}, "POST")
     if status != 200:
         raise RuntimeError(f"{url}: creating MLflow user {user!r} answered HTTP {status}")
     return True
@@ -125,7 +131,7 @@ def ensure_user(url: str, admin: tuple[str, str], user: str, password: str) -> b
 def grant(url: str, admin: tuple[str, str], user: str, model: str, permission: str = "EDIT") -> None:
     """Give `user` `permission` (READ, EDIT, MANAGE) on registered model `model`."""
     payload = {"username": user, "resource_type": "registered_model", "resource_id": model, "permission": permission}
-    status = _auth_call(url, "/api/3.0/mlflow/users/permissions/grant", admin, payload, "POST")
+    status, _ = rest_call(url, "/api/3.0/mlflow/users/permissions/grant", admin, payload, "POST")
     if status != 200:
         raise RuntimeError(f"{url}: granting {permission} on {model!r} to {user!r} answered HTTP {status}")
 

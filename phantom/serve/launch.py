@@ -73,6 +73,7 @@ def start_redis(port: int | None = None, folder: Path | None = None, password: s
         raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
     port = port or free_port()
     folder = folder or Path(tempfile.mkdtemp(prefix="redis-"))
+    folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"redis-{port}.log"
     password = password or secrets.token_urlsafe(24)
     acl = folder / f"users-{port}.acl"

@@ -7,11 +7,8 @@ granted EDIT on the model, a person with the default READ, and nobody at all.
 
 from __future__ import annotations
 
-import base64
 import json
 import secrets
-import urllib.error
-import urllib.request
 from typing import Any
 
 import pytest
@@ -22,23 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.security]
 MODEL = "security-owned-model"
 
 
-def call(
-    url: str, path: str, who: tuple[str, str] | None, payload: dict | None = None, method: str = "GET"
-) -> tuple[int, Any]:
-    """One REST call as `who` (None: no credentials): (status, JSON body)."""
-    data = None if payload is None else json.dumps(payload).encode()
-    req = urllib.request.Request(f"{url}{path}", data=data, method=method, headers={"Content-Type": "application/json"})
-    if who is not None:
-        req.add_header("Authorization", "Basic " + base64.b64encode(f"{who[0]}:{who[1]}".encode()).decode())
-    try:
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return resp.status, json.loads(resp.read() or b"{}")
-    except urllib.error.HTTPError as err:
-        raw = err.read()
-        try:
-            return err.code, json.loads(raw or b"{}")
-        except ValueError:
-            return err.code, raw.decode("latin-1")
+call = server.rest_call  # one REST call as a user: (status, body)
 
 
 def set_alias(url: str, who: tuple[str, str] | None, version: str) -> int:
