@@ -26,7 +26,8 @@
 Without --bento a small pricing Bento is built first (a simulated world, two quickly trained models,
 a throwaway registry, as the tests do), with canary secrets in the build's environment. Details
 (each attempt, the flood's own figures, a baseline without flood, the limiter's cost) go to
-reports/security/benchmark.json. Run it on a quiet machine: `flock -x /work/cpu.lock ...`.
+metrics/security_detail.json, with the busiest session of the logged traffic (data/raw/events,
+when present) that the default limits are checked against. Run it on a quiet machine: `flock -x /work/cpu.lock ...`.
 """
 
 from __future__ import annotations
@@ -355,6 +356,37 @@ def registry_values(url: str | None, who: tuple[str, str] | None = None) -> list
             os.environ.pop(k, None) if v is None else os.environ.update({k: v})
 
 
+# ---- the limits against logged traffic -------------------------------------------------------
+def logged_rates(events_dir: Path) -> dict[str, Any] | None:
+    """The busiest session of the logged traffic (per second, per hour) next to the default limits."""
+    if not events_dir.exists():
+        return None
+    from phantom.quality.raw_events import read_events
+    from phantom.serve.limits import LimitConfig
+
+    ev = read_events(events_dir, ["session_id", "ts", "event_type"], ["session_id", "event_type"])
+    sid, ts = ev["session_id"].astype(str), ev["ts"]
+    per_s = ev.groupby([sid, ts // 1000], observed=True).size()
+    per_h = ev.groupby([sid, ts // 3_600_000], observed=True).size()
+    views = ev["event_type"].astype(str) == "product_view"
+    views_s = ev.loc[views].groupby([sid[views], ts[views] // 1000], observed=True).size()
+    limits = LimitConfig()
+    busiest = {
+        "sessions": int(sid.nunique()),
+        "max_events_per_s": int(per_s.max()),
+        "max_events_per_h": int(per_h.max()),
+        "max_product_views_per_s": int(views_s.max()),
+    }
+    return {
+        **busiest,
+        "limits": {k: getattr(limits, k) for k in limits.__dataclass_fields__},
+        # a product view is a price call and an ingest call: requests per second the busiest session needed
+        "headroom_session_rps": round(limits.session_rps / (2 * busiest["max_product_views_per_s"] + 1), 1),
+        "headroom_events_per_s": round(limits.session_events_per_s / busiest["max_events_per_s"], 1),
+        "headroom_events_per_h": round(limits.session_events_per_h / busiest["max_events_per_h"], 1),
+    }
+
+
 # ---- secrets -----------------------------------------------------------------------------------
 SECRET_NAME_PARTS = ("PASSWORD", "SECRET", "TOKEN", "_KEY")
 
@@ -408,18 +440,35 @@ TARGETS = {
 }
 
 
-def render_figures(metrics: dict[str, Any]) -> str:
-    """The figures table of docs/security.md from metrics/security.json."""
+def render_figures(metrics: dict[str, Any], detail: dict[str, Any]) -> str:
+    """The figures block of docs/security.md from metrics/security.json and metrics/security_detail.json."""
     rows = [f"| `{k}` | {metrics[k]} | {target} |" for k, target in TARGETS.items()]
-    return "\n".join(["| figure | measured | target |", "|---|---|---|", *rows])
+    f = detail["flood"]
+    lines = ["| figure | measured | target |", "|---|---|---|", *rows, ""]
+    lines.append(
+        f"Measured {detail['measured_at']} on {detail['machine_cores']} cores, load average before "
+        f"{detail['load_before'][0]:.2f}, during {detail['load_during'][0]:.2f} (other sessions' p99 alone: "
+        f"{f['baseline']['p99_ms']:.2f} ms; with the limiter's Redis round trip switched off: "
+        f"{detail['limiter_off_baseline']['p99_ms']:.2f} ms; the flood's answers: {f['flood'].get('statuses')})."
+    )
+    rates = detail.get("logged_traffic_vs_limits")
+    if rates:
+        lines.append("")
+        lines.append(
+            f"Default limits against the logged traffic ({rates['sessions']:,} sessions of data/raw/events): the busiest "
+            f"session sent {rates['max_events_per_s']} events in a second, {rates['max_events_per_h']} in an hour and "
+            f"{rates['max_product_views_per_s']} product views in a second; the defaults leave x{rates['headroom_session_rps']} "
+            f"(requests/s), x{rates['headroom_events_per_s']} (events/s) and x{rates['headroom_events_per_h']} (events/h) of headroom."
+        )
+    return "\n".join(lines)
 
 
-def render_doc(metrics: dict[str, Any], text: str) -> str:
-    """docs/security.md with its figures block replaced by the rendered table."""
+def render_doc(metrics: dict[str, Any], detail: dict[str, Any], text: str) -> str:
+    """docs/security.md with its figures block replaced by the rendered one."""
     head, rest = text.split(BEGIN, 1)
     marker, rest = rest.split("\n", 1)
     _, tail = rest.split(END, 1)
-    return f"{head}{BEGIN}{marker}\n{render_figures(metrics)}\n{END}{tail}"
+    return f"{head}{BEGIN}{marker}\n{render_figures(metrics, detail)}\n{END}{tail}"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -429,12 +478,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--world", type=Path, help="folder with events.parquet and catalogue.parquet for --bento")
     parser.add_argument("--seconds", type=float, default=20.0, help="length of the measured flood window")
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/security.json")
-    parser.add_argument("--detail", type=Path, default=ROOT / "reports/security/benchmark.json")
+    parser.add_argument("--detail", type=Path, default=ROOT / "metrics/security_detail.json")
+    parser.add_argument(
+        "--events", type=Path, default=ROOT / "data/raw/events", help="logged traffic for the limits check"
+    )
     parser.add_argument("--render-doc", action="store_true", help="only rewrite docs/security.md's figures from --out")
     args = parser.parse_args(argv)
     if args.render_doc:
-        DOC.write_text(render_doc(json.loads(args.out.read_text()), DOC.read_text()))
-        print(f"rendered {DOC} from {args.out}")
+        DOC.write_text(
+            render_doc(json.loads(args.out.read_text()), json.loads(args.detail.read_text()), DOC.read_text())
+        )
+        print(f"rendered {DOC} from {args.out} and {args.detail}")
         return
 
     import pandas as pd
@@ -451,6 +505,7 @@ def main(argv: list[str] | None = None) -> None:
     events = pd.read_parquet(data / "events.parquet")
     products = [str(p) for p in pd.read_parquet(data / "catalogue.parquet")["product_id"].head(50)]
     detail: dict[str, Any] = {"bento": tag, "machine_cores": os.cpu_count(), "load_before": os.getloadavg()}
+    detail["logged_traffic_vs_limits"] = logged_rates(args.events)
 
     print("labels: every unassigned session claims xp_human_only", flush=True)
     labels = self_labels()
@@ -502,6 +557,7 @@ def main(argv: list[str] | None = None) -> None:
         "secrets_found_in_artifacts": sum(h["count"] for h in hits),
     }
     detail["metrics"] = metrics
+    detail["measured_at"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     for path, payload in ((args.out, metrics), (args.detail, detail)):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(payload, indent=2, default=float) + "\n")
@@ -512,6 +568,8 @@ def main(argv: list[str] | None = None) -> None:
         f"others p99: {f['baseline']['p99_ms']:.2f} ms alone, {f['during_flood']['p99_ms']:.2f} ms during the flood; "
         f"limiter off: {detail['limiter_off_baseline']['p99_ms']:.2f} ms; flood statuses {f['flood'].get('statuses')}"
     )
+    if args.out == ROOT / "metrics/security.json":
+        DOC.write_text(render_doc(metrics, detail, DOC.read_text()))
     print(f"wrote {args.out} and {args.detail}")
 
 
