@@ -510,9 +510,11 @@ def main(argv: list[str] | None = None) -> None:
     print("labels: every unassigned session claims xp_human_only", flush=True)
     labels = self_labels()
     detail["self_labels"] = labels["detail"]
+    print(f"  self_labels_accepted {labels['accepted']}: {json.dumps(labels['detail'])}", flush=True)
     print("registry: alias moves without permission", flush=True)
     reg = registry(work / "mlflow")
     detail["registry"] = reg["detail"]
+    print(f"  unauthenticated_alias_moves {reg['moves']}: {json.dumps(reg['detail']['attempts'])}", flush=True)
 
     service_secrets: list[str] = []
     with local_redis(work / "redis") as redis:
@@ -524,10 +526,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"serving {tag} at {url} (2 workers, Redis {redis.safe_url})", flush=True)
             cross = cross_session(url, events, products[0])
             detail["cross_session"] = cross["detail"]
+            print(f"  cross_session_writes_accepted {cross['accepted']}: {json.dumps(cross['detail'])}", flush=True)
             reqs = others(url, events, products)
             print(f"flood: {FLOOD_EVENTS_PER_S} events/s on one session, others at {OTHERS_RPS} rps", flush=True)
             detail["flood"] = flood(url, reqs, args.seconds, work)
             detail["load_during"] = os.getloadavg()
+            for k, v in detail["flood"].items():
+                print(f"  {k}: p99 {v.get('p99_ms')} ms, statuses {v.get('statuses')}", flush=True)
         with serve_bento(tag, env={**env, **senv, "PHANTOM_LIMIT_ADDR_RPS": "0", "PHANTOM_LIMIT_SESSION_RPS": "0"},
                          log_dir=work / "nolimit", cwd=work) as (url, _):  # fmt: skip
             from benchmarks.http_load import cycle, run_open

@@ -145,6 +145,7 @@ def serve_bento(
     """`bentoml serve <tag>` in its own process group for the block; yields (base URL, process)."""
     port = port or free_port()
     log = Path(log_dir or tempfile.mkdtemp(prefix="bento-")) / "serve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     bentoml = Path(sys.executable).with_name("bentoml")
     with open(log, "w") as out:
         proc = subprocess.Popen(
