@@ -124,7 +124,8 @@ class Gate:
 
     def for_ingest(self, caller: Caller, events: Sequence[Any]) -> str:
         """The session an ingest batch acts on; fills it into events that name none (in place)."""
-        named = {e.get("session_id") for e in events if isinstance(e, dict)} - {None}
+        # the session ids the events name (text only: any other value is the contract's wrong_type, per event)
+        named = {e.get("session_id") for e in events if isinstance(e, dict) and isinstance(e.get("session_id"), str)}
         if caller.session is None:
             if named:
                 raise Refused(401, tokens.MISSING, "events name a session without its token")

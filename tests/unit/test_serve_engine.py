@@ -318,6 +318,12 @@ def test_nobody_writes_into_another_visitors_session(world, models, tmp_path):
     )
     after = http.get(f"/api/ml/price/{pid}", headers=vauth).json()
     assert (after["p_agent"], after["price"]) == (before["p_agent"], before["price"])  # the victim's price is unchanged
+    odd = http.post(
+        "/api/ingest",
+        json={"events": [_view(7, pid, session_id=["x"]), _view(8, pid, session_id={"a": 1})]},
+        headers=aauth,
+    )
+    assert odd.status_code == 200 and [r["reason"] for r in odd.json()["rejected"]] == ["wrong_type:session_id"] * 2
     mine = http.post("/api/ingest", json={"events": [_view(i, pid) for i in range(3)]}, headers=aauth).json()
     assert mine["accepted"] == 3 and mine["session_id"] == attacker["session_id"]  # its own session: fine
 
