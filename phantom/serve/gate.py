@@ -84,12 +84,15 @@ class Gate:
         """Resolve, verify and charge one request; Refused (401 / 429) when it may not pass."""
         forwarded = headers.get(b"x-forwarded-for")
         caller = Caller(self.resolver.client(peer, forwarded.decode("latin-1") if forwarded else None))
-        token = _token(headers)
+        token, from_cookie = _token(headers)
         if verify and token:
             try:
                 caller.session = self.signer.verify(token)
             except tokens.TokenError as exc:
-                raise Refused(401, exc.reason, str(exc).split(": ", 1)[-1]) from None
+                if not from_cookie:
+                    raise Refused(401, exc.reason, str(exc).split(": ", 1)[-1]) from None
+                # a browser's stale cookie (expired, old key) counts as no token: the call gets a new session
+                caller.session = None
         charges = [Charge(self.limits.rule("addr_rps"), caller.address)]
         origin = None
         if caller.session is not None:
@@ -163,18 +166,18 @@ class Gate:
         }
 
 
-def _token(headers: Mapping[bytes, bytes]) -> str | None:
-    """The token from the header, else from the cookie."""
+def _token(headers: Mapping[bytes, bytes]) -> tuple[str | None, bool]:
+    """The token from the header, else from the cookie; and whether it came from the cookie."""
     raw = headers.get(b"x-session-token")
     if raw:
-        return raw.decode("latin-1").strip()
+        return raw.decode("latin-1").strip(), False
     cookie = headers.get(b"cookie")
     if cookie:
         for part in cookie.decode("latin-1").split(";"):
             name, _, value = part.strip().partition("=")
             if name == COOKIE and value:
-                return value
-    return None
+                return value, True
+    return None, False
 
 
 GATED_PREFIX = "/api/"

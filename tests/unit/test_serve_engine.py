@@ -335,6 +335,17 @@ def test_the_cookie_carries_the_session_for_a_browser(world, models, tmp_path):
     second = http.get(f"/api/ml/price/{pid}")
     assert second.status_code == 200 and second.json()["session_id"] == first.json()["session_id"]
     assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Lax" in first.headers["set-cookie"]
+    # a stale cookie (here: one no key of ours signed) is no session: the browser simply gets a new one ...
+    http.cookies.clear()
+    http.cookies.set("phantom_session", Signer(Key("old", b"x" * 24)).sign("s_gone"))
+    fresh = http.get(f"/api/ml/price/{pid}")
+    assert fresh.status_code == 200 and fresh.json()["session_id"] != first.json()["session_id"]
+    # ... while the same token sent as a header is refused, and naming a session with it is too
+    bad = {"X-Session-Token": Signer(Key("old", b"x" * 24)).sign("s_gone")}
+    assert http.get(f"/api/ml/price/{pid}", headers=bad).json()["reason"] == "session_token_invalid"
+    http.cookies.clear()
+    http.cookies.set("phantom_session", "garbage")
+    assert http.get(f"/api/ml/price/{pid}", params={"session_id": "s_gone"}).status_code == 401
 
 
 def test_floods_get_429_with_retry_after_and_leave_other_sessions_alone(world, models, tmp_path):
