@@ -137,6 +137,7 @@ def _write_raw(traffic, root: Path) -> None:
         table = pa.Table.from_pandas(events.iloc[part], schema=RAW_SCHEMA, preserve_index=False)
         pq.write_table(table, root / "events" / f"part-{i:05d}.parquet")
     traffic.catalogue.to_parquet(root / "catalogue.parquet")
+    traffic.cohorts.to_parquet(root / "cohorts.parquet")  # the shop's assignment: the labels
 
 
 def _run_stage(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
@@ -151,6 +152,8 @@ def _run_stage(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
         str(raw / "events"),
         "--catalogue",
         str(raw / "catalogue.parquet"),
+        "--cohorts",
+        str(raw / "cohorts.parquet"),
         "--out",
         str(out),
         "--metrics",
