@@ -150,28 +150,22 @@ def cross_session(url: str, events: Any, product: str) -> dict[str, Any]:
     return {"accepted": accepted + int(detail["victim_price_moved"]), "detail": detail}
 
 
-def _flood_process(url: str, token: str, seconds: float, out: str) -> None:
-    """Child process: one session's events at FLOOD_EVENTS_PER_S, one event per request."""
+def _flood_process(url: str, token: str, seconds: float, batch: int, out: str) -> None:
+    """Child process: one session's events at FLOOD_EVENTS_PER_S, `batch` events per request."""
     from benchmarks.http_load import run_open
 
-    body_of = lambda i: json.dumps(  # noqa: E731
-        {
-            "events": [
-                {
-                    "event_id": f"f-{i}",
-                    "ts": int(time.time() * 1000),
-                    "event_type": "page_view",
-                    "page": "/",
-                    "user_agent": HEADLESS,
-                }
-            ]
-        }
-    ).encode()
+    def body_of(i: int) -> bytes:
+        now = int(time.time() * 1000)
+        events = [
+            {"event_id": f"f-{i}-{j}", "ts": now, "event_type": "page_view", "page": "/", "user_agent": HEADLESS}
+            for j in range(batch)
+        ]
+        return json.dumps({"events": events}).encode()
+
     headers = {"X-Session-Token": token, "X-Forwarded-For": "203.0.113.77"}
-    res = run_open(
-        url, lambda i: ("POST", "/api/ingest", body_of(i), headers), FLOOD_EVENTS_PER_S, seconds, max_idle_s=4.0
-    )
-    Path(out).write_text(json.dumps(res.summary()))
+    rate = FLOOD_EVENTS_PER_S / batch
+    res = run_open(url, lambda i: ("POST", "/api/ingest", body_of(i), headers), rate, seconds, max_idle_s=4.0)
+    Path(out).write_text(json.dumps({"events_per_request": batch, "requests_per_s": rate, **res.summary()}))
 
 
 def others(url: str, events: Any, products: list[str]) -> list[tuple]:
@@ -518,10 +512,13 @@ def main(argv: list[str] | None = None) -> None:
         print(f"rendered {DOC} from {args.out} and {args.detail}")
         return
 
+    import signal
+
     import pandas as pd
 
     from phantom.serve.launch import local_redis, serve_bento
 
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop what we started (servers, Redis) on the way out
     work = Path(tempfile.mkdtemp(prefix="bench-security-"))
     if args.bento:
         if args.world is None:
