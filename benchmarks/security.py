@@ -472,6 +472,13 @@ def render_figures(metrics: dict[str, Any], detail: dict[str, Any]) -> str:
         f"request (token, limits, origins) costs {detail['gate_admit']['redis_cpu_us']} us of the worker's CPU with "
         f"the counts in Redis, {detail['gate_admit']['process_cpu_us']} us in the process."
     )
+    if max(detail["load_before"][0], detail["load_during"][0]) > detail["machine_cores"]:
+        lines.append("")
+        lines.append(
+            "**The machine was shared when this ran** (load above its cores): the latencies above measure the "
+            "neighbours as much as the service; rerun on a quiet machine (`flock -x /work/cpu.lock python -m "
+            "benchmarks.security`)."
+        )
     rates = detail.get("logged_traffic_vs_limits")
     if rates:
         lines.append("")

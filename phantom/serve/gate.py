@@ -70,7 +70,11 @@ class Gate:
         """The gate the environment configures: keys, limits, trusted proxies, Redis for shared counts."""
         url = env.get("REDIS_URL") or None
         timeout = float(env.get("PHANTOM_REDIS_TIMEOUT_MS", "50")) / 1000
-        counters = RedisCounters.from_url(url, timeout) if url else None
+        where = env.get("PHANTOM_LIMITS_STORE", "redis" if url else "process")
+        if where not in ("redis", "process") or (where == "redis" and not url):
+            raise ValueError(f"PHANTOM_LIMITS_STORE: redis (needs REDIS_URL) or process, got {where!r}")
+        # redis: one budget shared by every replica (one round trip per request); process: per worker, no round trip
+        counters = RedisCounters.from_url(url, timeout) if where == "redis" else None
         return cls(
             signer=tokens.signer_from_env(env),
             limiter=Limiter(counters, retry_s=float(env.get("PHANTOM_REDIS_RETRY_S", "1"))),
