@@ -96,7 +96,7 @@ def test_shuffled_and_resent_events_give_the_same_matrices(world):
     traffic, t = world
     events = traffic.events
     noisy = pd.concat([events.sample(frac=1.0, random_state=1), events.sample(200, random_state=2)], ignore_index=True)
-    again = build(noisy, traffic.catalogue, FeatureConfig(chunk_events=5_000))
+    again = build(noisy, traffic.catalogue, FeatureConfig(chunk_events=5_000), cohorts=traffic.cohorts)
     pd.testing.assert_frame_equal(t.sessions, again.sessions)
     pd.testing.assert_frame_equal(t.decisions, again.decisions)
     assert again.stats["duplicates_dropped"] == 200
