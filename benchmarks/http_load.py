@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-# (method, path, body or None) of one request
-Request = tuple[str, str, bytes | None]
+# (method, path, body or None[, headers]) of one request: headers carry e.g. X-Session-Token (phantom.serve.client)
+Request = tuple[str, str, bytes | None] | tuple[str, str, bytes | None, dict[str, str]]
 MAX_SAMPLES = 20  # errors recorded in detail per run (all are counted by kind)
 
 
@@ -82,8 +82,8 @@ class Connection:
         self.idle_since = time.perf_counter()  # when the last answer was read (or the socket opened)
         self.stage = ""  # connect, send or read: where the current request is
 
-    async def request(self, method: str, path: str, body: bytes | None) -> int:
-        """Send one request and read the whole answer; the status code."""
+    async def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None) -> int:
+        """Send one request (with extra `headers`) and read the whole answer; the status code."""
         if self.writer is None:
             self.stage = "connect"
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -92,6 +92,8 @@ class Connection:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
         self.writer.write(head.encode() + b"\r\n" + (body or b""))
         self.stage = "read"
         header = await self.reader.readuntil(b"\r\n\r\n")

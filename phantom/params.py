@@ -202,6 +202,11 @@ class IngestParams(Section):
     batch_size: PositiveInt = Field(description="messages per batch: one part + one manifest entry")
     max_batch_wait_s: Annotated[float, Field(gt=0)] = Field(description="kafka: write a partial batch after this")
     quarantine_duplicates: bool = Field(description="dropped duplicates also land in the quarantine")
+    require_session_token: bool = Field(
+        False,
+        description="quarantine events whose Kafka header phantom-session-token is missing, invalid or names another "
+        "session (keys from PHANTOM_SESSION_KEY; docs/security.md); the simulator source has no headers",
+    )
     limits: LimitsParams
     kafka: KafkaParams
 

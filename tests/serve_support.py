@@ -23,6 +23,7 @@ import pandas as pd
 
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 
+REPO = Path(__file__).resolve().parents[1]
 EXCLUDED = ("price_mean", "price_max", "cart_add_count")
 CATEGORICAL = ("ua_browser_family", "product_category_code")
 GRID = (0.7, 1.5, 0.05)
@@ -45,7 +46,7 @@ def make_world(days: float = 0.25, seed: int = 11) -> World:
     from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=days, seed=seed))
-    tables = build(traffic.events, traffic.catalogue)
+    tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
     return World(traffic.events, traffic.catalogue, tables.sessions, tables.decisions)
 
 
@@ -176,13 +177,56 @@ def bento_record(bentoml_home: Path, tag: str) -> dict[str, Any]:
     return {"labels": manifest["labels"], "build_info": build_info, "models": models}
 
 
-def get_json(url: str) -> tuple[int, dict]:
-    """GET `url`: (status, JSON body), also for 4xx/5xx answers."""
+def get_json(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, dict]:
+    """GET `url` (with `headers`): (status, JSON body), also for 4xx/5xx answers."""
+    return _json(urllib.request.Request(url, headers=dict(headers or {})))
+
+
+def post_json(url: str, payload: Any, headers: Mapping[str, str] | None = None) -> tuple[int, dict]:
+    """POST `payload` as JSON to `url`: (status, JSON body), also for 4xx/5xx answers."""
+    data = json.dumps(payload).encode()
+    return _json(
+        urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    )
+
+
+def _json(req: urllib.request.Request) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")
+
+
+SESSION_KEY = "tests:" + "phantom-test-session-key-0123456789"  # the services the tests start sign with it
+
+
+CANARY = "canary-secret-8f3a1c"  # a marker inside each secret the builds see: grep finds any copy of it
+
+
+def canary_secrets() -> dict[str, str]:
+    """Secret-bearing variables a build or a training run may see (credentials, keys): each holds CANARY."""
+    return {
+        "PHANTOM_SESSION_KEY": f"build:{CANARY}-session-key",
+        "REDIS_URL": f"redis://phantom:{CANARY}-redis@127.0.0.1:1/0",
+        "MLFLOW_TRACKING_USERNAME": "phantom-pipeline",
+        "MLFLOW_TRACKING_PASSWORD": f"{CANARY}-mlflow",
+        "PHANTOM_MLFLOW_ADMIN_PASSWORD": f"{CANARY}-admin",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": f"{CANARY}-flask",
+    }
+
+
+def service_env() -> dict[str, str]:
+    """Environment of a service a test starts: its session key (so the test can act as the shop's back office)."""
+    return {"PHANTOM_SESSION_KEY": SESSION_KEY}
+
+
+def session_headers(session_id: str) -> dict[str, str]:
+    """The X-Session-Token of `session_id`, signed with the tests' key: what the service would have issued."""
+    from phantom.events.tokens import signer_from_env
+    from phantom.serve.client import TOKEN_HEADER
+
+    return {TOKEN_HEADER: signer_from_env(service_env()).sign(session_id)}
 
 
 def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -4,17 +4,23 @@
 Bento's service instance sets it after loading its models). Errors are mapped once: a
 `ServeError` becomes its status with `{"error": reason}`; bad parameters are FastAPI's 422; a
 body over `max_body_bytes` is 413; an ingest batch over `max_batch` events is 413.
+
+Every /api/ call passes the trust boundary first (phantom.serve.gate, `get_gate()`): sessions are
+issued by the service and acted on only with their token; 401 / 403 / 429 carry a `reason`.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request  # module level: FastAPI resolves the handlers' annotations here
 
 from phantom.serve.engine import PricingEngine, ServeError
+from phantom.serve.gate import Gate, GateMiddleware, Refused
 
 MAX_BODY_BYTES = 1 << 20
 MAX_BATCH = 1000
@@ -37,6 +43,9 @@ class PriceResponse(BaseModel):
     decision_id: str = Field(description="unique id of this decision (the decision log's key)")
     session_id: str
     product_id: str
+    session_token: str | None = Field(
+        default=None, description="set when this call issued the session: send it back in X-Session-Token"
+    )
     mode: str = Field(description="the mode asked for")
     arm: str = Field(description="the mode that priced (the A/B arm in mode ab)")
     price: float = Field(description="price to show, in the catalogue's currency", examples=[42.5])
@@ -93,12 +102,29 @@ class IngestResponse(BaseModel):
     accepted: int
     rejected: list[Rejected]
     degraded: bool = Field(description="true when the online store was unreachable and a fallback took the events")
+    session_id: str = Field(description="the session the events went to")
+    session_token: str | None = Field(
+        default=None, description="set when this call issued the session: send it back in X-Session-Token"
+    )
+
+
+class SessionResponse(BaseModel):
+    """A session the service issued."""
+
+    session_id: str
+    session_token: str = Field(description="send it in X-Session-Token (browsers: the phantom_session cookie)")
+    expires_at: int = Field(description="when the token stops being accepted, epoch ms")
 
 
 class ErrorResponse(BaseModel):
     """A refused request."""
 
     error: str
+    reason: str | None = Field(
+        default=None,
+        description="machine-readable cause of a 401/403/429: session_token_missing, session_token_invalid, "
+        "session_token_expired, session_token_key_retired, session_mismatch, rate_limited",
+    )
 
 
 class BodyLimit:
@@ -143,42 +169,72 @@ def create_app(
     get_engine: Callable[[], PricingEngine],
     version_info: Callable[[], Mapping[str, Any]] = dict,
     status_info: Callable[[], Mapping[str, Any]] = dict,
+    get_gate: Callable[[], Gate] | None = None,
 ) -> Any:
-    """The FastAPI app of the service."""
-    from fastapi import FastAPI, Path, Query, Request
+    """The FastAPI app of the service; `get_gate` defaults to one gate built from the environment."""
+    from fastapi import FastAPI, Path, Query
     from fastapi.responses import JSONResponse
+
+    if get_gate is None:
+        get_gate = functools.cache(Gate.from_env)
 
     app = FastAPI(
         title="Phantom pricing",
         description="Agent-aware prices for product views; event ingestion into the online feature store.",
         version="1",
     )
-    errors = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
+    errors = {s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 413, 429)}
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
+        if isinstance(exc, Refused):
+            return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
+
+    def answer(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+        content, headers = get_gate().attach(request.state.caller, body)
+        return JSONResponse(content, status_code=status, headers=headers)
+
+    @app.post("/api/session", response_model=SessionResponse, status_code=201, responses=errors)
+    async def session(request: Request) -> Any:
+        """Issue a new session and its token (also set as the phantom_session cookie)."""
+        gate = get_gate()
+        sid = gate.issue(request.state.caller)
+        expires = (request.state.caller.session.issued_s + int(gate.signer.max_age_s)) * 1000
+        return answer(request, {"session_id": sid, "expires_at": expires}, 201)
 
     @app.get("/api/{mode}/price/{product_id}", response_model=PriceResponse, responses=errors)
     async def price(
+        request: Request,
         mode: Mode,
         product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id"),
-        session_id: str = Query(pattern=ID_PATTERN, description="the visitor's session id"),
+        session_id: str | None = Query(
+            default=None,
+            pattern=ID_PATTERN,
+            description="the session (optional: the token's); none and no token: a new session is issued",
+        ),
         ts: int | None = Query(default=None, ge=0, le=2**62, description="decision time, epoch ms (default: now)"),
         explain: bool = Query(
             default=False, description="also return the features and the top three reasons (costs nothing when false)"
         ),
     ) -> Any:
-        """Price one product view for a session."""
+        """Price one product view for a session (send its token in X-Session-Token)."""
+        engine = get_engine()
+        caller = request.state.caller
+        sid = get_gate().for_price(caller, session_id)
         # a Response skips FastAPI's re-validation of our own output (PriceResponse documents it)
-        return JSONResponse(get_engine().price(mode.value, session_id, product_id, ts, explain))
+        return answer(request, engine.price(mode.value, sid, product_id, ts, explain, origins=caller.origins))
 
     @app.post("/api/ingest", response_model=IngestResponse, responses=errors)
-    async def ingest(batch: IngestRequest) -> dict[str, Any]:
-        """Check a batch of raw events; fold the valid ones into the session features (and Kafka)."""
+    async def ingest(request: Request, batch: IngestRequest) -> Any:
+        """Check a batch of raw events of one session; fold the valid ones into its features (and Kafka)."""
         if len(batch.events) > MAX_BATCH:
             raise _BatchTooLarge(f"batch of {len(batch.events)} events; at most {MAX_BATCH}")
-        return get_engine().ingest(batch.events)
+        engine = get_engine()
+        caller = request.state.caller
+        sid = get_gate().for_ingest(caller, batch.events)
+        origin = {"token": caller.session.token, "address": caller.address}
+        return answer(request, {**engine.ingest(batch.events, origin=origin), "session_id": sid})
 
     @app.get("/version")
     async def version() -> dict[str, Any]:
@@ -187,10 +243,11 @@ def create_app(
 
     @app.get("/status")
     async def status() -> dict[str, Any]:
-        """Readiness detail: models, online store (degraded?), Kafka publisher and decision-log counters."""
-        return dict(status_info())
+        """Readiness detail: models, online store (degraded?), Kafka publisher, decision-log and limiter counters."""
+        return {**status_info(), "gate": get_gate().stats()}
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    app.add_middleware(GateMiddleware, get_gate=get_gate)  # outermost: a refused call costs no body read
     return app
 
 

@@ -143,7 +143,7 @@ def status(engine: PricingEngine | None, publisher: Any) -> dict[str, Any]:
         "models": {"detector": engine.detector is not None, "multitask": engine.multitask is not None},
         "store": {"kind": type(store).__name__, "degraded": store.degraded, "reachable": store.ping()},
         "kafka": vars(publisher.stats()) if publisher is not None else None,
-        "decision_log": engine.log.stats(),
+        "decision_log": {**engine.log.stats(), "multi_origin_decisions": engine.multi_origin_decisions},
         "event_time": {
             "checked": engine.check_time,
             "max_lateness_ms": engine.limits.max_lateness_ms,
