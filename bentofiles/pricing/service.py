@@ -15,10 +15,11 @@ from pathlib import Path
 
 import bentoml
 
-from phantom.serve import runtime, timer_patch
+from phantom.serve import keepalive, runtime, timer_patch
 from phantom.serve.api import create_app
 
 timer_patch.apply()  # before BentoML builds its middleware stack in this worker
+keepalive.apply(keepalive.seconds())  # before BentoML builds this worker's uvicorn.Config (PHANTOM_KEEPALIVE_S)
 
 BUILD_INFO = json.loads(Path(__file__).with_name("build_info.json").read_text())
 _state: dict = {"engine": None, "publisher": None}
@@ -46,6 +47,9 @@ app = create_app(_engine, _version, lambda: runtime.status(_state["engine"], _st
     traffic={"timeout": 10},
     resources={"cpu": "1"},
     logging={"access": {"enabled": False}},  # a log line per request costs more than pricing it; metrics count requests
+    # BentoML's request metrics are labelled by raw path (a series per product id a client sends): the app's
+    # own phantom.serve.http_metrics label by route template and serve GET /metrics instead
+    metrics={"enabled": False},
 )
 @bentoml.asgi_app(app, path="/")
 class Pricing:

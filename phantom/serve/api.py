@@ -143,10 +143,11 @@ def create_app(
     get_engine: Callable[[], PricingEngine],
     version_info: Callable[[], Mapping[str, Any]] = dict,
     status_info: Callable[[], Mapping[str, Any]] = dict,
+    metrics: bool = True,
 ) -> Any:
-    """The FastAPI app of the service."""
+    """The FastAPI app of the service; with `metrics`, request metrics by route template and GET /metrics."""
     from fastapi import FastAPI, Path, Query, Request
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     app = FastAPI(
         title="Phantom pricing",
@@ -191,6 +192,17 @@ def create_app(
         return dict(status_info())
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+    if metrics:
+        from phantom.serve import http_metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        def metrics_endpoint() -> Response:  # a plain def: FastAPI renders it in a thread, off the event loop
+            """Prometheus metrics of every worker (phantom.serve.http_metrics)."""
+            body, content_type = http_metrics.metrics_response()
+            return Response(body, media_type=content_type)
+
+        # outermost: it also counts what BodyLimit refuses (413) and what fails (500)
+        app.add_middleware(http_metrics.RequestMetrics, routes=app.router.routes)
     return app
 
 
