@@ -143,13 +143,22 @@ def create_app(
     get_engine: Callable[[], PricingEngine],
     version_info: Callable[[], Mapping[str, Any]] = dict,
     status_info: Callable[[], Mapping[str, Any]] = dict,
-    metrics: bool = True,
+    lean: bool = True,
 ) -> Any:
-    """The FastAPI app of the service; with `metrics`, request metrics by route template and GET /metrics."""
+    """The FastAPI app of the service.
+
+    `lean` (the default, `PHANTOM_HTTP_STACK=lean`): request metrics by route template and GET /metrics
+    (phantom.serve.http_metrics), FastAPI's own OpenTelemetry instrumentation off. Otherwise the app
+    leaves metrics and tracing to BentoML's defaults (`PHANTOM_HTTP_STACK=bentoml`, for comparison).
+    """
+    import msgspec
     from fastapi import FastAPI, Path, Query, Request
     from fastapi.responses import JSONResponse, Response
 
+    encode = msgspec.json.Encoder().encode  # the price body: ~5x faster than json.dumps, same JSON
+    off = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
     app = FastAPI(
+        **({"telemetry": off} if lean else {}),
         title="Phantom pricing",
         description="Agent-aware prices for product views; event ingestion into the online feature store.",
         version="1",
@@ -172,7 +181,9 @@ def create_app(
     ) -> Any:
         """Price one product view for a session."""
         # a Response skips FastAPI's re-validation of our own output (PriceResponse documents it)
-        return JSONResponse(get_engine().price(mode.value, session_id, product_id, ts, explain))
+        return Response(
+            encode(get_engine().price(mode.value, session_id, product_id, ts, explain)), media_type="application/json"
+        )
 
     @app.post("/api/ingest", response_model=IngestResponse, responses=errors)
     async def ingest(batch: IngestRequest) -> dict[str, Any]:
@@ -192,7 +203,7 @@ def create_app(
         return dict(status_info())
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    if metrics:
+    if lean:
         from phantom.serve import http_metrics
 
         @app.get("/metrics", include_in_schema=False)

@@ -1,0 +1,137 @@
+"""N replicas of one image behind HAProxy on this host, sharing one Redis and one Kafka; rollout and rollback.
+
+`Deployment.up(image)` starts `deploy.replicas` containers on free ports (in parallel: each loads its
+models), waits until each answers /readyz, then starts HAProxy in front of them and waits until
+HAProxy's own health checks have every replica UP.
+
+`Deployment.rollout(image)` replaces the replicas one at a time, under traffic, without a failed
+request: for each slot
+1. `drain` in HAProxy: no new request goes to it; wait until it has none in flight;
+2. stop the old container gracefully (it finishes nothing: it has nothing in flight);
+3. start the new image on the same port, wait for its /readyz;
+4. wait until HAProxy's health checks see it up (status DRAIN: up, still out of rotation), then
+   `ready`: it takes traffic again.
+The other replicas carry the traffic meanwhile; `GET /version` moves from the old model versions to
+the new one replica at a time. A rollback is the same motion with the previous image.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from phantom.deploy import haproxy
+from phantom.deploy.replica import Replica
+from phantom.events.broker import free_port
+
+PASSED_THROUGH = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")  # and every PHANTOM_* variable of the caller
+
+
+def replica_env(cfg: Any, env: Mapping[str, str]) -> dict[str, str]:
+    """What each replica gets: the caller's REDIS_URL, KAFKA_BOOTSTRAP_SERVERS and PHANTOM_* variables, the
+    worker count and keep-alive of `cfg` (params deploy), and the proxy as the one trusted forwarder."""
+    out = {k: v for k, v in env.items() if k in PASSED_THROUGH or k.startswith("PHANTOM_")}
+    out.pop("PHANTOM_IMAGE_CACHE", None)
+    out.setdefault("PHANTOM_WORKERS", str(cfg.workers))
+    out.setdefault("PHANTOM_KEEPALIVE_S", str(cfg.keepalive_s))
+    out.setdefault("PHANTOM_TRUSTED_PROXIES", "127.0.0.1/32")  # the load balancer's address, on this host
+    return out
+
+
+@dataclass
+class Deployment:
+    """Replicas and their load balancer, with their files under `folder`."""
+
+    cfg: Any  # params deploy
+    folder: Path
+    env: dict[str, str] = field(default_factory=dict)
+    say: Callable[[str], None] = print
+    replicas: dict[str, Replica] = field(default_factory=dict)
+    lb: haproxy.HAProxy | None = None
+    generation: int = 0
+
+    def _replica(self, slot: str, image: str, port: int) -> Replica:
+        self.generation += 1
+        name = f"phantom-{self.folder.name}-{slot}-{self.generation}"
+        return Replica(name, image, port, dict(self.env), self.folder)
+
+    def up(self, image: str, replicas: int | None = None, lb_port: int | None = None) -> Deployment:
+        """Start the replicas and the load balancer; returns when HAProxy sees every replica UP."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        n = replicas or self.cfg.replicas
+        slots = {f"r{i + 1}": self._replica(f"r{i + 1}", image, free_port()) for i in range(n)}
+        self.say(f"starting {n} replicas of {image}")
+        for replica in slots.values():
+            replica.start()
+        self.replicas.update(slots)
+        with ThreadPoolExecutor(n) as pool:
+            took = list(pool.map(lambda r: r.wait_ready(), slots.values()))
+        self.say(
+            "ready: "
+            + ", ".join(f"{s} on :{r.port} in {t:.1f}s" for (s, r), t in zip(slots.items(), took, strict=True))
+        )
+        port = lb_port or free_port()
+        config = self.folder / "haproxy.cfg"
+        socket_path = self.folder / "haproxy.sock"
+        servers = [(slot, r.host, r.port) for slot, r in slots.items()]
+        config.write_text(haproxy.render(self.cfg.lb, servers, ("127.0.0.1", port), socket_path))
+        self.lb = haproxy.HAProxy(config, socket_path, port, log=self.folder / "haproxy.log").start()
+        for slot in slots:
+            self.lb.wait_status(slot, ["UP"])
+        self.say(f"load balancer on {self.lb.url} (HAProxy), {n} replicas UP")
+        return self
+
+    def replace(self, slot: str, image: str) -> dict[str, float]:
+        """Replace one replica by `image` without failing a request; timings of each step (s)."""
+        assert self.lb is not None, "up() first"
+        old = self.replicas[slot]
+        t0 = time.monotonic()
+        self.lb.set_state(slot, "drain")
+        deadline = t0 + self.cfg.lb.drain_timeout_s
+        while self.lb.stats()[slot]["current"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        drained = time.monotonic() - t0
+        old.stop()
+        new = self._replica(slot, image, old.port)
+        new.start()
+        start_to_ready = new.wait_ready()
+        self.replicas[slot] = new
+        self.lb.wait_status(slot, ["DRAIN"], timeout_s=60)  # health checks pass; still out of rotation
+        self.lb.set_state(slot, "ready")
+        self.lb.wait_status(slot, ["UP"], timeout_s=10)
+        return {"drain_s": drained, "start_to_ready_s": start_to_ready, "total_s": time.monotonic() - t0}
+
+    def rollout(self, image: str) -> dict[str, dict[str, float]]:
+        """Replace every replica by `image`, one at a time; per slot timings."""
+        report = {}
+        for slot in list(self.replicas):
+            self.say(f"rollout: {slot} -> {image}")
+            report[slot] = self.replace(slot, image)
+        return report
+
+    def down(self) -> None:
+        """Stop the load balancer, then every replica (gracefully)."""
+        if self.lb is not None:
+            self.lb.stop()
+        for replica in self.replicas.values():
+            replica.stop()
+
+    def state(self) -> dict[str, Any]:
+        """Where everything is: the load balancer's URL and each replica's image, port and pid."""
+        return {
+            "lb": self.lb.url if self.lb else None,
+            "replicas": {
+                s: {"image": r.image, "port": r.port, "pid": r.proc.pid if r.proc else None, "container": r.name}
+                for s, r in self.replicas.items()
+            },
+        }
+
+
+def default_env() -> dict[str, str]:
+    """The caller's environment, read once (replica_env picks what replicas get)."""
+    return dict(os.environ)
