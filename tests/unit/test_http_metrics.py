@@ -47,7 +47,9 @@ def test_unknown_ids_add_no_series_and_the_scrape_stays_small(http):
     total = [
         line
         for line in after
-        if line.startswith('phantom_http_requests_total{method="GET",route="/api/{mode}/price/{product_id}",status="404"}')
+        if line.startswith(
+            'phantom_http_requests_total{method="GET",route="/api/{mode}/price/{product_id}",status="404"}'
+        )
     ]
     assert total and float(total[0].rsplit(" ", 1)[1]) >= 3005
 
@@ -61,7 +63,9 @@ def test_labels_are_route_templates_standard_methods_and_the_served_status(http)
     from prometheus_client.parser import text_string_to_metric_families
 
     families = {f.name: f for f in text_string_to_metric_families(http.get("/metrics").text)}
-    labels = {(s.labels["method"], s.labels["route"], s.labels["status"]) for s in families["phantom_http_requests"].samples}
+    labels = {
+        (s.labels["method"], s.labels["route"], s.labels["status"]) for s in families["phantom_http_requests"].samples
+    }
     price = "/api/{mode}/price/{product_id}"
     assert {("GET", price, "200"), ("GET", "<unmatched>", "404"), ("OTHER", price, "405")} <= labels
     assert ("POST", "/api/ingest", "413") in labels  # refused before routing, still named by its route
