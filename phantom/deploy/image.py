@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
 import time
 from collections.abc import Callable, Mapping
@@ -103,16 +104,22 @@ def bud_command(
     ref: str,
     image_labels: Mapping[str, str],
     wheelhouse: Path,
-    uv_config: Path,
+    uv_config_dir: Path,
+    uv_bin_dir: Path,
     pull: bool,
 ) -> list[str]:
-    """The `buildah bud` argv: chroot isolation, layer cache, the wheelhouse, uv and its config mounted for the build only."""
+    """The `buildah bud` argv: chroot isolation, layer cache, the wheelhouse, uv and its config mounted for the build only.
+
+    Each mount lands on a folder the base already has empty (`/mnt`, `/usr/local/sbin`, which is on
+    PATH) or on `/etc/uv`, so the image keeps no mount point but an empty `/etc/uv` folder: no `uv`, no
+    wheels, no configuration.
+    """
     cmd = ["bud", "--isolation", buildah.ISOLATION, "--layers", "--pull" if pull else "--pull-never"]
     cmd += ["-f", str(dockerfile), "-t", ref]
     for key, value in sorted(image_labels.items()):
         cmd += ["--label", f"{key}={value}"]
-    cmd += ["-v", f"{wheelhouse}:/wheels:ro", "-v", f"{uv_config}:/etc/uv/uv.toml:ro"]
-    cmd += ["-v", f"{wheels._tool('uv')}:/usr/local/bin/uv:ro"]
+    cmd += ["-v", f"{wheelhouse}:{wheels.WHEELS_MOUNT}:ro", "-v", f"{uv_config_dir}:/etc/uv:ro"]
+    cmd += ["-v", f"{uv_bin_dir}:/usr/local/sbin:ro"]
     return [*cmd, str(context)]
 
 
@@ -144,12 +151,14 @@ def build(
     ):
         path = Path(dockerfile)
         path.write_text(rewrite(path.read_text(), base, default_install_command()))
-        uv_config = Path(tmp, "uv.toml")
-        uv_config.write_text(wheels.UV_CONFIG)
+        config_dir, bin_dir = Path(tmp, "uv-config"), Path(tmp, "uv-bin")
+        config_dir.mkdir()
+        bin_dir.mkdir()
+        (config_dir / "uv.toml").write_text(wheels.UV_CONFIG)
+        shutil.copy2(wheels._tool("uv"), bin_dir / "uv")
         say(f"building {ref} FROM {base} (buildah, chroot isolation; cached layers are reused)")
-        out = buildah.run(
-            bud_command(path, Path(context), ref, image_labels, wheelhouse, uv_config, not local), timeout_s
-        )
+        cmd = bud_command(path, Path(context), ref, image_labels, wheelhouse, config_dir, bin_dir, not local)
+        out = buildah.run(cmd, timeout_s)
         steps = [line for line in out.splitlines() if line.startswith("STEP ")]
         say(f"built {ref}: {len(steps)} steps")
     size = buildah.image_size_bytes(ref)

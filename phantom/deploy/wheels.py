@@ -28,7 +28,8 @@ from pathlib import Path
 
 TORCH_OVERRIDE = "torch==2.13.0+cpu"
 PLATFORM = "x86_64-manylinux_2_36"  # Debian bookworm's glibc
-UV_CONFIG = 'no-index = true\nfind-links = ["/wheels"]\npython-downloads = "never"\n'
+WHEELS_MOUNT = "/mnt"  # an empty folder of every Debian image: the build leaves no mount point behind
+UV_CONFIG = f'no-index = true\nfind-links = ["{WHEELS_MOUNT}"]\npython-downloads = "never"\n'
 
 
 def requirements(text: str) -> list[str]:

@@ -37,8 +37,18 @@ def test_image_carries_the_champions_runs_as_non_root_and_has_no_build_tools(ima
     try:
         root = Path(buildah.run(["mount", container]).strip())
         assert (root / "app/.venv/bin/bentoml").exists()
-        for tool in ("usr/bin/gcc", "usr/bin/cc", "usr/bin/make", "usr/bin/git", "usr/local/bin/uv"):
+        for tool in (
+            "usr/bin/gcc",
+            "usr/bin/cc",
+            "usr/bin/make",
+            "usr/bin/git",
+            "usr/local/bin/uv",
+            "usr/local/sbin/uv",
+        ):
             assert not (root / tool).exists(), tool
+        assert not list((root / "mnt").iterdir()) and not list(
+            (root / "etc/uv").glob("*")
+        )  # the build's mounts left nothing
         models = {p.name for p in (root / "home/bentoml/bento/models").iterdir()}
         assert {"phantom-agent-detector", "phantom-pricing-multitask", "phantom-pricing-context"} <= models
         buildah.run(["umount", container])
