@@ -359,11 +359,13 @@ def rollout_under_traffic(dep: Any, image_ref: str, reqs: list[Request], rate: f
         done.set()
         thread.join()
     wanted = model_versions(buildah.image_config(image_ref)["Labels"])
-    ended = {}
+    target_bento = buildah.image_config(image_ref)["Labels"].get("ai.phantom.bento")
+    ended, bentos = {}, {}
     for slot, replica in dep.replicas.items():
         with urllib.request.urlopen(f"{replica.url}/version", timeout=5) as resp:
             body = json.loads(resp.read())
         ended[slot] = {m["registry"]: m["version"] for m in body["models"].values() if "registry" in m}
+        bentos[slot] = body["bento"]
     return {
         "rate": rate,
         "requests": len(out["result"].outcomes),
@@ -371,7 +373,10 @@ def rollout_under_traffic(dep: Any, image_ref: str, reqs: list[Request], rate: f
         "slots": {k: {n: round(v, 2) for n, v in t.items()} for k, t in slots.items()},
         "target_versions": wanted,
         "replica_versions": ended,
-        "ended_on_new_versions": all(v == wanted for v in ended.values()),
+        "target_bento": target_bento,
+        "replica_bentos": bentos,
+        "ended_on_new_versions": all(v == wanted for v in ended.values())
+        and all(b == target_bento for b in bentos.values()),
     }
 
 
@@ -398,7 +403,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each load run")
     parser.add_argument("--rates", default="200,400,600,800,1000", help="ladder of open-loop rates (then bisection)")
     parser.add_argument(
-        "--workers", type=int, help="workers of bare serve and of each container (default: deploy.workers)"
+        "--workers",
+        type=int,
+        help="workers of bare serve and the single container (default: replicas x workers, the LB's)",
     )
     parser.add_argument("--unknown-ids", type=int, default=10_000)
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/deploy.json")
@@ -419,7 +426,7 @@ def main() -> None:
     cfg = load(ROOT / "params.yaml")[1].deploy
     info_path = ROOT / "bentofiles/pricing/build_info.json"
     tag = args.bento or json.loads(info_path.read_text())["bento"]
-    workers = args.workers or cfg.workers
+    workers = args.workers or cfg.workers * cfg.replicas  # the same worker count as all the replicas together
     rates = [float(r) for r in args.rates.split(",")]
     work = Path(tempfile.mkdtemp(prefix="bench-deploy-"))
     m: dict[str, Any] = {
