@@ -60,7 +60,7 @@ def test_image_carries_the_champions_runs_as_non_root_and_has_no_build_tools(ima
 def test_a_container_serves_the_registry_champions_keeps_connections_alive_and_bounded_metrics(
     image_v1, world, deploy_params, services, tmp_path
 ):
-    import socket
+    import http.client
 
     root, _env = world
     cfg = deploy_params[1]
@@ -75,13 +75,17 @@ def test_a_container_serves_the_registry_champions_keeps_connections_alive_and_b
         assert price["model_versions"]["bento"] == image_v1.bento
 
         # a keep-alive connection idle past uvicorn's stock 5 s is still open (PHANTOM_KEEPALIVE_S)
-        with socket.create_connection((replica.host, replica.port), timeout=10) as sock:
-            request = f"GET /readyz HTTP/1.1\r\nHost: {replica.host}\r\n\r\n".encode()
-            sock.sendall(request)
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
-            time.sleep(6.5)
-            sock.sendall(request)
-            assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+        conn = http.client.HTTPConnection(replica.host, replica.port, timeout=10)
+        conn.request("GET", "/readyz")
+        first = conn.getresponse()
+        first.read()
+        local = conn.sock.getsockname()
+        time.sleep(6.5)
+        conn.request("GET", "/readyz")  # a socket the server had closed would fail here (RemoteDisconnected)
+        again = conn.getresponse()
+        again.read()
+        assert first.status == again.status == 200 and conn.sock.getsockname() == local
+        conn.close()
 
         # thousands of unknown product ids: no new series, workers' memory flat, a small scrape
         from benchmarks.deploy import metrics_probe
@@ -115,31 +119,6 @@ def test_two_replicas_behind_the_load_balancer_answer(deployment, world):
         assert status == 200 and body["model_versions"]["pricing-multitask"] == "1"
     stats = deployment.lb.stats()
     assert set(stats) == {"r1", "r2"} and all(s["status"] == "UP" and s["total"] > 0 for s in stats.values())
-
-
-def test_a_replica_killed_under_traffic_costs_at_most_its_requests_in_flight(deployment, world):
-    root, _ = world
-    reqs = price_requests(_products(root), n=2000, seed=3)
-    outcome: dict = {}
-    start = time.perf_counter()
-    traffic = threading.Thread(
-        target=lambda: outcome.update(result=run_open(deployment.lb.url, cycle(reqs), 200, 10.0, max_idle_s=4.0))
-    )
-    traffic.start()
-    time.sleep(3.0)
-    in_flight = deployment.lb.stats()["r1"]["current"]
-    killed_at = time.perf_counter() - start
-    assert deployment.replicas["r1"].kill()
-    deployment.lb.wait_status("r1", ["DOWN"], timeout_s=10)
-    removed_at = time.perf_counter() - start
-    traffic.join()
-    result = outcome["result"]
-    failed = failures(result.outcomes)
-    assert len(result.outcomes) == 2000
-    assert len(failed) <= in_flight, (in_flight, failed[:10], result.error_kinds)
-    assert not [o for o in failed if o[0] >= removed_at], (killed_at, removed_at, failed[:10])
-    # the slot comes back with the same image: the deployment is whole again for the rollout
-    deployment.replace("r1", deployment.replicas["r2"].image)
 
 
 def test_rollout_to_a_new_champion_under_traffic_fails_no_request(deployment, image_v1, image_v2, world):
@@ -180,3 +159,26 @@ def test_rollout_to_a_new_champion_under_traffic_fails_no_request(deployment, im
         assert status == 200 and body["bento"] == image_v2.bento
         assert {m["registry"]: m["version"] for m in body["models"].values() if "registry" in m} == image_v2.versions
     assert all(s["status"] == "UP" for s in deployment.lb.stats().values())
+
+
+def test_a_replica_killed_under_traffic_costs_at_most_its_requests_in_flight(deployment, world):
+    root, _ = world
+    reqs = price_requests(_products(root), n=2000, seed=3)
+    outcome: dict = {}
+    start = time.perf_counter()
+    traffic = threading.Thread(
+        target=lambda: outcome.update(result=run_open(deployment.lb.url, cycle(reqs), 200, 10.0, max_idle_s=4.0))
+    )
+    traffic.start()
+    time.sleep(3.0)
+    in_flight = deployment.lb.stats()["r1"]["current"]
+    killed_at = time.perf_counter() - start
+    assert deployment.replicas["r1"].kill()
+    deployment.lb.wait_status("r1", ["DOWN"], timeout_s=10)
+    removed_at = time.perf_counter() - start
+    traffic.join()
+    result = outcome["result"]
+    failed = failures(result.outcomes)
+    assert len(result.outcomes) == 2000
+    assert len(failed) <= in_flight, (in_flight, failed[:10], result.error_kinds)
+    assert not [o for o in failed if o[0] >= removed_at], (killed_at, removed_at, failed[:10])
