@@ -26,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 from phantom.deploy import haproxy
-from phantom.deploy.replica import Replica
+from phantom.deploy.replica import BENTO_UID, Replica
 from phantom.events.broker import free_port
 
 PASSED_THROUGH = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")  # and every PHANTOM_* variable of the caller
+KEY_INSIDE = "/run/phantom/session-key"
 
 
 def replica_env(cfg: Any, env: Mapping[str, str]) -> dict[str, str]:
@@ -58,7 +59,31 @@ class Deployment:
     def _replica(self, slot: str, image: str, port: int) -> Replica:
         self.generation += 1
         name = f"phantom-{self.folder.name}-{slot}-{self.generation}"
-        return Replica(name, image, port, dict(self.env), self.folder)
+        env, volumes = dict(self.env), {}
+        key = self.session_key()
+        if key is not None:
+            env["PHANTOM_SESSION_KEY_FILE"] = KEY_INSIDE
+            volumes[str(key)] = KEY_INSIDE
+        return Replica(name, image, port, env, self.folder, volumes=volumes)
+
+    def session_key(self) -> Path | None:
+        """The session-signing key every replica must share (a token issued by one is checked by another).
+
+        None when the caller gives one (`PHANTOM_SESSION_KEY` or `_FILE`, passed through as is); else one
+        random key for this deployment, in a file only the service's user can read, mounted read-only.
+        """
+        if self.env.get("PHANTOM_SESSION_KEY") or self.env.get("PHANTOM_SESSION_KEY_FILE"):
+            return None
+        path = self.folder / "session-key"
+        if not path.exists():
+            import secrets
+
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(f"d{secrets.token_hex(4)}:{secrets.token_hex(32)}\n")  # <key id>:<secret>
+            os.chown(path, BENTO_UID, BENTO_UID)
+        return path
 
     def up(self, image: str, replicas: int | None = None, lb_port: int | None = None) -> Deployment:
         """Start the replicas and the load balancer; returns when HAProxy sees every replica UP."""

@@ -38,6 +38,7 @@ class Replica:
     port: int
     env: dict[str, str] = field(default_factory=dict)
     folder: Path = Path(".")
+    volumes: dict[str, str] = field(default_factory=dict)  # host path -> path inside (read-only files: secrets)
     host: str = "127.0.0.1"
     proc: subprocess.Popen | None = None
     started_at: float = 0.0
@@ -71,7 +72,7 @@ class Replica:
             self.name,
             [*entrypoint, "--host", self.host, "--port", str(self.port)],
             self.env,
-            volumes={str(self.decision_log): DECISION_LOG},
+            volumes={str(self.decision_log): DECISION_LOG, **{h: f"{c}:ro" for h, c in self.volumes.items()}},
         )
         self.started_at = time.monotonic()
         with open(self.log, "a") as out:
