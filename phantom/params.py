@@ -564,6 +564,10 @@ class LoadBalancerParams(Section):
     """HAProxy in front of the replicas: health checks, retries of idempotent requests, keep-alive."""
 
     check_interval_ms: PositiveInt = Field(description="GET /readyz on every replica this often")
+    check_timeout_ms: PositiveInt = Field(description="a health check not answered within this failed")
+    server_maxconn: PositiveInt = Field(
+        description="requests at once on one replica; more wait in HAProxy's queue, so a busy replica still answers checks"
+    )
     fall: PositiveInt = Field(description="failed checks that take a replica out")
     rise: PositiveInt = Field(description="passed checks that put it back")
     retries: NonNegInt = Field(description="retries of a failed GET/HEAD (each on another replica)")

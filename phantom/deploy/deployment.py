@@ -5,14 +5,15 @@ models), waits until each answers /readyz, then starts HAProxy in front of them 
 HAProxy's own health checks have every replica UP.
 
 `Deployment.rollout(image)` replaces the replicas one at a time, under traffic, without a failed
-request: for each slot
-1. `drain` in HAProxy: no new request goes to it; wait until it has none in flight;
-2. stop the old container gracefully (it finishes nothing: it has nothing in flight);
-3. start the new image on the same port, wait for its /readyz;
-4. wait until HAProxy's health checks see it up (status DRAIN: up, still out of rotation), then
-   `ready`: it takes traffic again.
-The other replicas carry the traffic meanwhile; `GET /version` moves from the old model versions to
-the new one replica at a time. A rollback is the same motion with the previous image.
+request and without losing capacity (a surge of one, as Kubernetes' `maxSurge: 1, maxUnavailable: 0`).
+HAProxy's configuration has one spare server slot (`spare`, in maintenance). For each replica:
+1. start the new image on a free port and wait for its /readyz;
+2. point the spare slot at it (`set server replicas/<spare> addr ... port ...`), let HAProxy's own
+   health checks pass while it is still out of rotation (`drain`), then `ready`: it takes traffic;
+3. `drain` the old replica: no new request goes to it; wait until it has none in flight;
+4. stop it gracefully and put its slot in maintenance: it is the next spare.
+`GET /version` moves from the old model versions to the new one replica at a time. A rollback is the
+same motion with the previous image; `replace(name, image)` is one step (also after a replica died).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from phantom.events.broker import free_port
 
 PASSED_THROUGH = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")  # and every PHANTOM_* variable of the caller
 KEY_INSIDE = "/run/phantom/session-key"
+SPARE = "spare"
 
 
 def replica_env(cfg: Any, env: Mapping[str, str]) -> dict[str, str]:
@@ -55,6 +57,7 @@ class Deployment:
     replicas: dict[str, Replica] = field(default_factory=dict)
     lb: haproxy.HAProxy | None = None
     generation: int = 0
+    spare: str = SPARE  # the server slot in maintenance that the next replacement takes
 
     def _replica(self, slot: str, image: str, port: int) -> Replica:
         self.generation += 1
@@ -104,39 +107,56 @@ class Deployment:
         config = self.folder / "haproxy.cfg"
         socket_path = self.folder / "haproxy.sock"
         servers = [(slot, r.host, r.port) for slot, r in slots.items()]
-        config.write_text(haproxy.render(self.cfg.lb, servers, ("127.0.0.1", port), socket_path))
+        spare = [(SPARE, "127.0.0.1", free_port())]  # nothing listens there; in maintenance until a rollout uses it
+        config.write_text(haproxy.render(self.cfg.lb, servers, ("127.0.0.1", port), socket_path, spares=spare))
         self.lb = haproxy.HAProxy(config, socket_path, port, log=self.folder / "haproxy.log").start()
         for slot in slots:
             self.lb.wait_status(slot, ["UP"])
+        self.spare = SPARE
         self.say(f"load balancer on {self.lb.url} (HAProxy), {n} replicas UP")
         return self
 
-    def replace(self, slot: str, image: str) -> dict[str, float]:
-        """Replace one replica by `image` without failing a request; timings of each step (s)."""
+    def replace(self, name: str, image: str) -> dict[str, float]:
+        """Replace the replica behind server `name` by `image`, adding the new one first; timings of each step (s).
+
+        The new replica takes the spare server slot; `name` becomes the spare. Works as well when the
+        old replica is dead (it has nothing in flight and nothing to stop).
+        """
         assert self.lb is not None, "up() first"
-        old = self.replicas[slot]
         t0 = time.monotonic()
-        self.lb.set_state(slot, "drain")
-        deadline = t0 + self.cfg.lb.drain_timeout_s
-        while self.lb.stats()[slot]["current"] > 0 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        drained = time.monotonic() - t0
-        old.stop()
-        new = self._replica(slot, image, old.port)
+        spare = self.spare
+        new = self._replica(spare, image, free_port())
         new.start()
         start_to_ready = new.wait_ready()
-        self.replicas[slot] = new
-        self.lb.wait_status(slot, ["DRAIN"], timeout_s=60)  # health checks pass; still out of rotation
-        self.lb.set_state(slot, "ready")
-        self.lb.wait_status(slot, ["UP"], timeout_s=10)
-        return {"drain_s": drained, "start_to_ready_s": start_to_ready, "total_s": time.monotonic() - t0}
+        self.lb.command_ok(f"set server {haproxy.BACKEND}/{spare} addr {new.host} port {new.port}")
+        self.lb.set_state(spare, "drain")  # out of maintenance: health checks run, still no traffic
+        self.lb.wait_check_passed(spare, timeout_s=60)
+        self.lb.set_state(spare, "ready")
+        self.lb.wait_status(spare, ["UP"], timeout_s=10)
+        added = time.monotonic() - t0
+        self.replicas[spare] = new
+        old = self.replicas.pop(name)
+        self.lb.set_state(name, "drain")
+        deadline = time.monotonic() + self.cfg.lb.drain_timeout_s
+        while self.lb.stats()[name]["current"] > 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        drained = time.monotonic() - t0 - added
+        old.stop()
+        self.lb.set_state(name, "maint")
+        self.spare = name
+        return {
+            "start_to_ready_s": start_to_ready,
+            "added_s": added,
+            "drain_s": drained,
+            "total_s": time.monotonic() - t0,
+        }
 
     def rollout(self, image: str) -> dict[str, dict[str, float]]:
-        """Replace every replica by `image`, one at a time; per slot timings."""
+        """Replace every replica by `image`, one at a time (a surge of one); per replica timings."""
         report = {}
-        for slot in list(self.replicas):
-            self.say(f"rollout: {slot} -> {image}")
-            report[slot] = self.replace(slot, image)
+        for name in list(self.replicas):
+            self.say(f"rollout: {name} -> {image}")
+            report[name] = self.replace(name, image)
         return report
 
     def down(self) -> None:

@@ -1,8 +1,12 @@
 """HAProxy (Debian's package) in front of the replicas: its configuration, its process, its runtime API.
 
 `render()` writes the configuration (a pure function of `deploy.lb` and the replicas):
-- health checks `GET /readyz` every `check_interval_ms`; a replica is out after `fall` failures and
-  also at its first refused connection (`observe layer4`, `on-error mark-down`), back after `rise`;
+- health checks `GET /readyz` every `check_interval_ms` (answer within `check_timeout_ms`); a replica is
+  out after `fall` failures and also at its first refused connection (`observe layer4`, `on-error
+  mark-down`), back after `rise`;
+- at most `server_maxconn` requests at once on a replica: the rest wait in HAProxy's queue (FIFO,
+  `timeout queue`), not in the replica's event loop, so a busy replica still answers its health check
+  and is not taken out for being busy;
 - retries: a request is retried up to `retries` times on *another* replica (`option redispatch 1`) when
   the connection failed, the replica closed it without an answer, did not answer in time, or
   answered 503; only GET and HEAD are retried past a connection failure (`disable-l7-retry` for
@@ -34,8 +38,17 @@ from typing import Any
 BACKEND = "replicas"
 
 
-def render(lb: Any, servers: Sequence[tuple[str, str, int]], bind: tuple[str, int], stats_socket: Path) -> str:
-    """The haproxy.cfg text for `servers` [(name, host, port)] behind `bind` (host, port) with `lb` (params deploy.lb)."""
+def render(
+    lb: Any,
+    servers: Sequence[tuple[str, str, int]],
+    bind: tuple[str, int],
+    stats_socket: Path | str,
+    spares: Sequence[tuple[str, str, int]] = (),
+) -> str:
+    """The haproxy.cfg text for `servers` [(name, host, port)] behind `bind` (host, port) with `lb` (params deploy.lb).
+
+    `spares` are declared in maintenance (`disabled`): a rollout points one at a new replica at run time.
+    """
     inter = lb.check_interval_ms
     lines = [
         "global",
@@ -51,6 +64,7 @@ def render(lb: Any, servers: Sequence[tuple[str, str, int]], bind: tuple[str, in
         f"    timeout http-keep-alive {lb.client_keepalive_s}s",
         "    timeout http-request 10s",
         "    timeout queue 5s",
+        f"    timeout check {lb.check_timeout_ms}ms",
         "    option forwardfor",
         f"    retries {lb.retries}",
         "    option redispatch 1",
@@ -69,9 +83,10 @@ def render(lb: Any, servers: Sequence[tuple[str, str, int]], bind: tuple[str, in
         "    http-reuse safe",
         f"    default-server inter {inter}ms fastinter {max(inter // 2, 100)}ms downinter {inter}ms"
         f" fall {lb.fall} rise {lb.rise} observe layer4 error-limit 1 on-error mark-down"
-        f" pool-purge-delay {lb.server_idle_s}s",
+        f" pool-purge-delay {lb.server_idle_s}s maxconn {lb.server_maxconn}",
     ]
     lines += [f"    server {name} {host}:{port} check" for name, host, port in servers]
+    lines += [f"    server {name} {host}:{port} check disabled" for name, host, port in spares]
     return "\n".join(lines) + "\n"
 
 
@@ -129,11 +144,28 @@ class HAProxy:
                 chunks.append(chunk)
         return b"".join(chunks).decode()
 
+    def command_ok(self, text: str) -> str:
+        """A runtime command that must succeed: RuntimeError with HAProxy's answer when it refused."""
+        answer = self.command(text).strip()
+        if answer and not answer.startswith(("IP changed", "port changed", "no need to change")):
+            raise RuntimeError(f"haproxy refused {text!r}: {answer}")
+        return answer
+
     def set_state(self, server: str, state: str) -> None:
         """`ready`, `drain` (no new requests) or `maint` for one replica."""
-        answer = self.command(f"set server {BACKEND}/{server} state {state}").strip()
-        if answer:
-            raise RuntimeError(f"haproxy refused 'set server {server} state {state}': {answer}")
+        self.command_ok(f"set server {BACKEND}/{server} state {state}")
+
+    def wait_check_passed(self, server: str, timeout_s: float = 60.0) -> float:
+        """Block until HAProxy's own health check of `server` passed `rise` times (status UP or DRAIN)."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout_s:
+            row = self.stats().get(server, {})
+            if row.get("status") in ("UP", "DRAIN") and row.get("check", "").startswith(
+                "L7OK"
+            ):  # not "DRAIN 1/2": rising
+                return time.monotonic() - started
+            time.sleep(0.05)
+        raise TimeoutError(f"{server}'s health check did not pass within {timeout_s:g}s: {self.stats().get(server)}")
 
     def stats(self) -> dict[str, dict[str, Any]]:
         """Per replica: status (UP, DOWN, DRAIN, MAINT, ...), current sessions, total requests, retries, 5xx, ..."""
@@ -153,11 +185,11 @@ class HAProxy:
         return out
 
     def wait_status(self, server: str, wanted: Sequence[str], timeout_s: float = 60.0) -> float:
-        """Block until `server`'s status starts with one of `wanted`; the seconds it took."""
+        """Block until `server`'s status is one of `wanted` exactly (`UP 1/2` is a server on its way down); seconds it took."""
         started = time.monotonic()
         while time.monotonic() - started < timeout_s:
             status = self.stats().get(server, {}).get("status", "")
-            if any(status.startswith(w) for w in wanted):
+            if status in wanted:
                 return time.monotonic() - started
             time.sleep(0.05)
         raise TimeoutError(f"{server} did not reach {list(wanted)} within {timeout_s:g}s: {self.stats().get(server)}")

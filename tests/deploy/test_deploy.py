@@ -118,7 +118,8 @@ def test_two_replicas_behind_the_load_balancer_answer(deployment, world):
         status, body = ss.get_json(f"{deployment.lb.url}/api/ml/price/{product}?session_id=s-lb")
         assert status == 200 and body["model_versions"]["pricing-multitask"] == "1"
     stats = deployment.lb.stats()
-    assert set(stats) == {"r1", "r2"} and all(s["status"] == "UP" and s["total"] > 0 for s in stats.values())
+    assert stats["spare"]["status"] == "MAINT"  # the slot a rollout fills first
+    assert all(stats[name]["status"] == "UP" and stats[name]["total"] > 0 for name in ("r1", "r2"))
 
 
 def test_rollout_to_a_new_champion_under_traffic_fails_no_request(deployment, image_v1, image_v2, world):
@@ -158,7 +159,11 @@ def test_rollout_to_a_new_champion_under_traffic_fails_no_request(deployment, im
         status, body = ss.get_json(f"{replica.url}/version")
         assert status == 200 and body["bento"] == image_v2.bento
         assert {m["registry"]: m["version"] for m in body["models"].values() if "registry" in m} == image_v2.versions
-    assert all(s["status"] == "UP" for s in deployment.lb.stats().values())
+    stats = deployment.lb.stats()
+    assert (
+        all(stats[name]["status"] == "UP" for name in deployment.replicas)
+        and stats[deployment.spare]["status"] == "MAINT"
+    )
 
 
 def test_a_replica_killed_under_traffic_costs_at_most_its_requests_in_flight(deployment, world):
@@ -171,10 +176,11 @@ def test_a_replica_killed_under_traffic_costs_at_most_its_requests_in_flight(dep
     )
     traffic.start()
     time.sleep(3.0)
-    in_flight = deployment.lb.stats()["r1"]["current"]
+    victim = sorted(deployment.replicas)[0]  # server names move during a rollout (the spare slot)
+    in_flight = deployment.lb.stats()[victim]["current"]
     killed_at = time.perf_counter() - start
-    assert deployment.replicas["r1"].kill()
-    deployment.lb.wait_status("r1", ["DOWN"], timeout_s=10)
+    assert deployment.replicas[victim].kill()
+    deployment.lb.wait_status(victim, ["DOWN"], timeout_s=10)
     removed_at = time.perf_counter() - start
     traffic.join()
     result = outcome["result"]

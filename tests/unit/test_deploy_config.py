@@ -69,8 +69,13 @@ def test_requirements_keep_packages_and_drop_index_options():
 
 def test_haproxy_accepts_the_rendered_configuration(cfg, tmp_path):
     text = haproxy.render(
-        cfg.lb, [("r1", "127.0.0.1", 3101), ("r2", "127.0.0.1", 3102)], ("127.0.0.1", 3100), tmp_path / "s"
+        cfg.lb,
+        [("r1", "127.0.0.1", 3101), ("r2", "127.0.0.1", 3102)],
+        ("127.0.0.1", 3100),
+        tmp_path / "s",
+        spares=[("spare", "127.0.0.1", 3103)],
     )
+    assert "server spare 127.0.0.1:3103 check disabled" in text and f"maxconn {cfg.lb.server_maxconn}" in text
     assert "retry-on conn-failure empty-response response-timeout 503" in text
     assert "http-request disable-l7-retry unless { method GET HEAD }" in text
     assert f"pool-purge-delay {cfg.lb.server_idle_s}s" in text and cfg.keepalive_s > cfg.lb.server_idle_s
