@@ -568,6 +568,7 @@ class LoadBalancerParams(Section):
     server_maxconn: PositiveInt = Field(
         description="requests at once on one replica; more wait in HAProxy's queue, so a busy replica still answers checks"
     )
+    queue_timeout_s: PositiveInt = Field(description="a request waiting longer than this in HAProxy's queue gets 503")
     fall: PositiveInt = Field(description="failed checks that take a replica out")
     rise: PositiveInt = Field(description="passed checks that put it back")
     retries: NonNegInt = Field(description="retries of a failed GET/HEAD (each on another replica)")

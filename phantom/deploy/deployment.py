@@ -33,6 +33,7 @@ from phantom.events.broker import free_port
 PASSED_THROUGH = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")  # and every PHANTOM_* variable of the caller
 KEY_INSIDE = "/run/phantom/session-key"
 SPARE = "spare"
+STARTING_NICE = 10  # CPU priority of a replica while it loads its models during a rollout
 
 
 def replica_env(cfg: Any, env: Mapping[str, str]) -> dict[str, str]:
@@ -126,8 +127,9 @@ class Deployment:
         t0 = time.monotonic()
         spare = self.spare
         new = self._replica(spare, image, free_port())
-        new.start()
+        new.start(nice=STARTING_NICE)  # loading models must not starve the replicas that serve meanwhile
         start_to_ready = new.wait_ready()
+        new.renice(0)
         self.lb.command_ok(f"set server {haproxy.BACKEND}/{spare} addr {new.host} port {new.port}")
         self.lb.set_state(spare, "drain")  # out of maintenance: health checks run, still no traffic
         self.lb.wait_check_passed(spare, timeout_s=60)

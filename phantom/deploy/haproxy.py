@@ -5,7 +5,7 @@
   out after `fall` failures and also at its first refused connection (`observe layer4`, `on-error
   mark-down`), back after `rise`;
 - at most `server_maxconn` requests at once on a replica: the rest wait in HAProxy's queue (FIFO,
-  `timeout queue`), not in the replica's event loop, so a busy replica still answers its health check
+  at most `queue_timeout_s`), not in the replica's event loop, so a busy replica still answers its health check
   and is not taken out for being busy;
 - retries: a request is retried up to `retries` times on *another* replica (`option redispatch 1`) when
   the connection failed, the replica closed it without an answer, did not answer in time, or
@@ -63,7 +63,7 @@ def render(
         f"    timeout server {lb.server_timeout_s}s",
         f"    timeout http-keep-alive {lb.client_keepalive_s}s",
         "    timeout http-request 10s",
-        "    timeout queue 5s",
+        f"    timeout queue {lb.queue_timeout_s}s",
         f"    timeout check {lb.check_timeout_ms}ms",
         "    option forwardfor",
         f"    retries {lb.retries}",

@@ -59,8 +59,12 @@ class Replica:
         """The host folder mounted as the decision log (shared by the replicas of a deployment)."""
         return self.folder / "decision-log"
 
-    def start(self) -> Replica:
-        """Create the working container and run the image's entry point in it; returns at once."""
+    def start(self, nice: int = 0) -> Replica:
+        """Create the working container and run the image's entry point in it; returns at once.
+
+        `nice` > 0 starts it at a lower CPU priority (a replica loading its models next to replicas that
+        serve, on a small host); `renice(0)` once it is ready.
+        """
         self.folder.mkdir(parents=True, exist_ok=True)
         self.decision_log.mkdir(exist_ok=True)
         os.chown(self.decision_log, BENTO_UID, BENTO_UID)  # the Bento runs as its own user
@@ -76,8 +80,20 @@ class Replica:
         )
         self.started_at = time.monotonic()
         with open(self.log, "a") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=(lambda: os.nice(nice)) if nice else None,  # inherited by everything it starts
+            )
         return self
+
+    def renice(self, value: int = 0) -> None:
+        """Set the CPU priority of every process of the container (0: as any other server)."""
+        for pid in self.pids():
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.setpriority(os.PRIO_PROCESS, pid, value)
 
     def wait_ready(self, timeout_s: float = 180.0) -> float:
         """Block until /readyz answers 200; seconds from start to ready."""

@@ -93,16 +93,16 @@ def image_v1(world, deploy_params) -> Iterator[Built]:
 
 
 @pytest.fixture(scope="session")
-def image_v2(world, deploy_params, tmp_path_factory) -> Iterator[Built]:
-    """A newly promoted pricing champion (v2), its Bento and image: what a rollout ships."""
+def image_v2(world, deploy_params, image_v1) -> Iterator[Built]:
+    """A newly promoted pricing champion (v2: the registry's new version), its Bento and image: what a rollout ships."""
     from phantom.deploy import buildah
 
-    _root, env = world
-    root2 = tmp_path_factory.mktemp("deploy-world-2")
+    root, env = world
     _run(
-        ["-m", "tests.serve_support", str(root2), "--registry", env["MLFLOW_TRACKING_URI"], "--only", ss.MULTITASK], env
+        ["-m", "tests.serve_support", str(root), "--registry", env["MLFLOW_TRACKING_URI"], "--repromote", ss.MULTITASK],
+        env,
     )
-    tag = ss.build_bento(root2, env)
+    tag = ss.build_bento(root, env)
     built = Built(tag, build_image(tag, env, deploy_params[0]), champions(env["MLFLOW_TRACKING_URI"]))
     yield built
     buildah.remove_image(built.image)
