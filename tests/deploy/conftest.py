@@ -4,8 +4,9 @@ HAProxy in front of them, a redis-server and a tansu Kafka broker of their own.
 One small world for the session: two quickly trained models registered as `champion` in a throwaway
 sqlite registry, a Bento built from them, its image (the base image and the wheels are cached
 outside the repo, in ~/.cache/phantom-image, and buildah's layer cache keeps the installed
-packages: after the first run a build only adds the Bento's own files). The images this tier makes
-are removed at the end; the cached layers stay.
+packages: after the first run a build only adds the Bento's own files). The tier's images live in a
+repository of their own, of which the build keeps the `deploy.image.keep` newest: removing an image
+would also remove the cached layers below it, and the next run would install every package again.
 """
 
 from __future__ import annotations
@@ -81,31 +82,23 @@ def build_image(tag: str, env: dict[str, str], params: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def image_v1(world, deploy_params) -> Iterator[Built]:
+def image_v1(world, deploy_params) -> Built:
     """The first Bento (detector v1, pricing v1) and its image."""
-    from phantom.deploy import buildah
-
     root, env = world
     tag = ss.build_bento(root, env)
-    built = Built(tag, build_image(tag, env, deploy_params[0]), champions(env["MLFLOW_TRACKING_URI"]))
-    yield built
-    buildah.remove_image(built.image)
+    return Built(tag, build_image(tag, env, deploy_params[0]), champions(env["MLFLOW_TRACKING_URI"]))
 
 
 @pytest.fixture(scope="session")
-def image_v2(world, deploy_params, image_v1) -> Iterator[Built]:
+def image_v2(world, deploy_params, image_v1) -> Built:
     """A newly promoted pricing champion (v2: the registry's new version), its Bento and image: what a rollout ships."""
-    from phantom.deploy import buildah
-
     root, env = world
     _run(
         ["-m", "tests.serve_support", str(root), "--registry", env["MLFLOW_TRACKING_URI"], "--repromote", ss.MULTITASK],
         env,
     )
     tag = ss.build_bento(root, env)
-    built = Built(tag, build_image(tag, env, deploy_params[0]), champions(env["MLFLOW_TRACKING_URI"]))
-    yield built
-    buildah.remove_image(built.image)
+    return Built(tag, build_image(tag, env, deploy_params[0]), champions(env["MLFLOW_TRACKING_URI"]))
 
 
 @pytest.fixture(scope="session")
