@@ -27,6 +27,7 @@ def _products(root: Path) -> list[str]:
     return pd.read_parquet(root / "catalogue.parquet")["product_id"].astype(str).tolist()
 
 
+@pytest.mark.timeout(2400)  # on a new machine its fixture makes the base (debootstrap) and installs every wheel once
 def test_image_carries_the_champions_runs_as_non_root_and_has_no_build_tools(image_v1):
     config = buildah.image_config(image_v1.image)
     assert config["User"] == "bentoml"
