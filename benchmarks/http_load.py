@@ -36,6 +36,8 @@ class Result:
     error_samples: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_SAMPLES errors in detail
     connections_opened: int = 0
     stale_reopened: int = 0  # idle keep-alive connections the client retired before reuse (see Connection.stale)
+    # open loop: (due time from the start in s, status; 0 = connection error, -1 = unanswered) of every request
+    outcomes: list[tuple[float, int]] = field(default_factory=list)
 
     def error(self, kind: str, **detail: Any) -> None:
         """Count one error by kind and keep the first few with their detail."""
@@ -156,8 +158,12 @@ async def _one(
         )
         result.latencies_ms.append((now - due) * 1000)
         result.connections_opened += conn.opened - opened
+        if start:
+            result.outcomes.append((due - start, 0))
         pool.append(conn)
         return
+    if start:
+        result.outcomes.append((due - start, status))
     result.latencies_ms.append((time.perf_counter() - due) * 1000)
     result.connections_opened += conn.opened - opened
     result.statuses[status] = result.statuses.get(status, 0) + 1
@@ -219,6 +225,7 @@ async def open_loop(
                 result.sent += n - i
                 now = time.perf_counter()
                 result.latencies_ms += [(now - (start + k / rate)) * 1000 for k in range(i, n)]
+                result.outcomes += [(k / rate, -1) for k in range(i, n)]
                 break
             conn = _take(idle, result, max_idle_s)
         task = asyncio.create_task(_one(conn, requests(i), due, result, idle, start))
@@ -232,6 +239,7 @@ async def open_loop(
     for task in list(tasks):
         task.cancel()
         result.unanswered += 1
+        result.outcomes.append((dues[task] - start, -1))
         result.error("unanswered at the deadline", at_s=dues[task] - start)
         result.latencies_ms.append((now - dues[task]) * 1000)
     result.seconds = time.perf_counter() - start

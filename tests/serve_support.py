@@ -265,7 +265,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--registry", default=None, help="tracking URI (default: sqlite under ROOT)")
     parser.add_argument("--only", choices=(DETECTOR, MULTITASK), default=None)
+    parser.add_argument(
+        "--repromote",
+        choices=(DETECTOR, MULTITASK),
+        default=None,
+        help="register the champion's own model again as a new version and make it champion (no training, no world)",
+    )
     args = parser.parse_args(argv)
+    if args.repromote:
+        print(json.dumps(repromote(args.repromote, args.registry or f"sqlite:///{args.root / 'mlflow.db'}")))
+        return
     world = make_world(days=0.15)
     world.catalogue.to_parquet(args.root / "catalogue.parquet", index=False)
     world.decisions.to_parquet(args.root / "decisions.parquet", index=False)
@@ -275,6 +284,18 @@ def main(argv: list[str] | None = None) -> None:
         _wait_healthy(args.registry)
     models = (args.only,) if args.only else (DETECTOR, MULTITASK)
     print(json.dumps(register_models(world, args.root, args.registry, models)))
+
+
+def repromote(name: str, uri: str) -> dict[str, str]:
+    """A new version of `name` from its champion's model, promoted to champion: what a rollout ships, without training."""
+    import mlflow
+
+    from phantom.registry.models import CHAMPION, register
+
+    mlflow.set_tracking_uri(uri)
+    current = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    version = register(current.source, name, alias=CHAMPION)
+    return {"MLFLOW_TRACKING_URI": uri, "version": str(version.version)}
 
 
 def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:

@@ -170,15 +170,25 @@ def create_app(
     version_info: Callable[[], Mapping[str, Any]] = dict,
     status_info: Callable[[], Mapping[str, Any]] = dict,
     get_gate: Callable[[], Gate] | None = None,
+    lean: bool = True,
 ) -> Any:
-    """The FastAPI app of the service; `get_gate` defaults to one gate built from the environment."""
+    """The FastAPI app of the service; `get_gate` defaults to one gate built from the environment.
+
+    `lean` (the default, `PHANTOM_HTTP_STACK=lean`): request metrics by route template and GET /metrics
+    (phantom.serve.http_metrics), FastAPI's own OpenTelemetry instrumentation off. Otherwise the app
+    leaves metrics and tracing to BentoML's defaults (`PHANTOM_HTTP_STACK=bentoml`, for comparison).
+    """
+    import msgspec
     from fastapi import FastAPI, Path, Query
-    from fastapi.responses import JSONResponse
+    from fastapi.responses import JSONResponse, Response
 
     if get_gate is None:
         get_gate = functools.cache(Gate.from_env)
 
+    encode = msgspec.json.Encoder().encode  # answer bodies: ~5x faster than json.dumps, same JSON
+    off = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
     app = FastAPI(
+        **({"telemetry": off} if lean else {}),
         title="Phantom pricing",
         description="Agent-aware prices for product views; event ingestion into the online feature store.",
         version="1",
@@ -191,9 +201,10 @@ def create_app(
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
         return JSONResponse({"error": str(exc)}, status_code=exc.status)
 
-    def answer(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:
+    def answer(request: Request, body: dict[str, Any], status: int = 200) -> Response:
+        # a Response skips FastAPI's re-validation of our own output (the response models document it)
         content, headers = get_gate().attach(request.state.caller, body)
-        return JSONResponse(content, status_code=status, headers=headers)
+        return Response(encode(content), status_code=status, headers=headers, media_type="application/json")
 
     @app.post("/api/session", response_model=SessionResponse, status_code=201, responses=errors)
     async def session(request: Request) -> Any:
@@ -247,7 +258,18 @@ def create_app(
         return {**status_info(), "gate": get_gate().stats()}
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
-    app.add_middleware(GateMiddleware, get_gate=get_gate)  # outermost: a refused call costs no body read
+    app.add_middleware(GateMiddleware, get_gate=get_gate)  # before BodyLimit: a refused call costs no body read
+    if lean:
+        from phantom.serve import http_metrics
+
+        @app.get("/metrics", include_in_schema=False)
+        def metrics_endpoint() -> Response:  # a plain def: FastAPI renders it in a thread, off the event loop
+            """Prometheus metrics of every worker (phantom.serve.http_metrics)."""
+            body, content_type = http_metrics.metrics_response()
+            return Response(body, media_type=content_type)
+
+        # outermost: it also counts what BodyLimit refuses (413) and what fails (500)
+        app.add_middleware(http_metrics.RequestMetrics, routes=app.router.routes)
     return app
 
 
