@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import pytest
 
+from phantom.events.tokens import Key, Signer
 from phantom.serve import http_metrics
 from phantom.serve.engine import UnknownProduct
+from phantom.serve.gate import Gate
+from phantom.serve.limits import LimitConfig
+
+SIGNER = Signer(Key("t1", b"test-key-0123456789abcdef"))
+TOKEN = {"X-Session-Token": SIGNER.sign("s_metrics")}  # one visitor's session (the gate is not under test here)
 
 
 class _Catalogue:
     """The part of PricingEngine the price route calls: a list price for known products, 404 otherwise."""
 
-    def price(self, mode, session_id, product_id, ts=None, explain=False):
+    def price(self, mode, session_id, product_id, ts=None, explain=False, origins=0):
         if product_id != "P1":
             raise UnknownProduct(f"product {product_id!r} is not in the catalogue")
         return {"price": 10.0, "mode": mode, "session_id": session_id}
@@ -29,15 +35,16 @@ def http():
 
     from phantom.serve.api import create_app
 
-    return TestClient(create_app(_Catalogue, lambda: {"bento": "test"}))
+    gate = Gate(SIGNER, limits=LimitConfig(session_rps=0, addr_rps=0))  # 0: off (thousands of requests in a second)
+    return TestClient(create_app(_Catalogue, lambda: {"bento": "test"}, get_gate=lambda: gate))
 
 
 def test_unknown_ids_add_no_series_and_the_scrape_stays_small(http):
     for i in range(5):
-        assert http.get(f"/api/ml/price/unknown-{i}", params={"session_id": "s"}).status_code == 404
+        assert http.get(f"/api/ml/price/unknown-{i}", headers=TOKEN).status_code == 404
     before = series(http.get("/metrics").text)
     for i in range(3000):
-        http.get(f"/api/ml/price/unknown-{i}-x", params={"session_id": f"s-{i}"})
+        http.get(f"/api/ml/price/unknown-{i}-x", headers=TOKEN)
     scrape = http.get("/metrics")
     after = series(scrape.text)
     assert len(after) == len(before) > 0
@@ -55,7 +62,7 @@ def test_unknown_ids_add_no_series_and_the_scrape_stays_small(http):
 
 
 def test_labels_are_route_templates_standard_methods_and_the_served_status(http):
-    assert http.get("/api/ml/price/P1", params={"session_id": "s"}).status_code == 200
+    assert http.get("/api/ml/price/P1", headers=TOKEN).status_code == 200
     assert http.get("/no/such/route/abc").status_code == 404
     assert http.request("BREW", "/api/ml/price/P1").status_code == 405
     big = http.post("/api/ingest", content=b"x" * (2 << 20), headers={"content-type": "application/json"})
