@@ -114,6 +114,7 @@ class PricingEngine:
         publisher: Any | None = None,
         check_time: bool = True,
         limits: Any | None = None,  # phantom.events.contract.Limits (default: the contract's)
+        metrics: Any | None = None,  # phantom.serve.domain_metrics.DomainMetrics (None: not counted)
     ) -> None:
         self.ctx = ctx
         self.pricer = ctx.pricer
@@ -126,6 +127,7 @@ class PricingEngine:
         self.versions = dict(versions or {})
         self.publisher = publisher
         self.check_time = check_time
+        self.metrics = metrics
         if limits is None:
             from phantom.events.contract import Limits
 
@@ -191,6 +193,8 @@ class PricingEngine:
             ratio, reason = self._ml(row, base, cost, decision)
         decision.update(ratio=ratio, price=round(base * ratio, 2), reason=reason)
         self.log.write(record(decision, row))
+        if self.metrics is not None:
+            self.metrics.decision(decision)
         if explain:
             return {**decision, "features": row, "reasons": self._reasons(arm, row, decision)}
         return decision
@@ -262,4 +266,8 @@ class PricingEngine:
                 for event in session_events:
                     self.publisher.offer(EVENTS_TOPIC, sid.encode(), json.dumps(event, separators=(",", ":")).encode())
         rejected.sort(key=lambda r: r["index"])
-        return {"accepted": accepted, "rejected": rejected, "degraded": self.store.degraded}
+        degraded = self.store.degraded
+        if self.metrics is not None:
+            corrupt = sum(r["reason"] == "session_state_corrupt" for r in rejected)
+            self.metrics.ingest(accepted, len(rejected) - corrupt, degraded, corrupt)
+        return {"accepted": accepted, "rejected": rejected, "degraded": degraded}

@@ -413,3 +413,30 @@ def run(
     for stream in tqdm(streams, disable=not progress or len(streams) == 1):
         rows.extend(_replay(client, mode, stream, truth, units, rng, sender))
     return Loop(pd.DataFrame(rows), pd.DataFrame(sender.sent))
+
+
+class EngineClient:
+    """The service's two routes called in process on a PricingEngine (no HTTP): the loop at simulator speed.
+
+    Same answers as the Bento (the engine is its logic); for benchmarks that need weeks of traffic.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def get(self, path: str) -> dict[str, Any]:
+        """/status's event-time block (the only GET the loop makes)."""
+        return {
+            "event_time": {"checked": self.engine.check_time, "max_lateness_ms": self.engine.limits.max_lateness_ms}
+        }
+
+    def ingest(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """The engine's ingest; a rejected event is an error, as over HTTP."""
+        out = self.engine.ingest(events)
+        if out.get("rejected"):
+            raise ServiceError(f"ingest rejected {len(out['rejected'])} events: {out['rejected'][:3]}")
+        return out
+
+    def price(self, mode: str, product_id: str, session_id: str, ts: int) -> dict[str, Any]:
+        """The engine's price decision."""
+        return self.engine.price(mode, session_id, product_id, int(ts))
