@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain
+.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain prometheus prometheus-tools dashboard notebooks
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ run: install  ## the whole pipeline on embedded defaults (no services needed)
 	$(BIN)/dvc repro
 	$(BIN)/python -m pipelines.summary
 
-test: install lint chromium  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
+test: install lint chromium prometheus-tools  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -84,6 +84,17 @@ mlflow-migrate: install  ## SQLite store -> the PostgreSQL store of `make mlflow
 	$(BIN)/python -m phantom.registry.migrate --source $${SOURCE:-sqlite:///mlflow.db} \
 	  --dest $${PHANTOM_MLFLOW_DB:-postgresql://phantom@127.0.0.1:5432/phantom_mlflow} \
 	  --artifacts-to $${PHANTOM_MLFLOW_ARTIFACTS:-mlartifacts}
+
+# Debian's Prometheus, promtool (rule checks and unit tests) and the Pushgateway (docs/operate.md).
+prometheus-tools:
+	@test -x /usr/bin/promtool -a -x /usr/bin/prometheus-pushgateway || { [ "$$(id -u)" = 0 ] || { echo "prometheus missing: run as root or apt-get install prometheus prometheus-pushgateway"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >/dev/null; }
+
+prometheus: install prometheus-tools  ## Prometheus on :$${PROMETHEUS_PORT:-9090} scraping PHANTOM_SCRAPE_TARGETS (host:port,...) with deploy/prometheus/rules, a Pushgateway on :$${PUSHGATEWAY_PORT:-9091}
+	$(BIN)/python -m phantom.ops.prometheus --pushgateway $${PUSHGATEWAY_PORT:-9091}
+
+dashboard: install  ## regenerate deploy/grafana/phantom.json (the Grafana dashboard as code)
+	$(BIN)/python -m phantom.ops.dashboard
 
 # The browser the e2e tests drive (Debian's chromium: playwright cannot download its own here).
 chromium:

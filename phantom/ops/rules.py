@@ -37,11 +37,14 @@ class Figures:
     ratio_max_dev: float
     decisions_per_hour_min: float  # the quietest hour's decisions
     hours: int  # hours of normal traffic measured
+    loop_decisions: int  # decisions of the closed loop through the Bento with Redis
+    loop_degraded: int  # of those, answered degraded
 
     @classmethod
-    def load(cls, serve: Path | str, alerts: Path | str) -> Figures:
-        """From metrics/serve.json and metrics/alerts.json."""
+    def load(cls, serve: Path | str, alerts: Path | str, loop: Path | str) -> Figures:
+        """From metrics/serve.json, metrics/alerts.json and metrics/closed_loop.json."""
         s, a = json.loads(Path(serve).read_text()), json.loads(Path(alerts).read_text())
+        c = json.loads(Path(loop).read_text())
         return cls(
             p99_bound_ms=float(s["max_rate_ladder"]["bound_p99_ms"]),
             p99_ms_at_rated=float(s["p99_ms_at_500rps"]),
@@ -53,6 +56,8 @@ class Figures:
             ratio_max_dev=float(a["price_ratio_hourly_max_dev"]),
             decisions_per_hour_min=float(a["decisions_per_hour_min"]),
             hours=int(a["hours"]),
+            loop_decisions=int(c["decisions"]),
+            loop_degraded=sum(int(arm.get("degraded", 0)) for arm in c["arms"].values()),
         )
 
 
@@ -108,7 +113,7 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f"phantom:request_latency_seconds:p99_5m > {f.p99_bound_ms / 1000:g}",
             "5m",
             "page",
-            "p99 latency of the API over 5 min is {{ $value | humanizeDuration }}",
+            "p99 latency of the API over 5 min is above the bound",
             f"threshold {f.p99_bound_ms:g} ms = the serve benchmark's bound (metrics/serve.json): measured p99 "
             f"{f.p99_ms_at_rated:g} ms at 500 rps and the bound held up to {f.rated_rps:g} rps per 2-worker replica; "
             "above it the replica is past its capacity",
@@ -118,7 +123,7 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f"phantom:request_error_ratio:rate5m > {ERROR_RATIO:g}",
             "5m",
             "page",
-            "{{ $value | humanizePercentage }} of API answers are 5xx",
+            "more than 1 % of API answers are 5xx",
             f"the serve benchmark measured {f.errors_5xx} 5xx (load ladder, schemathesis, Redis paused and killed): "
             f"any sustained 5xx is a bug; {ERROR_RATIO:.0%} avoids paging on a single one",
         ),
@@ -127,9 +132,10 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f"phantom:degraded_ratio:rate1m > {DEGRADED_RATIO:g}",
             "1m",
             "page",
-            "{{ $value | humanizePercentage }} of prices come from the fallback store (degraded)",
-            f"normal traffic: 0 degraded answers in {f.hours} h; Redis down: every answer. {DEGRADED_RATIO:.0%} "
-            "for a minute separates an outage from a blip of one slow read",
+            "prices come from the fallback store (degraded): the online store is unreachable",
+            f"the closed loop through the Bento and Redis (metrics/closed_loop.json) had {f.loop_degraded} degraded of "
+            f"{f.loop_decisions:,} answers; with Redis down every answer is degraded (metrics/serve.json redis_faults). "
+            f"{DEGRADED_RATIO:.0%} for a minute separates an outage from a blip of one slow read",
         ),
         _alert(
             "PhantomStoreDown",
@@ -144,7 +150,7 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f"abs(phantom:p_agent_mean:ml_1h - {_r(f.p_agent_mean)}) > {p_agent_band}",
             "30m",
             "ticket",
-            "mean P(agent) of the last hour is {{ $value }} away from normal",
+            "mean P(agent) of the last hour left its normal band",
             f"normal mean {_r(f.p_agent_mean)}; the largest hourly deviation in {f.hours} h of normal traffic was "
             f"{_r(f.p_agent_max_dev)}; band = {MARGIN} x that. A shift means the agent mix or the model changed: "
             "read the drift monitor (make monitor)",
@@ -154,7 +160,7 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f"abs(phantom:price_ratio_mean:ml_1h - {_r(f.ratio_mean)}) > {ratio_band}",
             "30m",
             "ticket",
-            "mean price ratio of the last hour is {{ $value }} away from normal",
+            "mean price ratio of the last hour left its normal band",
             f"normal mean {_r(f.ratio_mean)}; largest hourly deviation in {f.hours} h {_r(f.ratio_max_dev)}; "
             f"band = {MARGIN} x that",
         ),
@@ -163,7 +169,7 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f"increase({n.LOG_DROPPED}[5m]) > 0",
             "0m",
             "page",
-            "{{ $value }} decisions were dropped from the decision log in 5 min",
+            "decisions were dropped from the decision log",
             "measured 0 drops in every run; each drop is a decision the monitor and the A/B readout never see",
         ),
         _alert(
@@ -171,7 +177,7 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
             f'increase({n.PUBLISHER_DROPPED}{{topic="user-interactions"}}[5m]) > 0',
             "0m",
             "page",
-            "{{ $value }} ingested events were not published to Kafka in 5 min",
+            "ingested events were not published to Kafka",
             "measured 0 drops; a drop is an event the batch pipeline never sees (the buffer was full: Kafka away)",
         ),
         _alert(
@@ -212,7 +218,7 @@ def render(f: Figures) -> str:
     import yaml
 
     head = (
-        "# Generated by `python -m phantom.ops.rules` from metrics/serve.json and metrics/alerts.json: do not edit.\n"
+        "# Generated by `python -m phantom.ops.rules` from metrics/{serve,alerts,closed_loop}.json: do not edit.\n"
         "# Each alert's `threshold` annotation names the figure it comes from (docs/operate.md).\n"
     )
     return head + yaml.safe_dump(rules(f), sort_keys=False, width=120)
@@ -223,10 +229,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--serve", type=Path, default=Path("metrics/serve.json"))
     p.add_argument("--alerts", type=Path, default=Path("metrics/alerts.json"))
+    p.add_argument("--closed-loop", type=Path, default=Path("metrics/closed_loop.json"))
     p.add_argument("--out", type=Path, default=RULES_FILE)
     args = p.parse_args(argv)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(render(Figures.load(args.serve, args.alerts)))
+    args.out.write_text(render(Figures.load(args.serve, args.alerts, args.closed_loop)))
     print(f"wrote {args.out}")
 
 

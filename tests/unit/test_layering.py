@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("events", "quality", "features", "detect", "pricing", "registry", "monitor", "serve")
+PRODUCTION = ("events", "quality", "features", "detect", "pricing", "registry", "monitor", "serve", "experiment", "ops")
 FORBIDDEN = "phantom.simulate"
 
 
