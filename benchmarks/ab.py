@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             "ml": float(pool.treatment),
             "diff_cuped": float(pool.diff_cuped),
             "relative": float(pool.diff_cuped / pool.control),
-        },  # fmt: skip
+        },
         "aa_false_harm_stops": int((aa["code"] == harm).any(axis=1).sum()),
         "aa_false_winner_share": aa_winners / args.runs,
         "effect_harm_stops": int((eff["code"] == harm).any(axis=1).sum()),
