@@ -37,7 +37,9 @@ def _version() -> dict:
     return {**BUILD_INFO, "bento": os.environ.get("BENTO_TAG") or BUILD_INFO.get("bento")}
 
 
-app = create_app(_engine, _version, lambda: runtime.status(_state["engine"], _state["publisher"]))
+app = create_app(
+    _engine, _version, lambda: runtime.status(_state["engine"], _state["publisher"]), BUILD_INFO.get("examples")
+)
 
 
 @bentoml.service(

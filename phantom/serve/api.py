@@ -1,9 +1,13 @@
 """The HTTP API of the pricing service (FastAPI), mounted in the Bento and testable without it.
 
 `create_app(get_engine)` builds the app; `get_engine()` returns the loaded PricingEngine (the
-Bento's service instance sets it after loading its models). Errors are mapped once: a
-`ServeError` becomes its status with `{"error": reason}`; bad parameters are FastAPI's 422; a
-body over `max_body_bytes` is 413; an ingest batch over `max_batch` events is 413.
+Bento's service instance sets it after loading its models). Errors are mapped once, every 4xx
+in the `ErrorResponse` shape `{"error": text, "reason": code}`: a `ServeError` becomes its
+status and reason; bad parameters or a malformed body are 422 `invalid_request` (the first
+problems named); an unknown route 404 `not_found`, a wrong method 405 `method_not_allowed`; a
+body over `max_body_bytes` 413 `body_too_large`; an ingest batch over `max_batch` events 413
+`batch_too_large`. The OpenAPI schema carries example ids (a product of the Bento's catalogue)
+so that a fuzzer reaches the pricing code instead of stopping at 404.
 """
 
 from __future__ import annotations
@@ -96,9 +100,13 @@ class IngestResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """A refused request."""
+    """A refused request: what was wrong, in words and as a stable code."""
 
-    error: str
+    error: str = Field(description="what was wrong", examples=["product 'X1' is not in the catalogue"])
+    reason: str = Field(description="a stable code for clients", examples=["unknown_product"])
+
+
+DEFAULT_EXAMPLES = {"product_id": "P00042", "session_id": "s-example-1"}
 
 
 class BodyLimit:
@@ -134,36 +142,65 @@ class _TooLarge(Exception):
 
 
 async def _too_large(send: Callable, limit: int) -> None:
-    body = b'{"error":"request body over %d bytes"}' % limit
+    body = b'{"error":"request body over %d bytes","reason":"body_too_large"}' % limit
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def validation_message(errors: list[dict[str, Any]], limit: int = 3) -> str:
+    """The first validation problems as one line: `query.session_id: String should match pattern ...`."""
+    parts = []
+    for err in errors[:limit]:
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
 
 
 def create_app(
     get_engine: Callable[[], PricingEngine],
     version_info: Callable[[], Mapping[str, Any]] = dict,
     status_info: Callable[[], Mapping[str, Any]] = dict,
+    examples: Mapping[str, str] | None = None,
 ) -> Any:
-    """The FastAPI app of the service."""
+    """The FastAPI app of the service; `examples` (product_id, session_id) go into the OpenAPI schema."""
     from fastapi import FastAPI, Path, Query, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
+    from starlette.exceptions import HTTPException
 
+    ex = {**DEFAULT_EXAMPLES, **(examples or {})}
     app = FastAPI(
         title="Phantom pricing",
         description="Agent-aware prices for product views; event ingestion into the online feature store.",
         version="1",
     )
-    errors = {400: {"model": ErrorResponse}, 404: {"model": ErrorResponse}, 413: {"model": ErrorResponse}}
+    err = {"model": ErrorResponse}
+    errors = {404: err, 413: err, 422: err}
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"error": str(exc), "reason": exc.reason}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": validation_message(list(exc.errors())), "reason": "invalid_request"}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        reason = HTTP_REASONS.get(exc.status_code, f"http_{exc.status_code}")
+        return JSONResponse({"error": str(exc.detail), "reason": reason}, exc.status_code, headers=exc.headers)
 
     @app.get("/api/{mode}/price/{product_id}", response_model=PriceResponse, responses=errors)
     async def price(
         mode: Mode,
-        product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id"),
-        session_id: str = Query(pattern=ID_PATTERN, description="the visitor's session id"),
+        product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id", examples=[ex["product_id"]]),
+        session_id: str = Query(
+            pattern=ID_PATTERN, description="the visitor's session id", examples=[ex["session_id"]]
+        ),
         ts: int | None = Query(default=None, ge=0, le=2**62, description="decision time, epoch ms (default: now)"),
         explain: bool = Query(
             default=False, description="also return the features and the top three reasons (costs nothing when false)"
@@ -196,3 +233,4 @@ def create_app(
 
 class _BatchTooLarge(ServeError):
     status = 413
+    reason = "batch_too_large"

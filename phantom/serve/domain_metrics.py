@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 P_AGENT_BUCKETS = (0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 RATIO_BUCKETS = (0.7, 0.75, 0.8, 0.85, 0.9, 0.95, 1.0, 1.05, 1.1, 1.15, 1.2, 1.3, 1.4, 1.5)
 CAUSES = ("store_unreachable", "session_state_corrupt")
+TOPICS = ("user-interactions", "price-decisions")
 NAMES = (
     "phantom_decisions_total",
     "phantom_p_agent",
@@ -101,6 +102,16 @@ class DomainMetrics:
             **kw,
         )
         self.store_up.set(1)
+        # every bounded label set exists from the start at 0, so rate() sees the first increase
+        for route in ("price", "ingest"):
+            for cause in CAUSES:
+                self.degraded.labels(route, cause)
+        for outcome in ("accepted", "rejected"):
+            self.ingested.labels(outcome)
+        for state in ("down", "up"):
+            self.transitions.labels(state)
+        for topic in TOPICS:
+            self.pub_dropped.labels(topic)
         self._seen: dict[str, float] = {}
         self._lock = threading.Lock()
 

@@ -46,21 +46,24 @@ EVENTS_TOPIC = "user-interactions"
 
 
 class ServeError(Exception):
-    """A request the service refuses, with its HTTP status."""
+    """A request the service refuses, with its HTTP status and a stable reason code."""
 
     status = 400
+    reason = "bad_request"
 
 
 class UnknownProduct(ServeError):
     """The product is not in the catalogue (no list price to start from)."""
 
     status = 404
+    reason = "unknown_product"
 
 
 class ModeUnavailable(ServeError):
     """The mode is valid but this Bento cannot price with it."""
 
     status = 404
+    reason = "mode_unavailable"
 
 
 @dataclass(frozen=True)
