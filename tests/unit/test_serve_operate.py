@@ -81,7 +81,7 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
 
 
 def test_the_engine_counts_decisions_histograms_and_ingest(app, world) -> None:  # noqa: F811
-    http, _, pid, engine, registry = app
+    http, _, pid, _, registry = app
     before = _samples(registry)
     for i in range(5):
         assert http.get(f"/api/ml/price/{pid}", params={"session_id": f"m-{i}"}).status_code == 200
