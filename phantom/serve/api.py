@@ -4,7 +4,7 @@
 Bento's service instance sets it after loading its models). Errors are mapped once, every 4xx
 in the `ErrorResponse` shape `{"error": text, "reason": code}`: a `ServeError` becomes its
 status and reason; bad parameters or a malformed body are 422 `invalid_request` (the first
-problems named); an unknown route 404 `not_found`, a wrong method 405 `method_not_allowed`; a
+problems named), a body that is not even text 400 `unreadable_body`; an unknown route 404 `not_found`, a wrong method 405 `method_not_allowed`; a
 body over `max_body_bytes` 413 `body_too_large`; an ingest batch over `max_batch` events 413
 `batch_too_large`. The OpenAPI schema carries example ids (a product of the Bento's catalogue)
 so that a fuzzer reaches the pricing code instead of stopping at 404.
@@ -157,7 +157,7 @@ def validation_message(errors: list[dict[str, Any]], limit: int = 3) -> str:
     return "invalid request: " + "; ".join(parts) + more
 
 
-HTTP_REASONS = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+HTTP_REASONS = {400: "unreadable_body", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
 
 
 def create_app(
@@ -179,7 +179,7 @@ def create_app(
         version="1",
     )
     err = {"model": ErrorResponse}
-    errors = {404: err, 413: err, 422: err}
+    errors = {400: err, 404: err, 413: err, 422: err}
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
