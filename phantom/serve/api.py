@@ -157,7 +157,13 @@ def validation_message(errors: list[dict[str, Any]], limit: int = 3) -> str:
     return "invalid request: " + "; ".join(parts) + more
 
 
-HTTP_REASONS = {400: "unreadable_body", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+HTTP_REASONS = {
+    400: "unreadable_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def create_app(
