@@ -93,6 +93,9 @@ prometheus-tools:
 prometheus: install prometheus-tools  ## Prometheus on :$${PROMETHEUS_PORT:-9090} scraping PHANTOM_SCRAPE_TARGETS (host:port,...) with deploy/prometheus/rules, a Pushgateway on :$${PUSHGATEWAY_PORT:-9091}
 	$(BIN)/python -m phantom.ops.prometheus --pushgateway $${PUSHGATEWAY_PORT:-9091}
 
+notebooks: install  ## execute notebooks/ headless on this checkout's outputs (dvc pull or make run first); figures in reports/notebooks/
+	$(BIN)/python -m notebooks.execute
+
 dashboard: install  ## regenerate deploy/grafana/phantom.json (the Grafana dashboard as code)
 	$(BIN)/python -m phantom.ops.dashboard
 
