@@ -1,18 +1,19 @@
 """The metric names the rules and the dashboard query, in one place.
 
-Request metrics are the HTTP server's (BentoML's, bounded by route template); domain metrics are
+Request metrics are the service's HTTP metrics (bounded by route template); domain metrics are
 phantom.serve.domain_metrics'; drift metrics are the monitor stage's (phantom.monitor.export).
 """
 
 from __future__ import annotations
 
-# HTTP request metrics of the service (per route template)
-REQUESTS_TOTAL = "bentoml_service_request_total"
-REQUEST_SECONDS = "bentoml_service_request_duration_seconds"
-ROUTE_LABEL = "endpoint"
-STATUS_LABEL = "http_response_code"
+# HTTP request metrics of the service, by route template (issue 25: phantom/serve/http_metrics.py;
+# BentoML's own request metrics are switched off in the Bento)
+REQUESTS_TOTAL = "phantom_http_requests_total"
+REQUEST_SECONDS = "phantom_http_request_duration_seconds"
+ROUTE_LABEL = "route"
+STATUS_LABEL = "status"
 PRICE_ROUTE = "/api/{mode}/price/{product_id}"
-API_ROUTES = '"/api/.*"'  # a regex over ROUTE_LABEL values: the API, not /metrics or health checks
+API_ROUTES = '"/api/.*"'  # a regex over ROUTE_LABEL values: the API, not /version, /status or health checks
 
 # domain metrics (phantom.serve.domain_metrics.NAMES)
 DECISIONS = "phantom_decisions_total"
