@@ -17,6 +17,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request  # module level: FastAPI resolves the route's annotations here
 
 from phantom.serve.engine import PricingEngine, ServeError
 
@@ -173,7 +174,7 @@ def create_app(
     examples: Mapping[str, str] | None = None,
 ) -> Any:
     """The FastAPI app of the service; `examples` (product_id, session_id) go into the OpenAPI schema."""
-    from fastapi import FastAPI, Path, Query, Request
+    from fastapi import FastAPI, Path, Query
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
     from starlette.exceptions import HTTPException
@@ -202,6 +203,7 @@ def create_app(
 
     @app.get("/api/{mode}/price/{product_id}", response_model=PriceResponse, responses=errors)
     async def price(
+        request: Request,
         mode: Mode,
         product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id", examples=[ex["product_id"]]),
         session_id: str = Query(
@@ -213,6 +215,9 @@ def create_app(
         ),
     ) -> Any:
         """Price one product view for a session."""
+        unknown = sorted(set(request.query_params) - PRICE_QUERY)
+        if unknown:  # a misspelt parameter (`sesion_id=`, `explian=`) must not be silently ignored
+            raise _UnknownParameter(f"invalid request: unknown query parameter(s) {', '.join(unknown)}")
         # a Response skips FastAPI's re-validation of our own output (PriceResponse documents it)
         return JSONResponse(get_engine().price(mode.value, session_id, product_id, ts, explain))
 
@@ -235,6 +240,14 @@ def create_app(
 
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
     return app
+
+
+PRICE_QUERY = frozenset({"session_id", "ts", "explain"})
+
+
+class _UnknownParameter(ServeError):
+    status = 422
+    reason = "invalid_request"
 
 
 class _BatchTooLarge(ServeError):

@@ -36,6 +36,7 @@ BAD_REQUESTS = [
     ("get", "/api/bogus/price/{pid}", {"params": {"session_id": "s"}}, 422, "invalid_request"),
     ("get", "/api/ml/price/{pid}", {"params": {"session_id": "s", "ts": "yesterday"}}, 422, "invalid_request"),
     ("get", "/api/distilled/price/{pid}", {"params": {"session_id": "s"}}, 404, "mode_unavailable"),
+    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "s", "sesion": "x"}}, 422, "invalid_request"),
     ("get", "/no/such/route", {}, 404, "not_found"),
     ("delete", "/api/ingest", {}, 405, "method_not_allowed"),
     ("post", "/api/ingest", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid_request"),
