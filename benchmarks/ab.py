@@ -43,7 +43,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--catalogue", type=Path, default=Path("data/raw/catalogue.parquet"))
     p.add_argument("--decisions", type=Path, default=Path("data/features/decisions.parquet"))
     p.add_argument("--pre-events", type=Path, default=Path("data/raw/events"))
-    p.add_argument("--pool", type=Path, default=Path("reports/ab/pool.parquet"), help="cache of the loop's sessions")
+    p.add_argument(
+        "--pool", type=Path, default=Path("reports/ab/pool.parquet"), help="the loop's sessions (and logs beside)"
+    )
+    p.add_argument(
+        "--reuse", action="store_true", help="reuse the loop's logs of an earlier run (same --days and seed)"
+    )
     p.add_argument("--out", type=Path, default=Path("metrics/ab.json"))
     p.add_argument("--alerts", type=Path, default=Path("metrics/alerts.json"))
     p.add_argument("--details", type=Path, default=Path("reports/ab/benchmark.json"))
@@ -141,25 +146,44 @@ def closed_loop_pool(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFra
     return table, decisions, facts
 
 
+WINDOWS_H = (1, 3, 6, 12, 24)  # candidate windows of the shift alerts' means
+P_AGENT_BAND = 0.1  # the widest useful band: half the agent-share move the drift benchmark must catch (0.3 -> 0.5)
+
+
 def alert_baseline(decisions: pd.DataFrame, hours: int) -> dict[str, Any]:
-    """Hourly means of P(agent) and price ratio of the ml arm, and decisions per hour, in normal traffic.
+    """Sliding-window means of P(agent) and price ratio of the ml arm, and decisions per hour, in normal traffic.
 
     Only the `hours` the visitors arrived in count: after them only a few long sessions (price
-    monitors returning for days) still browse, which is not traffic a live shop has.
+    monitors returning for days) still browse, which is not traffic a live shop has. A mean over
+    one hour swings with a single scraper's hundreds of views, so the window is the shortest of
+    WINDOWS_H whose normal band (1.5 x its largest deviation) is at most P_AGENT_BAND.
     """
     hour = (decisions["ts"].astype("int64") - int(decisions["ts"].min())) // 3_600_000
     inside = (hour < hours).to_numpy()
     decisions, hour = decisions.loc[inside], hour.loc[inside]
     ml = decisions.loc[decisions["arm"] == "ml"].assign(hour=hour)
-    per = ml.groupby("hour").agg(p=("p_agent", "mean"), r=("ratio", "mean"), n=("ratio", "size"))
-    full = hour.value_counts()
+    per = ml.groupby("hour").agg(p=("p_agent", "sum"), r=("ratio", "sum"), n=("ratio", "size"))
+    per = per.reindex(range(hours), fill_value=0)
     p_mean, r_mean = float(ml["p_agent"].mean()), float(ml["ratio"].mean())
+    dev: dict[int, dict[str, float]] = {}
+    for w in WINDOWS_H:
+        roll = per.rolling(w).sum().dropna()  # what rate(x[w h]) sees, stepped by the hour
+        roll = roll.loc[roll["n"] > 0]
+        dev[w] = {
+            "p_agent": float((roll["p"] / roll["n"] - p_mean).abs().max()),
+            "price_ratio": float((roll["r"] / roll["n"] - r_mean).abs().max()),
+        }
+    ok = [w for w in WINDOWS_H if 1.5 * dev[w]["p_agent"] <= P_AGENT_BAND]
+    window = ok[0] if ok else WINDOWS_H[-1]
+    full = hour.value_counts()
     return {
-        "hours": int(len(per)),
+        "hours": int(hours),
+        "window_hours": int(window),
         "p_agent_mean": p_mean,
-        "p_agent_hourly_max_dev": float((per["p"] - p_mean).abs().max()),
+        "p_agent_hourly_max_dev": dev[window]["p_agent"],
         "price_ratio_mean": r_mean,
-        "price_ratio_hourly_max_dev": float((per["r"] - r_mean).abs().max()),
+        "price_ratio_hourly_max_dev": dev[window]["price_ratio"],
+        "max_dev_by_window_hours": {str(w): d for w, d in dev.items()},
         "decisions_per_hour_min": float(full.min()),
         "decisions_per_hour_mean": float(full.mean()),
     }
@@ -217,8 +241,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     args = _args(argv)
     cfg = ReadoutConfig(**load_params("ab_report"))
-    table, decisions, facts = closed_loop_pool(args)
-    write_parquet(table, args.pool)
+    cached = [args.pool, args.pool.with_name("decisions.parquet"), args.pool.with_name("pool_facts.json")]
+    if args.reuse and all(p.exists() for p in cached):
+        table, decisions = pd.read_parquet(cached[0]), pd.read_parquet(cached[1])
+        facts = json.loads(cached[2].read_text())
+        print(f"reusing the closed loop's logs in {args.pool.parent}", flush=True)
+    else:
+        table, decisions, facts = closed_loop_pool(args)
+        write_parquet(table, cached[0])
+        write_parquet(decisions[["ts", "session_id", "arm", "ratio", "p_agent", "p_agent_detector"]], cached[1])
+        write_json(cached[2], facts)
     write_json(args.alerts, alert_baseline(decisions, int(args.days * 24)))
     static, ml = table.loc[table["arm"] == "static"], table.loc[table["arm"] == "ml"]
     per_day = float(np.mean(list(facts["sessions_per_day_per_arm"].values())))

@@ -37,6 +37,7 @@ class Figures:
     ratio_max_dev: float
     decisions_per_hour_min: float  # the quietest hour's decisions
     hours: int  # hours of normal traffic measured
+    window_hours: int  # window of the shift alerts' means (the shortest whose normal band is useful)
     loop_decisions: int  # decisions of the closed loop through the Bento with Redis
     loop_degraded: int  # of those, answered degraded
 
@@ -56,6 +57,7 @@ class Figures:
             ratio_max_dev=float(a["price_ratio_hourly_max_dev"]),
             decisions_per_hour_min=float(a["decisions_per_hour_min"]),
             hours=int(a["hours"]),
+            window_hours=int(a["window_hours"]),
             loop_decisions=int(c["decisions"]),
             loop_degraded=sum(int(arm.get("degraded", 0)) for arm in c["arms"].values()),
         )
@@ -65,8 +67,9 @@ def _r(x: float, digits: int = 4) -> float:
     return float(round(x, digits))
 
 
-def recording_rules() -> list[dict[str, str]]:
-    """Series the alerts and the dashboard read."""
+def recording_rules(window_hours: int = 6) -> list[dict[str, str]]:
+    """Series the alerts and the dashboard read; the shift means over `window_hours`."""
+    w = f"{window_hours}h"
     api = f"{n.ROUTE_LABEL}=~{n.API_ROUTES}"
     return [
         {
@@ -84,12 +87,12 @@ def recording_rules() -> list[dict[str, str]]:
         },
         {"record": "phantom:decisions:rate10m", "expr": f"sum(rate({n.DECISIONS}[10m]))"},
         {
-            "record": "phantom:p_agent_mean:ml_1h",
-            "expr": f'sum(rate({n.P_AGENT}_sum{{arm="ml"}}[1h])) / sum(rate({n.P_AGENT}_count{{arm="ml"}}[1h]))',
+            "record": "phantom:p_agent_mean:ml",
+            "expr": f'sum(rate({n.P_AGENT}_sum{{arm="ml"}}[{w}])) / sum(rate({n.P_AGENT}_count{{arm="ml"}}[{w}]))',
         },
         {
-            "record": "phantom:price_ratio_mean:ml_1h",
-            "expr": f'sum(rate({n.PRICE_RATIO}_sum{{arm="ml"}}[1h])) / sum(rate({n.PRICE_RATIO}_count{{arm="ml"}}[1h]))',
+            "record": "phantom:price_ratio_mean:ml",
+            "expr": f'sum(rate({n.PRICE_RATIO}_sum{{arm="ml"}}[{w}])) / sum(rate({n.PRICE_RATIO}_count{{arm="ml"}}[{w}]))',
         },
     ]
 
@@ -147,22 +150,23 @@ def alerting_rules(f: Figures) -> list[dict[str, Any]]:
         ),
         _alert(
             "PhantomPAgentShift",
-            f"abs(phantom:p_agent_mean:ml_1h - {_r(f.p_agent_mean)}) > {p_agent_band}",
+            f"abs(phantom:p_agent_mean:ml - {_r(f.p_agent_mean)}) > {p_agent_band}",
             "30m",
             "ticket",
-            "mean P(agent) of the last hour left its normal band",
-            f"normal mean {_r(f.p_agent_mean)}; the largest hourly deviation in {f.hours} h of normal traffic was "
-            f"{_r(f.p_agent_max_dev)}; band = {MARGIN} x that. A shift means the agent mix or the model changed: "
-            "read the drift monitor (make monitor)",
+            f"mean P(agent) of the last {f.window_hours} h left its normal band",
+            f"normal mean {_r(f.p_agent_mean)}; the largest deviation of a {f.window_hours} h mean in {f.hours} h of "
+            f"normal traffic was {_r(f.p_agent_max_dev)}; band = {MARGIN} x that ({f.window_hours} h: the shortest "
+            "window whose band is at most 0.1; one hour swings with a single scraper's views). A shift means the "
+            "agent mix or the model changed: read the drift monitor (make monitor)",
         ),
         _alert(
             "PhantomPriceRatioShift",
-            f"abs(phantom:price_ratio_mean:ml_1h - {_r(f.ratio_mean)}) > {ratio_band}",
+            f"abs(phantom:price_ratio_mean:ml - {_r(f.ratio_mean)}) > {ratio_band}",
             "30m",
             "ticket",
-            "mean price ratio of the last hour left its normal band",
-            f"normal mean {_r(f.ratio_mean)}; largest hourly deviation in {f.hours} h {_r(f.ratio_max_dev)}; "
-            f"band = {MARGIN} x that",
+            f"mean price ratio of the last {f.window_hours} h left its normal band",
+            f"normal mean {_r(f.ratio_mean)}; largest deviation of a {f.window_hours} h mean in {f.hours} h "
+            f"{_r(f.ratio_max_dev)}; band = {MARGIN} x that",
         ),
         _alert(
             "PhantomDecisionLogDrops",
@@ -207,7 +211,7 @@ def rules(f: Figures) -> dict[str, Any]:
     """The whole rules file."""
     return {
         "groups": [
-            {"name": "phantom-recording", "rules": recording_rules()},
+            {"name": "phantom-recording", "rules": recording_rules(f.window_hours)},
             {"name": "phantom-alerts", "rules": alerting_rules(f)},
         ]
     }

@@ -144,6 +144,7 @@ def _replay(
     units: Mapping[str, float],
     rng: np.random.Generator,
     sender: _Sender,
+    bar: Any = None,
 ) -> list[dict[str, Any]]:
     """Send a stream in (ts, event_id) order; price each product view just before it; sales add funnel events.
 
@@ -159,6 +160,8 @@ def _replay(
     decisions = []
     while heap:
         _, _, _, event = heapq.heappop(heap)
+        if bar is not None:
+            bar.update()
         if event["event_type"] != "product_view":
             sender.add(event)
             continue
@@ -410,8 +413,12 @@ def run(
     sender = _Sender(client)
     rows: list[dict[str, Any]] = []
     streams = list(_streams(browse_events(events, now_ms), order))
-    for stream in tqdm(streams, disable=not progress or len(streams) == 1):
-        rows.extend(_replay(client, mode, stream, truth, units, rng, sender))
+    if len(streams) == 1:  # one time-ordered stream: progress by event (sales add funnel events as they happen)
+        with tqdm(total=len(streams[0]), disable=not progress, unit="event", mininterval=2.0) as bar:
+            rows.extend(_replay(client, mode, streams[0], truth, units, rng, sender, bar))
+    else:
+        for stream in tqdm(streams, disable=not progress):
+            rows.extend(_replay(client, mode, stream, truth, units, rng, sender))
     return Loop(pd.DataFrame(rows), pd.DataFrame(sender.sent))
 
 
