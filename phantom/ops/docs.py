@@ -54,14 +54,17 @@ def alerts_block(rules_file: Path = Path("deploy/prometheus/rules/phantom.rules.
 def baseline_block(alerts: Path = Path("metrics/alerts.json")) -> str:
     """Normal traffic's figures the shift alerts start from (metrics/alerts.json)."""
     a = _load(alerts)
+    w = a["window_hours"]
+    rows = "".join(
+        f"| {h} h{' (chosen)' if int(h) == w else ''} | {d['p_agent']:.4f} | {d['price_ratio']:.4f} |\n"
+        for h, d in sorted(a["max_dev_by_window_hours"].items(), key=lambda kv: int(kv[0]))
+    )
     return (
-        "| figure (metrics/alerts.json) | value |\n|---|---|\n"
-        f"| hours of normal traffic (closed loop, ml arm) | {a['hours']} |\n"
-        f"| mean P(agent) / largest hourly deviation | {a['p_agent_mean']:.4f} / {a['p_agent_hourly_max_dev']:.4f} |\n"
-        f"| mean price ratio / largest hourly deviation | {a['price_ratio_mean']:.4f} / "
-        f"{a['price_ratio_hourly_max_dev']:.4f} |\n"
-        f"| decisions per hour: quietest / mean | {a['decisions_per_hour_min']:.0f} / "
-        f"{a['decisions_per_hour_mean']:.0f} |"
+        f"Over {a['hours']} h of normal traffic (the closed loop of `python -m benchmarks.ab`, ml arm): mean P(agent) "
+        f"{a['p_agent_mean']:.4f}, mean price ratio {a['price_ratio_mean']:.4f}, decisions per hour "
+        f"{a['decisions_per_hour_min']:.0f} in the quietest hour and {a['decisions_per_hour_mean']:.0f} on average. "
+        "Largest deviation of a sliding window's mean from the overall mean:\n\n"
+        "| window | P(agent) | price ratio |\n|---|---|---|\n" + rows.rstrip("\n")
     )
 
 
@@ -79,18 +82,14 @@ def rendered(root: Path = Path(".")) -> dict[str, str]:
 
 def blocks_of(text: str) -> dict[str, str]:
     """The marked blocks of a doc."""
-    return {m.group(1): m.group(2).strip() for m in re.finditer(r"<!-- ([\w-]+) -->\n(.*?)\n<!-- /\1 -->", text, re.S)}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"<!-- ([\w-]+) -->\n(.*?)<!-- /\1 -->", text, re.S)}
 
 
 def update(text: str, new: dict[str, str]) -> str:
     """The doc with each marked block replaced."""
     for name, body in new.items():
-        text = re.sub(
-            rf"(<!-- {name} -->\n).*?(\n<!-- /{name} -->)",
-            lambda m, b=body: m.group(1) + b + m.group(2),
-            text,
-            flags=re.S,
-        )
+        pattern = rf"(<!-- {name} -->\n).*?(<!-- /{name} -->)"
+        text = re.sub(pattern, lambda m, b=body: m.group(1) + b + "\n" + m.group(2), text, flags=re.S)
     return text
 
 
