@@ -11,7 +11,8 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain prometheus prometheus-tools dashboard notebooks
+.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain \
+	deploy-deps image run-image up rollout manifests prometheus prometheus-tools dashboard notebooks
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,7 +27,7 @@ run: install  ## the whole pipeline on embedded defaults (no services needed)
 	$(BIN)/dvc repro
 	$(BIN)/python -m pipelines.summary
 
-test: install lint chromium prometheus-tools  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
+test: install lint chromium prometheus-tools deploy-deps  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -98,6 +99,29 @@ notebooks: install  ## execute notebooks/ headless on this checkout's outputs (d
 
 dashboard: install  ## regenerate deploy/grafana/phantom.json (the Grafana dashboard as code)
 	$(BIN)/python -m phantom.ops.dashboard
+
+# Containers (docs/deploy.md): Debian's buildah (chroot isolation: no OCI runtime can set rlimits here),
+# debootstrap for the local base image, HAProxy in front of the replicas. Installed when missing (root).
+DEPLOY_TOOLS := /usr/bin/buildah /usr/sbin/debootstrap /usr/sbin/haproxy
+deploy-deps:
+	@for f in $(DEPLOY_TOOLS); do test -x $$f || missing=1; done; [ -z "$$missing" ] || { \
+	  [ "$$(id -u)" = 0 ] || { echo "buildah/debootstrap/haproxy missing: run as root or apt-get install buildah debootstrap haproxy"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq buildah debootstrap haproxy >/dev/null; }
+
+image: install deploy-deps  ## the Bento (BENTO=tag, default: the last `make bento`) as an OCI image, built by buildah; prints its tag
+	$(BIN)/python -m phantom.deploy image $${BENTO:+--bento $$BENTO}
+
+run-image: install deploy-deps  ## one container of the newest image (IMAGE=ref) on 127.0.0.1:$${PORT:-3000}, in the foreground
+	$(BIN)/python -m phantom.deploy run $${IMAGE:+--image $$IMAGE}
+
+up: install deploy-deps  ## $${REPLICAS:-2} replicas behind HAProxy on 127.0.0.1:$${PORT:-3000}, in the foreground
+	$(BIN)/python -m phantom.deploy up $${IMAGE:+--image $$IMAGE} $${REPLICAS:+--replicas $$REPLICAS}
+
+rollout: install  ## replace the replicas of a running `make up` one at a time by IMAGE=ref (a rollback: the previous image)
+	$(BIN)/python -m phantom.deploy rollout --image $${IMAGE:?IMAGE=ref of the image to roll out}
+
+manifests: install  ## compose file + HAProxy config + Kubernetes manifests for the Bento's image -> deploy/
+	$(BIN)/python -m phantom.deploy manifests $${BENTO:+--bento $$BENTO}
 
 # The browser the e2e tests drive (Debian's chromium: playwright cannot download its own here).
 chromium:

@@ -129,7 +129,7 @@ def closed_loop_pool(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFra
         mode="ab", p_agent=logged["p_agent"].to_numpy(), p_agent_detector=logged["p_agent_detector"].to_numpy()
     )
     purchases = loop.sent.loc[loop.sent["event_type"] == "purchase"]
-    humans = set(traffic.sessions.loc[traffic.sessions["experiment_id"] == "xp_human_only", "session_id"])
+    humans = outcomes.human_sessions(traffic.cohorts, "xp_human_only")  # the simulated shop's assignment table
     pre = pd.read_parquet(args.pre_events, columns=["event_type", "product_id"]) if args.pre_events.exists() else None
     table = outcomes.sessions(decisions, purchases, humans, outcomes.priors(pre))
     at_list = closed_loop.expected_revenue(decisions, np.ones(len(decisions)))

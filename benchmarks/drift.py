@@ -92,10 +92,11 @@ def _world(cfg: Any, catalogue: pd.DataFrame, bug_share: float = 0.0) -> tuple[p
     return events, sessions
 
 
-def _features(events: pd.DataFrame, catalogue: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _features(events: pd.DataFrame, catalogue: pd.DataFrame, truth: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     from phantom.features.aggregator import build
 
-    t = build(events, catalogue)
+    placed = truth.loc[truth["experiment_id"].notna(), ["session_id", "experiment_id"]]  # the shop's assignment
+    t = build(events, catalogue, cohorts=placed.rename(columns={"experiment_id": "cohort"}))
     return t.sessions, t.decisions
 
 
@@ -125,10 +126,10 @@ def _train_without(sessions: pd.DataFrame) -> _Detector:
     return _Detector(booster, calibration.fit_platt(oof, labeled["is_agent"].to_numpy()), features)
 
 
-def _tables(events, catalogue, detector, multitask, pricer, p_agent_fn=None):
+def _tables(events, truth, catalogue, detector, multitask, pricer, p_agent_fn=None):
     from phantom.monitor import frames, scoring
 
-    sessions, decisions = _features(events, catalogue)
+    sessions, decisions = _features(events, catalogue, truth)
     p = p_agent_fn(sessions) if p_agent_fn else scoring.session_p_agent(detector, sessions)
     st = frames.session_table(sessions, p)
     priced, p_buy, chosen = scoring.priced_decisions(multitask, decisions, catalogue, pricer)
@@ -341,8 +342,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             return pd.read_parquet(cached / "sessions.parquet"), pd.read_parquet(cached / "decisions.parquet")
         t = time.perf_counter()
         cfg = replace(base, seed=seed, days=n_days, **changes)
-        events, _ = _world(cfg, catalogue, bug_share=0.2 if name == "client_bug" else 0.0)
-        st, dt = _tables(events, catalogue, detector, multitask, pricer, p_agent_fns.get(name))
+        events, truth = _world(cfg, catalogue, bug_share=0.2 if name == "client_bug" else 0.0)
+        st, dt = _tables(events, truth, catalogue, detector, multitask, pricer, p_agent_fns.get(name))
         console.print(
             f"world {name}: {n_days:g} days, {len(st):,} sessions, {len(dt):,} decisions ({time.perf_counter() - t:.0f} s)"
         )
@@ -370,8 +371,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         nf_ref_s = pd.read_parquet(nf_cache / "sessions.parquet")
         nf_ref_d = pd.read_parquet(nf_cache / "decisions.parquet")
     else:
-        nf_events, _ = _world(nf_cfg, catalogue)
-        nf_sessions, nf_decisions = _features(nf_events, catalogue)
+        nf_events, nf_truth = _world(nf_cfg, catalogue)
+        nf_sessions, nf_decisions = _features(nf_events, catalogue, nf_truth)
         nf_detector = _train_without(nf_sessions)
         p_agent_fns["new_family"] = nf_detector.p_agent
         from phantom.monitor import frames

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=args.days, seed=args.seed))
-    tables = build(traffic.events, traffic.catalogue)
+    tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
     pd.set_option("display.width", 160)
     for title, frame in (("final sessions", tables.sessions), ("first 10 events", tables.sessions_early)):
         print(f"\nunivariate AUC, {title} ({int(frame['labeled'].sum())} labeled sessions)")

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-# (method, path, body or None) of one request
-Request = tuple[str, str, bytes | None]
+# (method, path, body or None[, headers]) of one request: headers carry e.g. X-Session-Token (phantom.serve.client)
+Request = tuple[str, str, bytes | None] | tuple[str, str, bytes | None, dict[str, str]]
 MAX_SAMPLES = 20  # errors recorded in detail per run (all are counted by kind)
 
 
@@ -36,6 +36,8 @@ class Result:
     error_samples: list[dict[str, Any]] = field(default_factory=list)  # the first MAX_SAMPLES errors in detail
     connections_opened: int = 0
     stale_reopened: int = 0  # idle keep-alive connections the client retired before reuse (see Connection.stale)
+    # open loop: (due time from the start in s, status; 0 = connection error, -1 = unanswered) of every request
+    outcomes: list[tuple[float, int]] = field(default_factory=list)
 
     def error(self, kind: str, **detail: Any) -> None:
         """Count one error by kind and keep the first few with their detail."""
@@ -82,8 +84,8 @@ class Connection:
         self.idle_since = time.perf_counter()  # when the last answer was read (or the socket opened)
         self.stage = ""  # connect, send or read: where the current request is
 
-    async def request(self, method: str, path: str, body: bytes | None) -> int:
-        """Send one request and read the whole answer; the status code."""
+    async def request(self, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None) -> int:
+        """Send one request (with extra `headers`) and read the whole answer; the status code."""
         if self.writer is None:
             self.stage = "connect"
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
@@ -92,6 +94,8 @@ class Connection:
         head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
         if body is not None:
             head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        for name, value in (headers or {}).items():
+            head += f"{name}: {value}\r\n"
         self.writer.write(head.encode() + b"\r\n" + (body or b""))
         self.stage = "read"
         header = await self.reader.readuntil(b"\r\n\r\n")
@@ -154,8 +158,12 @@ async def _one(
         )
         result.latencies_ms.append((now - due) * 1000)
         result.connections_opened += conn.opened - opened
+        if start:
+            result.outcomes.append((due - start, 0))
         pool.append(conn)
         return
+    if start:
+        result.outcomes.append((due - start, status))
     result.latencies_ms.append((time.perf_counter() - due) * 1000)
     result.connections_opened += conn.opened - opened
     result.statuses[status] = result.statuses.get(status, 0) + 1
@@ -217,6 +225,7 @@ async def open_loop(
                 result.sent += n - i
                 now = time.perf_counter()
                 result.latencies_ms += [(now - (start + k / rate)) * 1000 for k in range(i, n)]
+                result.outcomes += [(k / rate, -1) for k in range(i, n)]
                 break
             conn = _take(idle, result, max_idle_s)
         task = asyncio.create_task(_one(conn, requests(i), due, result, idle, start))
@@ -230,6 +239,7 @@ async def open_loop(
     for task in list(tasks):
         task.cancel()
         result.unanswered += 1
+        result.outcomes.append((dues[task] - start, -1))
         result.error("unanswered at the deadline", at_s=dues[task] - start)
         result.latencies_ms.append((now - dues[task]) * 1000)
     result.seconds = time.perf_counter() - start

@@ -120,8 +120,12 @@ def _round(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in d.items()}
 
 
-def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, Any], list[str]]:
-    """Replay the first `minutes` of data/raw/events through the service; compare with the batch."""
+def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, Any], Any]:
+    """Replay the first `minutes` of data/raw/events through the service; compare with the batch.
+
+    Each recorded session gets a session the service issues (phantom.serve.client.Replayer), from its
+    own forwarded address; returns the comparison and the replayer (its issued sessions and tokens).
+    """
     import mlflow
     import pandas as pd
 
@@ -140,17 +144,16 @@ def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, An
             if k in r:
                 r[k] = int(r[k])
     known = set(catalogue["product_id"])
+    from phantom.serve.client import Replayer, SessionClient
+
+    replayer = Replayer(SessionClient(url, timeout_s=30), forwarded=True)
 
     def price(sid: str, pid: str, ts: int) -> tuple[dict[str, float], float, bool]:
-        q = urllib.parse.urlencode({"session_id": sid, "ts": ts, "explain": "true"})
-        d = _get(f"{url}/api/ml/price/{urllib.parse.quote(pid)}?{q}")
+        d = replayer.price("ml", pid, sid, ts, explain=True)
         return d["features"], d["ratio"], d["degraded"]
 
     def ingest(batch: list[dict[str, Any]]) -> None:
-        for i in range(0, len(batch), 500):
-            out = _post(f"{url}/api/ingest", {"events": batch[i : i + 500]})
-            if out["rejected"]:
-                raise RuntimeError(f"service rejected valid events: {out['rejected'][:3]}")
+        replayer.ingest(batch)  # raises on a rejected event
 
     started = time.perf_counter()
     online = online_replay(records, known, price, ingest)
@@ -166,21 +169,25 @@ def parity(url: str, info: dict[str, Any], minutes: float) -> tuple[dict[str, An
     model = mlflow.pyfunc.load_model(f"models:/{m['registry']}/{m['version']}")
     result = compare(online, offline, offline_ratios(offline, model, Pricer.from_policy(info["policy"]), catalogue))
     result.update(events=len(records), seconds=round(time.perf_counter() - started, 1))
-    return result, sorted(sl["session_id"].unique())
+    return result, replayer
 
 
-def targets(session_ids: list[str], n: int = 2000) -> list[tuple[str, str, None]]:
-    """Price requests for sessions with state in the store and products of the catalogue."""
+def targets(replayer: Any, n: int = 2000) -> list[tuple[str, str, None, dict[str, str]]]:
+    """Price requests, each with its session's token, for sessions with state in the store and catalogue products."""
     import numpy as np
     import pandas as pd
 
+    from phantom.serve.client import auth_headers
+
     rng = np.random.default_rng(0)
     products = pd.read_parquet(ROOT / "data/raw/catalogue.parquet")["product_id"].to_numpy()
-    sids = session_ids or [f"bench-{i}" for i in range(200)]
-    return [
-        ("GET", f"/api/ml/price/{rng.choice(products)}?session_id={sids[rng.integers(len(sids))]}", None)
-        for _ in range(n)
-    ]
+    recorded = sorted(replayer.sessions.mapping()) or [f"bench-{i}" for i in range(200)]
+    out = []
+    for _ in range(n):
+        sid = recorded[rng.integers(len(recorded))]
+        headers = {**auth_headers(replayer.session(sid)), **replayer.headers(sid)}
+        out.append(("GET", f"/api/ml/price/{rng.choice(products)}", None, headers))
+    return out
 
 
 def drain(url: str, path: str, timeout_s: float = 120.0) -> None:
@@ -514,15 +521,20 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     redis = start_redis(folder=work)
     env = {"REDIS_URL": redis.url, "PHANTOM_CHECK_EVENT_TIME": "0", "PHANTOM_DECISION_LOG": str(work / "decisions")}
+    # the replay forwards each recorded visitor's address; the limiter runs (its cost is measured) with
+    # budgets above what one load generator sends
+    env.update(PHANTOM_TRUSTED_PROXIES="127.0.0.1/32", PHANTOM_LIMIT_ADDR_RPS="1000000")
+    env.update(PHANTOM_LIMIT_SESSION_RPS="1000000", PHANTOM_LIMIT_ADDR_SESSIONS_PER_MIN="1000000")
     metrics: dict[str, Any] = {"bento": tag, "machine_cores": os.cpu_count()}
     try:
         with serve_bento(tag, env=env, log_dir=work, cwd=work) as (url, proc):
-            print(f"serving {tag} at {url}; redis {redis.url}", flush=True)
-            metrics["parity"], sessions = parity(url, info, args.parity_minutes)
+            print(f"serving {tag} at {url}; redis {redis.safe_url}", flush=True)
+            metrics["parity"], replayer = parity(url, info, args.parity_minutes)
             metrics["parity_mismatches"] = metrics["parity"]["parity_mismatches"]
             print(f"parity: {json.dumps(metrics['parity'])}", flush=True)
-            reqs = targets(sessions)
-            metrics["engine_in_process"] = engine_cost(info, redis.url, sessions, work)
+            reqs = targets(replayer)
+            issued = sorted(replayer.sessions.mapping().values())
+            metrics["engine_in_process"] = engine_cost(info, redis.url, issued, work)
             print(f"engine alone: {json.dumps(metrics['engine_in_process'])}", flush=True)
             metrics["workers"] = workers()
             metrics["bento_runs"] = load(url, reqs, [proc.pid, redis.proc.pid], rates, conns, args.seconds, ladder)

@@ -78,10 +78,12 @@ plt.savefig(FIGURES / "price_ratio.png", dpi=110)
 ratio.describe().round(3)
 
 # %% [markdown]
-# ## Labeled cohorts (the session's first experiment id)
+# ## Labeled cohorts (the shop's assignment table; a client's `experiment_id` is only a claim)
 
 # %%
-cohort = events.sort_values("ts").drop_duplicates("session_id")["experiment_id"].fillna("(none)")
+sessions = pd.Series(events["session_id"].unique(), name="session_id")
+placed = pd.read_parquet(ROOT / "data/raw/cohorts.parquet").set_index("session_id")["cohort"]
+cohort = sessions.map(placed).fillna("(none)")
 shares = cohort.where(cohort.str.startswith("xp_"), "unlabeled or other A/B").value_counts(normalize=True)
 ax = shares.plot.barh(figsize=(7, 3.5), title="share of sessions by cohort")
 plt.tight_layout()

@@ -62,7 +62,7 @@ plt.savefig(FIGURES / "hour_profile.png", dpi=110)
 # ## Price response per cohort: logged conversion by price bucket and the fitted logit
 
 # %%
-cohort = decisions["experiment_id"].astype("string").fillna("")
+cohort = decisions["cohort"].astype("string").fillna("")  # the shop's assignment, joined by the features stage
 people = decisions.loc[cohort == calibrate.HUMAN_COHORT]
 agents = decisions.loc[cohort.str.startswith(calibrate.AGENT_COHORT_PREFIX)]
 edges = np.linspace(0.7, 1.5, 9)

@@ -203,6 +203,11 @@ class IngestParams(Section):
     batch_size: PositiveInt = Field(description="messages per batch: one part + one manifest entry")
     max_batch_wait_s: Annotated[float, Field(gt=0)] = Field(description="kafka: write a partial batch after this")
     quarantine_duplicates: bool = Field(description="dropped duplicates also land in the quarantine")
+    require_session_token: bool = Field(
+        False,
+        description="quarantine events whose Kafka header phantom-session-token is missing, invalid or names another "
+        "session (keys from PHANTOM_SESSION_KEY; docs/security.md); the simulator source has no headers",
+    )
     limits: LimitsParams
     kafka: KafkaParams
 
@@ -547,6 +552,82 @@ class ShiftWorldParams(Section):
     mix: MixParams = Field(description="the shifted visitor mix")
 
 
+class ImageParams(Section):
+    """`make image`: the OCI image built from the Bento (docs/deploy.md)."""
+
+    repository: str = Field(min_length=1, description="image name; its tag is the Bento version")
+    base: str = Field(
+        min_length=1,
+        description="'local': a Debian base made here with debootstrap and buildah; else an image reference to build FROM",
+    )
+    suite: str = Field(min_length=1, description="Debian suite of the local base")
+    mirror: str = Field(min_length=1, description="Debian mirror debootstrap reads")
+    packages: list[str] = Field(min_length=1, description="packages of the local base beyond minbase")
+    keep: PositiveInt = Field(description="images of `repository` kept in the local store; older ones are removed")
+
+
+class LoadBalancerParams(Section):
+    """HAProxy in front of the replicas: health checks, retries of idempotent requests, keep-alive."""
+
+    check_interval_ms: PositiveInt = Field(description="GET /readyz on every replica this often")
+    check_timeout_ms: PositiveInt = Field(description="a health check not answered within this failed")
+    server_maxconn: PositiveInt = Field(
+        description="requests at once on one replica; more wait in HAProxy's queue, so a busy replica still answers checks"
+    )
+    queue_timeout_s: PositiveInt = Field(description="a request waiting longer than this in HAProxy's queue gets 503")
+    fall: PositiveInt = Field(description="failed checks that take a replica out")
+    rise: PositiveInt = Field(description="passed checks that put it back")
+    retries: NonNegInt = Field(description="retries of a failed GET/HEAD (each on another replica)")
+    connect_timeout_ms: PositiveInt = Field(description="connecting to a replica")
+    server_timeout_s: PositiveInt = Field(description="a replica's answer (BentoML's own timeout is 10 s)")
+    client_keepalive_s: PositiveInt = Field(description="idle keep-alive towards clients")
+    server_idle_s: PositiveInt = Field(
+        description="idle connections to replicas are closed within this (pool-purge-delay); below keepalive_s"
+    )
+    drain_timeout_s: PositiveInt = Field(
+        description="a replica taken out of rotation finishes its requests within this"
+    )
+
+
+class KubernetesParams(Section):
+    """The generated Kubernetes manifests (sizes come from metrics/deploy.json when it has them)."""
+
+    namespace: str = Field(min_length=1)
+    rps_per_pod: PositiveInt = Field(
+        description="requests/s one pod is sized for: its CPU request = this x CPU per request"
+    )
+    min_replicas: PositiveInt
+    max_replicas: PositiveInt
+    target_cpu_percent: Annotated[int, Field(ge=10, le=100)] = Field(description="HorizontalPodAutoscaler target")
+    memory_mi: PositiveInt = Field(description="memory request of a pod when no measured replica RSS is known")
+
+    @model_validator(mode="after")
+    def _bounds(self) -> KubernetesParams:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"min_replicas {self.min_replicas} is above max_replicas {self.max_replicas}")
+        return self
+
+
+class DeployParams(Section):
+    """Containers, replicas behind a load balancer, rollout, manifests (docs/deploy.md)."""
+
+    image: ImageParams
+    replicas: PositiveInt = Field(description="replicas behind the load balancer")
+    workers: PositiveInt = Field(description="worker processes per replica (PHANTOM_WORKERS)")
+    keepalive_s: PositiveInt = Field(description="the service's keep-alive timeout (PHANTOM_KEEPALIVE_S)")
+    lb: LoadBalancerParams
+    kubernetes: KubernetesParams
+
+    @model_validator(mode="after")
+    def _keepalive(self) -> DeployParams:
+        if self.keepalive_s <= max(self.lb.server_idle_s, self.lb.server_timeout_s):
+            raise ValueError(
+                f"keepalive_s {self.keepalive_s} must exceed lb.server_idle_s and lb.server_timeout_s "
+                "(a server closing an idle connection the proxy still pools is a 502)"
+            )
+        return self
+
+
 class Params(Section):
     """The whole params.yaml."""
 
@@ -565,6 +646,7 @@ class Params(Section):
     monitor: MonitorConfig
     simulate: SimulateParams | None = None
     ab_report: ReadoutConfig = Field(default_factory=ReadoutConfig)
+    deploy: DeployParams | None = None
 
 
 class ParamsError(ValueError):

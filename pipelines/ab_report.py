@@ -28,7 +28,12 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     ev = p.add_mutually_exclusive_group(required=True)
     ev.add_argument("--events", type=Path, help="events with the purchases: parquet file or folder")
     ev.add_argument("--events-topic", help="events with the purchases: Kafka topic (KAFKA_BOOTSTRAP_SERVERS)")
-    p.add_argument("--cohorts", type=Path, help="the shop's cohort assignment (session_id, cohort) parquet")
+    p.add_argument(
+        "--cohorts",
+        type=Path,
+        default=Path("data/raw/cohorts.parquet"),
+        help="the shop's cohort assignment (session_id, cohort): the only source of the verified-human cohort",
+    )
     p.add_argument("--pre-events", type=Path, help="events from before the experiment (CUPED covariates)")
     p.add_argument("--out", type=Path, default=Path("reports/ab"))
     return p.parse_args(argv)
@@ -38,6 +43,7 @@ def _load(args: argparse.Namespace):
     import pandas as pd
 
     from phantom.experiment import sources
+    from phantom.features.cohorts import read as read_cohorts
 
     servers = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "")
     if (args.decisions_topic or args.events_topic) and not servers:
@@ -54,7 +60,9 @@ def _load(args: argparse.Namespace):
             tables[name], bad = sources.read_topic(servers, topic)
             console.print(f"read {name}: topic {topic} ({len(tables[name]):,} messages, {bad} undecodable)")
     events = tables["events"]
-    cohorts = sources.read_parquet(args.cohorts, "cohorts") if args.cohorts else sources.cohorts_from_events(events)
+    # a client's experiment_id is a claim: the verified-human cohort comes only from the shop's table
+    cohorts = read_cohorts(args.cohorts)
+    console.print(f"read cohorts: {args.cohorts} ({len(cohorts):,} sessions)")
     pre = sources.read_parquet(args.pre_events, "pre-period events") if args.pre_events else None
     if pre is not None:
         console.print(f"read pre-period events: {args.pre_events} ({len(pre):,} rows)")

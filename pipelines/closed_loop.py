@@ -78,9 +78,10 @@ def _service(args: argparse.Namespace, lateness_ms: int):
             "PHANTOM_MAX_LATENESS_MS": str(lateness_ms),
             "PHANTOM_DECISION_LOG": str(work / "decisions"),
             "PHANTOM_WORKERS": os.environ.get("PHANTOM_WORKERS", "1"),
+            "PHANTOM_TRUSTED_PROXIES": "127.0.0.1/32",  # the loop forwards each visitor's own address
         }
         url, _ = stack.enter_context(serve_bento(args.serve, env=env, log_dir=work, cwd=work))
-        console.print(f"serving {args.serve} at {url} (Redis {redis.url}, PHANTOM_MAX_LATENESS_MS={lateness_ms})")
+        console.print(f"serving {args.serve} at {url} (Redis {redis.safe_url}, PHANTOM_MAX_LATENESS_MS={lateness_ms})")
         yield url, work / "decisions"
 
 
@@ -132,7 +133,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     browse = closed_loop.browse_events(traffic.events, 0)
     span = int(browse["ts"].max() - browse["ts"].min())  # the oldest event is this old when the replay starts
     with _service(args, span + SLACK_MS) as (url, log_dir):
-        client = closed_loop.Client(url)
+        client = closed_loop.Client(url, forwarded=bool(args.serve))
         info = client.get("/version")
         clock = client.get("/status").get("event_time") or {"checked": True, "max_lateness_ms": DEFAULT_LATENESS_MS}
         if clock["checked"] and clock["max_lateness_ms"] < span + SLACK_MS:

@@ -37,6 +37,12 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=Path, help=f"events file or folder (default: {DEFAULT_EVENTS})")
     parser.add_argument("--catalogue", type=Path, default=Path("data/raw/catalogue.parquet"))
+    parser.add_argument(
+        "--cohorts",
+        type=Path,
+        default=Path("data/raw/cohorts.parquet"),
+        help="the shop's cohort assignment (session_id, cohort): the only source of labels",
+    )
     parser.add_argument("--out", type=Path, default=Path("data/features"))
     parser.add_argument("--metrics", type=Path, default=Path("metrics/features.json"))
     parser.add_argument("--report", type=Path, default=Path("reports/validation/features.json"))
@@ -48,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
 
+    from phantom.features import cohorts as shop_cohorts
     from phantom.features.aggregator import FeatureConfig, build
     from phantom.features.popularity import CatalogueError
     from phantom.quality.features import FeatureExpectations, failures, report, validate_tables
@@ -60,7 +67,7 @@ def main(argv: list[str] | None = None) -> None:
         from phantom.simulate.traffic import TrafficConfig, simulate
 
         traffic = simulate(TrafficConfig(days=args.simulate_days))
-        events, catalogue = traffic.events, traffic.catalogue
+        events, catalogue, cohorts = traffic.events, traffic.catalogue, traffic.cohorts
         console.print(f"simulated {args.simulate_days:g} days: {len(events):,} events (not read from disk)")
     else:
         from phantom.quality.raw_events import read_events
@@ -72,10 +79,15 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"features: {exc}") from None
         console.print(f"read {path} ({len(events):,} rows)")
         catalogue = read_parquet(args.catalogue)
+        try:
+            cohorts = shop_cohorts.read(args.cohorts)
+        except (FileNotFoundError, shop_cohorts.CohortTableError) as exc:
+            raise SystemExit(f"features: {exc}") from None
+        console.print(f"read {args.cohorts} ({len(cohorts):,} sessions in the shop's cohorts)")
 
     started = time.perf_counter()
     try:
-        tables = build(events, catalogue, cfg)
+        tables = build(events, catalogue, cfg, cohorts=cohorts)
     except CatalogueError as exc:  # the catalogue contract (e.g. popularity missing): one line naming the file
         raise SystemExit(f"{args.catalogue}: {exc}") from None
     seconds = time.perf_counter() - started

@@ -34,6 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     write_parquet(injected, args.out / "stream" / "injected.parquet")
     write_parquet(traffic.catalogue, args.out / "catalogue.parquet")
     write_parquet(traffic.sessions, args.out / "ground_truth.parquet")
+    write_parquet(traffic.cohorts, args.out / "cohorts.parquet")  # the shop's assignment: the labels' source
 
     events = traffic.events
     # events whose client time is earlier than one already delivered for the same session

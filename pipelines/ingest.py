@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         on_offset_gap=kafka.on_offset_gap,
         max_messages=args.max_messages or 0,
         follow=args.follow,
+        require_session_token=params.require_session_token,
     )
     identity, open_source = _source(source_kind, params, cfg, args)
 

@@ -28,6 +28,9 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--features", type=Path, default=Path("data/features"))
     p.add_argument("--events", type=Path, help="events parquet to run through the feature code instead")
     p.add_argument("--catalogue", type=Path, default=Path("data/raw/catalogue.parquet"))
+    p.add_argument(
+        "--cohorts", type=Path, default=Path("data/raw/cohorts.parquet"), help="the shop's cohort assignment table"
+    )
     p.add_argument("--decision-log", type=Path, help="the pricing service's decision log (parquet)")
     p.add_argument("--detector", default="models/detector")
     p.add_argument("--multitask", default="models/multitask")
@@ -81,14 +84,16 @@ def _line(v: dict) -> str:
 def _current(args: argparse.Namespace):
     """(session table, decision table) of current traffic."""
     from phantom.detect import package as detector
+    from phantom.features import cohorts as shop_cohorts
     from phantom.monitor import decision_log, reference, scoring
     from phantom.pricing import package as pricing
 
     catalogue = read_parquet(args.catalogue)
+    cohorts = shop_cohorts.read(args.cohorts) if args.events or args.decision_log else None
     if args.events:
         from phantom.features.aggregator import build
 
-        tables = build(read_parquet(args.events), catalogue)
+        tables = build(read_parquet(args.events), catalogue, cohorts=cohorts)
         sessions, decisions = tables.sessions, tables.decisions
     else:
         sessions = read_parquet(args.features / "sessions.parquet")
@@ -99,7 +104,7 @@ def _current(args: argparse.Namespace):
         multitask, pricer = pricing.load(args.multitask), scoring.load_pricer(json.loads(args.policy.read_text()))
     st, dt = reference.tables(sessions, decisions, catalogue, detector.load(args.detector), multitask, pricer)
     if args.decision_log:
-        dt = decision_log.read_decision_log(args.decision_log)
+        dt = decision_log.with_cohorts(decision_log.read_decision_log(args.decision_log), cohorts)
     return st, dt
 
 

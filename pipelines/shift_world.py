@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     cfg = TrafficConfig.from_params(params)
     console.print(f"simulating {cfg.days:g} days, agent share {cfg.mix.agent_share:g}, seed {cfg.seed}")
     traffic = simulate(cfg)
-    sessions = build(traffic.events, traffic.catalogue).sessions
+    sessions = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts).sessions
     truth = traffic.sessions[["session_id", "is_agent"]].rename(columns={"is_agent": "true_is_agent"})
     sessions = sessions.merge(truth, on="session_id", how="left", validate="one_to_one")
     write_parquet(sessions, args.out)

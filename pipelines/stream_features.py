@@ -27,8 +27,9 @@ def main() -> None:
     from kafka import KafkaConsumer
     from tqdm import tqdm
 
-    from phantom.events.kafka import bootstrap_from_env
+    from phantom.events.kafka import bootstrap_from_env, security_config
     from phantom.features.encode import catalogue_index
+    from phantom.serve.launch import redact
     from phantom.serve.store import RedisStore
     from phantom.serve.stream import run
 
@@ -43,8 +44,9 @@ def main() -> None:
         group_id=args.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **security_config(),
     )
-    console.print(f"consuming {args.topic} from {servers} as group {args.group} into {redis_url}")
+    console.print(f"consuming {args.topic} from {servers} as group {args.group} into {redact(redis_url)}")
     try:
         with tqdm(unit="msg", desc="stream_features") as bar:
             stats = run(consumer, store, catalogue, args.idle_timeout, args.max_messages, bar.update)

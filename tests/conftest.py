@@ -3,6 +3,10 @@
 One per test session, started lazily (only when a test asks for it): a database of its own on
 the local PostgreSQL (created, then dropped), artifacts in tmp, and `mlflow server` in its own
 process group, stopped as a group; the teardown checks that no process of that group is left.
+
+The server authenticates (the phantom-auth app, as `make mlflow-server`): the session's clients,
+this process and every subprocess that inherits its environment, act as the pipeline's service
+account (MLFLOW_TRACKING_USERNAME / PASSWORD set for the session, with throwaway passwords).
 """
 
 from __future__ import annotations
@@ -41,12 +45,19 @@ def pg_database() -> Iterator[Callable[[str], str]]:
 @pytest.fixture(scope="session")
 def server_starting(tmp_path_factory, pg_database) -> Iterator[server.Running]:
     """`mlflow server` on a fresh PostgreSQL database with served artifacts, started, not yet waited for."""
+    import secrets
+
     db = pg_database("server")
     root = tmp_path_factory.mktemp("mlflow-server")
-    running = server.start_server(db, root / "artifacts", log_dir=root)
+    accounts = server.Accounts(("admin", secrets.token_urlsafe(16)), ("phantom-pipeline", secrets.token_urlsafe(16)))
+    running = server.start_server(db, root / "artifacts", log_dir=root, accounts=accounts)
+    saved = {k: os.environ.get(k) for k in accounts.client_env()}
+    os.environ.update(accounts.client_env())
     try:
         yield running
     finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None) if v is None else os.environ.update({k: v})
         started = time.perf_counter()
         running.stop()
         assert not server.group_alive(running.proc.pid), "a process of the mlflow server's group outlived it"
@@ -57,3 +68,26 @@ def server_starting(tmp_path_factory, pg_database) -> Iterator[server.Running]:
 def tracking_server(server_starting: server.Running) -> str:
     """The URL of the server, once healthy."""
     return server_starting.wait()
+
+
+@pytest.fixture(scope="session")
+def built(tmp_path_factory):
+    """(tag, env with MLFLOW_TRACKING_URI and BENTOML_HOME, data folder): one pricing Bento built from a registry.
+
+    A small world, two quickly trained champions in a throwaway sqlite registry, `python -m pipelines.build_bento`
+    into a throwaway BentoML home; shared by the integration and security tiers (a build takes minutes).
+    """
+    import json
+    import subprocess
+    import sys
+
+    from tests import serve_support as ss
+
+    root = tmp_path_factory.mktemp("bento")
+    env = {**os.environ, "BENTOML_HOME": str(root / "bentoml"), "BENTOML_DO_NOT_TRACK": "true"}
+    env.update(ss.canary_secrets())  # secrets in the build's environment, as in a real CI: none may reach an artifact
+    cmd = [sys.executable, "-m", "tests.serve_support", str(root)]
+    done = subprocess.run(cmd, cwd=ss.REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{cmd} failed:\n{done.stdout[-3000:]}\n{done.stderr[-4000:]}"
+    env.update(json.loads(done.stdout.strip().splitlines()[-1]))
+    return ss.build_bento(root, env), env, root

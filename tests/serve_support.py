@@ -23,6 +23,7 @@ import pandas as pd
 
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 
+REPO = Path(__file__).resolve().parents[1]
 EXCLUDED = ("price_mean", "price_max", "cart_add_count")
 CATEGORICAL = ("ua_browser_family", "product_category_code")
 GRID = (0.7, 1.5, 0.05)
@@ -45,7 +46,7 @@ def make_world(days: float = 0.25, seed: int = 11) -> World:
     from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=days, seed=seed))
-    tables = build(traffic.events, traffic.catalogue)
+    tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
     return World(traffic.events, traffic.catalogue, tables.sessions, tables.decisions)
 
 
@@ -176,13 +177,56 @@ def bento_record(bentoml_home: Path, tag: str) -> dict[str, Any]:
     return {"labels": manifest["labels"], "build_info": build_info, "models": models}
 
 
-def get_json(url: str) -> tuple[int, dict]:
-    """GET `url`: (status, JSON body), also for 4xx/5xx answers."""
+def get_json(url: str, headers: Mapping[str, str] | None = None) -> tuple[int, dict]:
+    """GET `url` (with `headers`): (status, JSON body), also for 4xx/5xx answers."""
+    return _json(urllib.request.Request(url, headers=dict(headers or {})))
+
+
+def post_json(url: str, payload: Any, headers: Mapping[str, str] | None = None) -> tuple[int, dict]:
+    """POST `payload` as JSON to `url`: (status, JSON body), also for 4xx/5xx answers."""
+    data = json.dumps(payload).encode()
+    return _json(
+        urllib.request.Request(url, data=data, headers={"Content-Type": "application/json", **(headers or {})})
+    )
+
+
+def _json(req: urllib.request.Request) -> tuple[int, dict]:
     try:
-        with urllib.request.urlopen(url, timeout=10) as resp:
+        with urllib.request.urlopen(req, timeout=10) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"{}")
+
+
+SESSION_KEY = "tests:" + "phantom-test-session-key-0123456789"  # the services the tests start sign with it
+
+
+CANARY = "canary-secret-8f3a1c"  # a marker inside each secret the builds see: grep finds any copy of it
+
+
+def canary_secrets() -> dict[str, str]:
+    """Secret-bearing variables a build or a training run may see (credentials, keys): each holds CANARY."""
+    return {
+        "PHANTOM_SESSION_KEY": f"build:{CANARY}-session-key",
+        "REDIS_URL": f"redis://phantom:{CANARY}-redis@127.0.0.1:1/0",
+        "MLFLOW_TRACKING_USERNAME": "phantom-pipeline",
+        "MLFLOW_TRACKING_PASSWORD": f"{CANARY}-mlflow",
+        "PHANTOM_MLFLOW_ADMIN_PASSWORD": f"{CANARY}-admin",
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": f"{CANARY}-flask",
+    }
+
+
+def service_env() -> dict[str, str]:
+    """Environment of a service a test starts: its session key (so the test can act as the shop's back office)."""
+    return {"PHANTOM_SESSION_KEY": SESSION_KEY}
+
+
+def session_headers(session_id: str) -> dict[str, str]:
+    """The X-Session-Token of `session_id`, signed with the tests' key: what the service would have issued."""
+    from phantom.events.tokens import signer_from_env
+    from phantom.serve.client import TOKEN_HEADER
+
+    return {TOKEN_HEADER: signer_from_env(service_env()).sign(session_id)}
 
 
 def contract_events(frame: pd.DataFrame) -> list[dict[str, Any]]:
@@ -222,9 +266,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--registry", default=None, help="tracking URI (default: sqlite under ROOT)")
     parser.add_argument("--only", choices=(DETECTOR, MULTITASK), default=None)
     parser.add_argument("--days", type=float, default=0.15, help="days of simulated traffic")
+    parser.add_argument(
+        "--repromote",
+        choices=(DETECTOR, MULTITASK),
+        default=None,
+        help="register the champion's own model again as a new version and make it champion (no training, no world)",
+    )
     args = parser.parse_args(argv)
+    if args.repromote:
+        print(json.dumps(repromote(args.repromote, args.registry or f"sqlite:///{args.root / 'mlflow.db'}")))
+        return
     world = make_world(days=args.days)
     world.catalogue.to_parquet(args.root / "catalogue.parquet", index=False)
+    world.cohorts.to_parquet(args.root / "cohorts.parquet", index=False)
     world.sessions.to_parquet(args.root / "sessions.parquet", index=False)
     world.decisions.to_parquet(args.root / "decisions.parquet", index=False)
     world.events.to_parquet(args.root / "events.parquet", index=False)
@@ -233,6 +287,18 @@ def main(argv: list[str] | None = None) -> None:
         _wait_healthy(args.registry)
     models = (args.only,) if args.only else (DETECTOR, MULTITASK)
     print(json.dumps(register_models(world, args.root, args.registry, models)))
+
+
+def repromote(name: str, uri: str) -> dict[str, str]:
+    """A new version of `name` from its champion's model, promoted to champion: what a rollout ships, without training."""
+    import mlflow
+
+    from phantom.registry.models import CHAMPION, register
+
+    mlflow.set_tracking_uri(uri)
+    current = mlflow.MlflowClient().get_model_version_by_alias(name, CHAMPION)
+    version = register(current.source, name, alias=CHAMPION)
+    return {"MLFLOW_TRACKING_URI": uri, "version": str(version.version)}
 
 
 def _wait_healthy(url: str, timeout_s: float = 120.0) -> None:

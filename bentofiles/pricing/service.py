@@ -15,10 +15,11 @@ from pathlib import Path
 
 import bentoml
 
-from phantom.serve import runtime, timer_patch
+from phantom.serve import keepalive, runtime, timer_patch
 from phantom.serve.api import create_app
 
 timer_patch.apply()  # before BentoML builds its middleware stack in this worker
+keepalive.apply(keepalive.seconds())  # before BentoML builds this worker's uvicorn.Config (PHANTOM_KEEPALIVE_S)
 
 BUILD_INFO = json.loads(Path(__file__).with_name("build_info.json").read_text())
 _state: dict = {"engine": None, "publisher": None}
@@ -37,8 +38,13 @@ def _version() -> dict:
     return {**BUILD_INFO, "bento": os.environ.get("BENTO_TAG") or BUILD_INFO.get("bento")}
 
 
+LEAN = runtime.http_stack() == "lean"  # PHANTOM_HTTP_STACK (docs/deploy.md, "CPU per request")
 app = create_app(
-    _engine, _version, lambda: runtime.status(_state["engine"], _state["publisher"]), BUILD_INFO.get("examples")
+    _engine,
+    _version,
+    lambda: runtime.status(_state["engine"], _state["publisher"]),
+    examples=BUILD_INFO.get("examples"),
+    lean=LEAN,
 )
 
 
@@ -48,6 +54,11 @@ app = create_app(
     traffic={"timeout": 10},
     resources={"cpu": "1"},
     logging={"access": {"enabled": False}},  # a log line per request costs more than pricing it; metrics count requests
+    # lean: BentoML's request metrics are labelled by raw path (a series per product id a client sends), so the
+    # app's own phantom.serve.http_metrics label by route template and serve GET /metrics; no span per request
+    # unless tracing is configured (BENTOML_CONFIG_OPTIONS can set tracing.excluded_urls back)
+    metrics={"enabled": not LEAN},
+    **({"tracing": {"excluded_urls": ".*"}} if LEAN else {}),
 )
 @bentoml.asgi_app(app, path="/")
 class Pricing:

@@ -56,6 +56,9 @@ class IngestConfig:
     limits: Limits = field(default_factory=Limits)
     outage_timeout_s: float = 120.0  # drain mode: fail once no progress was possible this long
     on_offset_gap: str = "fail"  # fail | from_earliest (see OffsetGap)
+    require_session_token: bool = (
+        False  # quarantine events without a verified session token (phantom.events.session_check)
+    )
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:
@@ -225,6 +228,11 @@ class _Loop:
         self.topic_id: str | None = None  # the id of the topic the pending and latest batches came from
         self.stop: str | None = None  # set by a signal handler: finish the open batch, then return
         self.log: Callable[[str], None] = _noop
+        self.signer = None
+        if cfg.require_session_token:  # the service's keys (env): a pipeline that requires tokens cannot run without
+            from phantom.events.tokens import signer_from_env
+
+            self.signer = signer_from_env(create_local=False)
 
     def flush(self, *_: Any) -> None:
         """Decode, store and commit the pending messages as one batch."""
@@ -238,12 +246,18 @@ class _Loop:
         received: list[int] = []
         spans: dict[int, tuple[int, int, int]] = {}
         origins = _Origins(self.source.name if self.source is not None else "source", chunks)
+        tokens: list[bytes | None] = []
         for c in chunks:
             values.extend(c.values)
             received.extend(c.received_ms)
+            tokens.extend(c.tokens if c.tokens is not None else [None] * len(c.values))
             first, last, count = spans.get(c.partition, (c.offsets[0], c.offsets[-1], 0))
             spans[c.partition] = (min(first, c.offsets[0]), max(last, c.offsets[-1]), count + len(c.offsets))
         t0 = time.perf_counter()
+        if self.cfg.require_session_token:
+            from phantom.events.session_check import screen
+
+            values, _ = screen(values, tokens, self.signer)
         decoded = decode_table(values, received, self.seen, self.cfg.limits, origins, self.cfg.quarantine_duplicates)
         t1 = time.perf_counter()
         entry = Entry(
@@ -286,12 +300,7 @@ class _Loop:
         if chunk.offsets and chunk.offsets[0] < stored:
             keep = [i for i, o in enumerate(chunk.offsets) if o >= stored]
             self.stats.skipped_stored += len(chunk.offsets) - len(keep)
-            chunk = Chunk(
-                p,
-                [chunk.offsets[i] for i in keep],
-                [chunk.values[i] for i in keep],
-                [chunk.received_ms[i] for i in keep],
-            )
+            chunk = chunk.take(keep)
         if not chunk.offsets:
             return 0
         if chunk.offsets[0] < self.pending_next.get(p, -1):
@@ -307,7 +316,7 @@ class _Loop:
         for c in self.pending:
             if c.partition in partitions:
                 cut = next((i for i, o in enumerate(c.offsets) if o >= from_offset), len(c.offsets))
-                c = Chunk(c.partition, c.offsets[:cut], c.values[:cut], c.received_ms[:cut])
+                c = c.take(list(range(cut)))
             if c.offsets:
                 kept.append(c)
         self.pending = kept

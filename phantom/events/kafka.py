@@ -18,10 +18,42 @@ from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
+from phantom.events.session_check import headers_value
 from phantom.events.sources import Chunk
 
 BOOTSTRAP_ENV = "KAFKA_BOOTSTRAP_SERVERS"
 log = logging.getLogger(__name__)
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
+
+
+def security_config(env: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """kafka-python settings for SASL from the environment (none when KAFKA_SASL_MECHANISM is unset).
+
+    `KAFKA_SASL_MECHANISM` (PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512), `KAFKA_SASL_USERNAME`,
+    `KAFKA_SASL_PASSWORD` (or `KAFKA_SASL_PASSWORD_FILE`), `KAFKA_SECURITY_PROTOCOL` (default
+    SASL_SSL; SASL_PLAINTEXT only on a network you trust). Every Kafka client of the project uses it.
+    """
+    from phantom import secrets
+
+    mechanism = (env.get("KAFKA_SASL_MECHANISM") or "").strip().upper()
+    if not mechanism:
+        return {}
+    if mechanism not in SASL_MECHANISMS:
+        raise ValueError(f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)}, got {mechanism!r}")
+    user, password = env.get("KAFKA_SASL_USERNAME"), secrets.secret(env, "KAFKA_SASL_PASSWORD")
+    if not user or not password:
+        raise ValueError(
+            "KAFKA_SASL_MECHANISM is set: KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD(_FILE) are needed too"
+        )
+    protocol = (env.get("KAFKA_SECURITY_PROTOCOL") or "SASL_SSL").strip().upper()
+    if protocol not in ("SASL_SSL", "SASL_PLAINTEXT"):
+        raise ValueError(f"KAFKA_SECURITY_PROTOCOL must be SASL_SSL or SASL_PLAINTEXT with SASL, got {protocol!r}")
+    return {
+        "security_protocol": protocol,
+        "sasl_mechanism": mechanism,
+        "sasl_plain_username": user,
+        "sasl_plain_password": password,
+    }
 
 
 @dataclass(frozen=True)
@@ -68,7 +100,10 @@ def ensure_topic(servers: str, topic: str, partitions: int, timeout_s: float = 1
     from kafka.errors import TopicAlreadyExistsError
 
     admin = KafkaAdminClient(
-        bootstrap_servers=servers, client_id="phantom-admin", bootstrap_timeout_ms=int(timeout_s * 1000)
+        bootstrap_servers=servers,
+        client_id="phantom-admin",
+        bootstrap_timeout_ms=int(timeout_s * 1000),
+        **security_config(),
     )
     try:
         if topic in admin.list_topics():
@@ -191,6 +226,7 @@ def publish(
         linger_ms=20,
         batch_size=512 << 10,
         max_request_size=8 << 20,
+        **security_config(),
     )
     failed = [0]
 
@@ -297,6 +333,7 @@ class KafkaSource:
             heartbeat_interval_ms=cfg.heartbeat_interval_ms,
             max_poll_interval_ms=cfg.max_poll_interval_ms,
             fetch_max_bytes=cfg.fetch_max_bytes,
+            **security_config(),
             max_partition_fetch_bytes=cfg.max_partition_fetch_bytes,
             fetch_max_wait_ms=cfg.fetch_max_wait_ms,
             bootstrap_timeout_ms=cfg.bootstrap_timeout_ms,
@@ -606,7 +643,8 @@ class KafkaSource:
                 if None in stamps or min(stamps) < 0:  # no timestamp (old message format): now
                     now = int(time.time() * 1000)
                     stamps = [t if t is not None and t >= 0 else now for t in stamps]
-                chunks.append(Chunk(tp.partition, list(map(_offset, recs)), list(map(_value, recs)), stamps))
+                tokens = [headers_value(getattr(r, "headers", None)) for r in recs]
+                chunks.append(Chunk(tp.partition, list(map(_offset, recs)), list(map(_value, recs)), stamps, tokens))
         return chunks
 
     def commit(self, next_offsets: Mapping[int, int]) -> None:

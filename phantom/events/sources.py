@@ -21,6 +21,18 @@ class Chunk:
     offsets: list[int]
     values: list[bytes | str | None]
     received_ms: list[int]
+    tokens: list[bytes | None] | None = None  # header phantom-session-token of each message (None: no headers)
+
+    def take(self, keep: list[int]) -> Chunk:
+        """The chunk with only the messages at positions `keep`."""
+        tokens = [self.tokens[i] for i in keep] if self.tokens is not None else None
+        return Chunk(
+            self.partition,
+            [self.offsets[i] for i in keep],
+            [self.values[i] for i in keep],
+            [self.received_ms[i] for i in keep],
+            tokens,
+        )
 
 
 class Source(Protocol):

@@ -58,14 +58,3 @@ def read_topic(servers: str, topic: str, timeout_s: float = 30.0) -> tuple[pd.Da
         return pd.DataFrame(rows), bad
     finally:
         consumer.close()
-
-
-def cohorts_from_events(events: pd.DataFrame) -> pd.DataFrame:
-    """(session_id, cohort) from each session's first event's experiment id: today's label source (labels.py).
-
-    The shop's server-side cohort assignment replaces this where it exists (`--cohorts`).
-    """
-    if "experiment_id" not in events:
-        return pd.DataFrame({"session_id": pd.Series(dtype=str), "cohort": pd.Series(dtype=str)})
-    first = events.sort_values("ts", kind="stable").drop_duplicates("session_id")
-    return pd.DataFrame({"session_id": first["session_id"].astype(str), "cohort": first["experiment_id"]})

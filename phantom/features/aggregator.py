@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from phantom.features import context, encode, labels, popularity
+from phantom.features.cohorts import of_sessions as cohorts_of
 from phantom.features.groups import GROUP_MODULES, empty_catalogue
 from phantom.features.prepare import Prepared, prepare
 from phantom.features.registry import (
@@ -101,8 +102,15 @@ def _features(matrix: np.ndarray, names: list[str]) -> dict[str, np.ndarray]:
     return {name: matrix[:, i] for i, name in enumerate(names)}
 
 
-def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> FeatureTables:
-    """Compute sessions, sessions_early and decisions from raw events and the catalogue."""
+def build(
+    events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig(), cohorts: Any | None = None
+) -> FeatureTables:
+    """Compute sessions, sessions_early and decisions from raw events and the catalogue.
+
+    Labels come from `cohorts`, the shop's assignment table (phantom.features.cohorts), joined by
+    session id; without one every session is unlabeled. The events' `experiment_id` (the client's
+    claim) is kept as a column and never read as a label.
+    """
     import pandas as pd
 
     catalogue = empty_catalogue() if catalogue is None else catalogue
@@ -119,12 +127,14 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
     final_m, early_m, before_m = session_matrices(p, [last, early, np.where(empty, views, views - 1)], cfg.chunk_events)
     before_m[empty] = 0.0
 
-    lab = labels.session_labels(p.experiment)
+    cohort = cohorts_of(p.session_ids, cohorts)
+    lab = labels.session_labels(cohort)
     label = lab["label"]
     purchased = labels.session_purchased(p)
     keys = {
         "session_id": p.session_ids,
-        "experiment_id": lab["experiment_id"],
+        "experiment_id": p.experiment,  # the client's claim: data, never a label
+        "cohort": lab["experiment_id"],  # the shop's assignment: the label's source
         "label_family": lab["label_family"],
         "is_agent": labels.nullable_label(label),
         "labeled": label >= 0,
@@ -166,7 +176,8 @@ def build(events: Any, catalogue: Any, cfg: FeatureConfig = FeatureConfig()) -> 
         "is_agent": labels.nullable_label(label[seg]),
         "labeled": label[seg] >= 0,
         "label_family": lab["label_family"][seg],
-        "experiment_id": lab["experiment_id"][seg],
+        "experiment_id": p.experiment[seg],
+        "cohort": lab["experiment_id"][seg],
         "purchased_this_product": labels.purchased_at_view(p, views),
     }
     decisions = _frame(decision_columns, DECISION_COLUMNS)

@@ -1,7 +1,8 @@
-"""Labels: is_agent from the experiment id (the contract's only source of truth), purchases.
+"""Labels: is_agent from the shop's cohort assignment (phantom.features.cohorts), purchases.
 
 `xp_human_only` -> 0 ("human"); `xp_agent_<family>` -> 1 (<family>); anything else -> unlabeled,
-kept and marked. A session's experiment id is its first event's. Hidden ground truth is never read.
+kept and marked. The cohort is the shop's, joined by session; a client's `experiment_id` is never
+passed here. Hidden ground truth is never read.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ def family_of(experiment_id: str | None) -> str | None:
 
 
 def session_labels(experiment: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-session `experiment_id`, `label_family` and `label` (-1 unlabeled, 0 human, 1 agent)."""
+    """Per-session cohort (`experiment_id` key), `label_family` and `label` (-1 unlabeled, 0 human, 1 agent)."""
     import pandas as pd
 
     codes, uniques = pd.factorize(pd.Series(experiment, dtype=object), use_na_sentinel=True)

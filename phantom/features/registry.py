@@ -247,7 +247,8 @@ def group_features(group: str) -> list[str]:
 # Column layout of the matrices the `features` stage writes.
 SESSION_KEYS: list[str] = [
     "session_id",
-    "experiment_id",
+    "experiment_id",  # what the client said (its first event's): kept as data, never a label
+    "cohort",  # the shop's assignment (phantom.features.cohorts): the only source of the labels
     "label_family",  # agent family of xp_agent_<family>; "human" for xp_human_only; null if unlabeled
     "is_agent",  # nullable Int8: 1, 0 or <NA>
     "labeled",  # bool
@@ -271,6 +272,7 @@ DECISION_LABELS: list[str] = [
     "labeled",
     "label_family",
     "experiment_id",
+    "cohort",
     "purchased_this_product",  # int8: this view made a sale (a purchase of the product is attributed to it)
 ]
 DECISION_COLUMNS: list[str] = DECISION_KEYS + SESSION_FEATURES + PRODUCT_FEATURES + DECISION_LABELS
@@ -320,9 +322,11 @@ SEMANTICS = """
   `metrics/features.json` (`catalogue_popularity_invalid`). `features.popularity: traffic` derives it
   instead from the events given: 1 + each product's product views, one snapshot table for batch and
   online (not point-in-time: a session's own views are in it, so use a log much larger than a session).
-- **Labels** come only from `experiment_id` (of the session's first event): `xp_human_only` is a
-  person (0, family `human`), `xp_agent_<family>` an agent (1, `<family>`), anything else unlabeled
-  (`is_agent` null, `labeled` false, kept). Hidden ground truth is never read.
+- **Labels** come only from the shop's cohort assignment (`cohort`, joined by session id from the
+  table the shop controls, phantom/features/cohorts.py): `xp_human_only` is a person (0, family
+  `human`), `xp_agent_<family>` an agent (1, `<family>`), anything else or no assignment unlabeled
+  (`is_agent` null, `labeled` false, kept). The client's `experiment_id` is kept as data and never
+  becomes a label: a bot that sends `xp_human_only` stays unlabeled. Hidden ground truth is never read.
 - **Purchase label.** `purchased_this_product` is 1 on the view that made the sale: each purchase
   event credits the latest view of the same product in the same session at or before it (in
   `(ts, event_id)` order, a view sorting before a purchase with the same `ts`), and a view is 1 when

@@ -16,7 +16,7 @@ import pandas as pd
 from phantom.monitor.frames import DECISIONS, PURCHASE, hour_of_day
 
 REQUIRED = ("session_id", "ts", *DECISIONS.columns)
-OPTIONAL = ("experiment_id", PURCHASE)
+OPTIONAL = ("experiment_id", "cohort", PURCHASE)
 
 
 def read_decision_log(path: Path | str) -> pd.DataFrame:
@@ -33,8 +33,16 @@ def read_decision_log(path: Path | str) -> pd.DataFrame:
     if missing:
         raise ValueError(f"{path}: decision log lacks column(s) {', '.join(missing)} (rule: monitor needs {REQUIRED})")
     out = frame[[*REQUIRED, *(c for c in OPTIONAL if c in frame)]].copy()
-    if "experiment_id" not in out:
-        out["experiment_id"] = None
+    for column in ("experiment_id", "cohort"):  # the service logs neither: the cohort is joined by session
+        if column not in out:
+            out[column] = None
     out["ts"] = pd.to_numeric(out["ts"], errors="raise").astype(np.int64)
     out["hour"] = hour_of_day(out["ts"])
     return out
+
+
+def with_cohorts(frame: pd.DataFrame, cohorts: pd.DataFrame | None) -> pd.DataFrame:
+    """`frame` with each session's cohort from the shop's assignment table (None where it has none)."""
+    from phantom.features.cohorts import of_sessions
+
+    return frame.assign(cohort=of_sessions(frame["session_id"].to_numpy(dtype=object), cohorts))

@@ -65,7 +65,7 @@ def hour_of_day(ms: pd.Series | np.ndarray) -> np.ndarray:
 
 def session_table(sessions: pd.DataFrame, p_agent: np.ndarray) -> pd.DataFrame:
     """Session features (final state) with the detector's P(agent), keyed and timed."""
-    keep = ["session_id", "start_ms", "experiment_id", *SESSION_FEATURES]
+    keep = ["session_id", "start_ms", "experiment_id", "cohort", *SESSION_FEATURES]
     out = sessions[keep].reset_index(drop=True).copy()
     out["p_agent"] = np.asarray(p_agent, dtype=float)
     out["hour"] = hour_of_day(out["start_ms"])
@@ -74,7 +74,7 @@ def session_table(sessions: pd.DataFrame, p_agent: np.ndarray) -> pd.DataFrame:
 
 def decision_table(decisions: pd.DataFrame, p_buy: np.ndarray, chosen_ratio: np.ndarray) -> pd.DataFrame:
     """Decision features with P(buy) at the price shown and the price ratio the pricer chose."""
-    keep = ["session_id", "ts", "experiment_id", *DECISION_FEATURES, *CATEGORICAL_DECISION]
+    keep = ["session_id", "ts", "experiment_id", "cohort", *DECISION_FEATURES, *CATEGORICAL_DECISION]
     if PURCHASE in decisions:
         keep.append(PURCHASE)
     out = decisions[keep].reset_index(drop=True).copy()

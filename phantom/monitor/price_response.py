@@ -96,11 +96,11 @@ def fit(log_ratio: np.ndarray, bought: np.ndarray, sessions: np.ndarray, center:
 
 def cohort_rows(frame: pd.DataFrame, cohort: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(log price ratio, bought, session id) of the cohort's views with a known outcome and a positive ratio."""
-    if PURCHASE not in frame or "experiment_id" not in frame or frame.empty:
+    if PURCHASE not in frame or "cohort" not in frame or frame.empty:
         return np.zeros(0), np.zeros(0), np.zeros(0, dtype=object)
     ratio = pd.to_numeric(frame["price_ratio"], errors="coerce").to_numpy(dtype=float)
     bought = pd.to_numeric(frame[PURCHASE], errors="coerce").to_numpy(dtype=float)
-    keep = (frame["experiment_id"] == cohort).to_numpy() & np.isfinite(bought) & (ratio > 0)
+    keep = (frame["cohort"] == cohort).to_numpy() & np.isfinite(bought) & (ratio > 0)  # the shop's cohort
     return np.log(ratio[keep]), bought[keep], frame["session_id"].to_numpy()[keep]
 
 

@@ -141,7 +141,7 @@ def bucket_columns(frame: pd.DataFrame, edges: list[float], cohort: str) -> tupl
     if PURCHASE not in frame:
         return frame, []
     ratio = frame["price_ratio"].to_numpy(dtype=float)
-    in_cohort = (frame["experiment_id"] == cohort).to_numpy()
+    in_cohort = (frame["cohort"] == cohort).to_numpy()  # the shop's assignment, never the client's experiment_id
     bought = pd.to_numeric(frame[PURCHASE], errors="coerce").to_numpy(dtype=float)
     out, names = frame.copy(), []
     for i, (lo, hi) in enumerate(pairwise(edges)):

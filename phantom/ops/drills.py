@@ -68,10 +68,14 @@ def schemathesis_all_checks(url: str, max_examples: int = 50, seed: int = 23) ->
 
 
 class Traffic:
-    """Price requests at a steady rate from a background thread (new sessions, one product)."""
+    """Price requests at a steady rate from a background thread (`sessions` issued sessions, one product)."""
 
-    def __init__(self, url: str, product_id: str, rps: float = 20.0, mode: str = "ml") -> None:
+    def __init__(self, url: str, product_id: str, rps: float = 20.0, mode: str = "ml", sessions: int = 20) -> None:
+        from phantom.serve.client import SessionClient, auth_headers
+
         self.url, self.product_id, self.period, self.mode = url, product_id, 1.0 / rps, mode
+        client = SessionClient(url)
+        self.headers = [auth_headers(client.new_session()) for _ in range(sessions)]
         self.statuses: dict[int, int] = {}
         self.degraded = 0
         self._stop = threading.Event()
@@ -82,10 +86,10 @@ class Traffic:
         i = 0
         while not self._stop.is_set():
             i += 1
-            q = urllib.parse.urlencode({"session_id": f"drill-{i % 500}"})
             path = PRICE_PATH.format(mode=self.mode, product_id=urllib.parse.quote(self.product_id))
+            req = urllib.request.Request(f"{self.url}{path}", headers=self.headers[i % len(self.headers)])
             try:
-                with urllib.request.urlopen(f"{self.url}{path}?{q}", timeout=5) as resp:
+                with urllib.request.urlopen(req, timeout=5) as resp:
                     status, body = resp.status, json.loads(resp.read())
                     self.degraded += bool(body.get("degraded"))
             except urllib.error.HTTPError as err:

@@ -33,6 +33,7 @@ COLUMNS = (
     "p_agent_detector",
     "reason",
     "degraded",
+    "session_origins",  # distinct (client address, token) pairs the session was used from; > 1: flagged
     "features",
     "model_versions",
 )

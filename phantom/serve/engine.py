@@ -97,6 +97,13 @@ def ab_arm(session_id: str, arms: Sequence[tuple[str, float]], salt: str) -> str
     return arms[-1][0]
 
 
+def origin_headers(origin: Mapping[str, str] | None) -> list[tuple[str, bytes]] | None:
+    """Kafka headers of an ingested event: the session token and client address it came with."""
+    if not origin:
+        return None
+    return [("phantom-session-token", origin["token"].encode()), ("phantom-client-addr", origin["address"].encode())]
+
+
 def now_ms() -> int:
     """Wall-clock time in epoch milliseconds."""
     return int(time.time() * 1000)
@@ -136,6 +143,7 @@ class PricingEngine:
 
             limits = Limits()
         self.limits = limits
+        self.multi_origin_decisions = 0  # decisions for sessions used from more than one origin
         self.distilled = None
         if ctx.distilled is not None:
             from phantom.pricing.distill import DistilledPricer
@@ -157,9 +165,19 @@ class PricingEngine:
         return row, snap.degraded
 
     def price(
-        self, mode: str, session_id: str, product_id: str, ts: int | None = None, explain: bool = False
+        self,
+        mode: str,
+        session_id: str,
+        product_id: str,
+        ts: int | None = None,
+        explain: bool = False,
+        origins: int = 0,
     ) -> dict[str, Any]:
-        """One price decision (what the API returns; with `explain`, the features too); logged."""
+        """One price decision (what the API returns; with `explain`, the features too); logged.
+
+        `origins`: distinct (client address, token) pairs the session was used from (phantom.serve.limits);
+        logged with the decision, more than one flags the session (tamper evidence), never shown to the client.
+        """
         if mode not in MODES:
             raise ServeError(f"unknown mode {mode!r}; one of {', '.join(MODES)}")
         _, base, cost = self._product(product_id)
@@ -195,7 +213,9 @@ class PricingEngine:
         elif row is not None:
             ratio, reason = self._ml(row, base, cost, decision)
         decision.update(ratio=ratio, price=round(base * ratio, 2), reason=reason)
-        self.log.write(record(decision, row))
+        if origins > 1:
+            self.multi_origin_decisions += 1
+        self.log.write(record({**decision, "session_origins": origins}, row))
         if self.metrics is not None:
             self.metrics.decision(decision)
         if explain:
@@ -236,8 +256,14 @@ class PricingEngine:
         return float(priced.ratio[0]), str(priced.reason[0])
 
     # ingestion
-    def ingest(self, events: Sequence[Any], received_ms: int | None = None) -> dict[str, Any]:
-        """Check each event, fold the valid ones into the store, publish them; per-event reasons for the rest."""
+    def ingest(
+        self, events: Sequence[Any], received_ms: int | None = None, origin: Mapping[str, str] | None = None
+    ) -> dict[str, Any]:
+        """Check each event, fold the valid ones into the store, publish them; per-event reasons for the rest.
+
+        `origin` ({"token", "address"} the trust boundary verified) travels with each published event as
+        Kafka headers `phantom-session-token` and `phantom-client-addr`, for the batch path to verify.
+        """
         from phantom.events.contract import check_event, normalise
 
         received = now_ms() if received_ms is None else received_ms
@@ -266,8 +292,10 @@ class PricingEngine:
                 continue
             accepted += len(session_events)
             if self.publisher is not None:
+                headers = origin_headers(origin)
                 for event in session_events:
-                    self.publisher.offer(EVENTS_TOPIC, sid.encode(), json.dumps(event, separators=(",", ":")).encode())
+                    value = json.dumps(event, separators=(",", ":")).encode()
+                    self.publisher.offer(EVENTS_TOPIC, sid.encode(), value, headers)
         rejected.sort(key=lambda r: r["index"])
         degraded = self.store.degraded
         if self.metrics is not None:

@@ -23,15 +23,33 @@ from pathlib import Path
 from phantom.events.broker import free_port, wait_for_port
 from phantom.processes import descendants, wait_http
 
+REDIS_USER = "phantom"
+
+
+def redact(url: str) -> str:
+    """A URL with its password replaced by *** (what may be printed or logged)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit(parts._replace(netloc=netloc))
+
 
 @dataclass
 class Redis:
-    """A running redis-server: its URL, port and process."""
+    """A running redis-server: its URL (with the ACL user's password), port and process."""
 
     url: str
     port: int
     proc: subprocess.Popen
     log: Path
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password (for printing)."""
+        return redact(self.url)
 
     def pause(self) -> None:
         """SIGSTOP: Redis stops answering (a slow or hung Redis)."""
@@ -42,14 +60,25 @@ class Redis:
         self.proc.send_signal(signal.SIGCONT)
 
 
-def start_redis(port: int | None = None, folder: Path | None = None) -> Redis:
-    """Start redis-server (no persistence) on 127.0.0.1:`port` (a free one unless given)."""
+def start_redis(port: int | None = None, folder: Path | None = None, password: str | None = None) -> Redis:
+    """Start redis-server (no persistence) on 127.0.0.1:`port` (a free one unless given), owned by an ACL user.
+
+    The `default` user is switched off: only `phantom` with `password` (a random one unless given) gets in.
+    The password reaches redis-server through an ACL file (0600) in `folder`, never its command line.
+    """
+    import secrets
+
     binary = shutil.which("redis-server")
     if binary is None:
         raise FileNotFoundError("redis-server is not installed (apt-get install redis-server)")
     port = port or free_port()
     folder = folder or Path(tempfile.mkdtemp(prefix="redis-"))
+    folder.mkdir(parents=True, exist_ok=True)
     log = folder / f"redis-{port}.log"
+    password = password or secrets.token_urlsafe(24)
+    acl = folder / f"users-{port}.acl"
+    acl.touch(mode=0o600)
+    acl.write_text(f"user default off\nuser {REDIS_USER} on >{password} ~* &* +@all\n")
     with open(log, "w") as out:
         proc = subprocess.Popen(
             [
@@ -64,12 +93,14 @@ def start_redis(port: int | None = None, folder: Path | None = None) -> Redis:
                 "no",
                 "--dir",
                 str(folder),
+                "--aclfile",
+                str(acl),
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
         )
     wait_for_port(port, proc, log)
-    return Redis(f"redis://127.0.0.1:{port}/0", port, proc, log)
+    return Redis(f"redis://{REDIS_USER}:{password}@127.0.0.1:{port}/0", port, proc, log)
 
 
 def stop(proc: subprocess.Popen, group: bool = False, timeout_s: float = 10.0) -> None:
@@ -114,6 +145,7 @@ def serve_bento(
     """`bentoml serve <tag>` in its own process group for the block; yields (base URL, process)."""
     port = port or free_port()
     log = Path(log_dir or tempfile.mkdtemp(prefix="bento-")) / "serve.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     bentoml = Path(sys.executable).with_name("bentoml")
     with open(log, "w") as out:
         proc = subprocess.Popen(

@@ -41,7 +41,7 @@ class BufferedPublisher:
         self.capacity = capacity
         self.client_id = client_id
         self.connect_timeout_s = connect_timeout_s
-        self._buf: deque[tuple[str, bytes | None, bytes]] = deque()
+        self._buf: deque[tuple[str, bytes | None, bytes, list | None]] = deque()
         self._cv = threading.Condition()
         self._stats = PublisherStats()
         self.dropped_by_topic: dict[str, int] = {}  # what `dropped` counts, per topic (domain metrics)
@@ -50,14 +50,16 @@ class BufferedPublisher:
         self._thread = threading.Thread(target=self._run, name="kafka-publisher", daemon=True)
         self._thread.start()
 
-    def offer(self, topic: str, key: bytes | None, value: bytes) -> bool:
-        """Queue one message; False (and counted as dropped) when the buffer is full."""
+    def offer(
+        self, topic: str, key: bytes | None, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> bool:
+        """Queue one message (with Kafka headers); False (and counted as dropped) when the buffer is full."""
         with self._cv:
             self._stats.offered += 1
             if len(self._buf) >= self.capacity:
                 self._drop(topic)
                 return False
-            self._buf.append((topic, key, value))
+            self._buf.append((topic, key, value, headers))
             self._cv.notify()
             return True
 
@@ -81,6 +83,8 @@ class BufferedPublisher:
     def _connect(self) -> Any:
         from kafka import KafkaProducer
 
+        from phantom.events.kafka import security_config
+
         return KafkaProducer(
             bootstrap_servers=self.servers,
             client_id=self.client_id,
@@ -91,9 +95,10 @@ class BufferedPublisher:
             delivery_timeout_ms=15000,
             max_block_ms=1000,
             bootstrap_timeout_ms=int(self.connect_timeout_s * 1000),
+            **security_config(),
         )
 
-    def _requeue(self, message: tuple[str, bytes | None, bytes]) -> None:
+    def _requeue(self, message: tuple[str, bytes | None, bytes, list | None]) -> None:
         with self._cv:
             if len(self._buf) < self.capacity:
                 self._buf.appendleft(message)
@@ -121,9 +126,9 @@ class BufferedPublisher:
                     self._cv.wait(0.2)
                 batch = [self._buf.popleft() for _ in range(min(len(self._buf), 1000))]
             for message in batch:
-                topic, key, value = message
+                topic, key, value, headers = message
                 try:
-                    future = self._producer.send(topic, key=key, value=value)
+                    future = self._producer.send(topic, key=key, value=value, headers=headers)
                 except Exception:
                     self._requeue(message)
                     self._reset()

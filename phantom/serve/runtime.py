@@ -8,6 +8,9 @@ Environment (all optional):
   `price-decisions` (unset: decisions go to parquet files); `PHANTOM_KAFKA_BUFFER` (100000);
 - `PHANTOM_DECISION_LOG`: folder of the parquet decision log (default `decision-log/`);
 - `PHANTOM_AB_ARMS`: arms and weights of mode ab, e.g. `ml:0.5,static:0.5`;
+- `PHANTOM_HTTP_STACK` (`lean`): the HTTP stack around the engine (`bentoml`: BentoML's default
+  metrics middleware, labelled by raw path, and a tracing span per request; for comparison only);
+- `PHANTOM_KEEPALIVE_S` (75): keep-alive timeout of the workers (phantom.serve.keepalive);
 - `PHANTOM_CHECK_EVENT_TIME` (1): quarantine late and future events against the server clock;
   `PHANTOM_MAX_LATENESS_MS` (6 h, the contract's default): how old an event may be when it arrives
   (a replay of hours of simulated traffic compressed into minutes sets it to cover its span).
@@ -39,6 +42,17 @@ def one_thread() -> None:
     torch.set_num_threads(1)
     with contextlib.suppress(RuntimeError):  # already set (or work already ran): keep what is there
         torch.set_num_interop_threads(1)
+
+
+HTTP_STACKS = ("lean", "bentoml")
+
+
+def http_stack(env: Mapping[str, str] = os.environ) -> str:
+    """`PHANTOM_HTTP_STACK`: `lean` (default; bounded metrics, no per-request span) or `bentoml` (its defaults, to compare)."""
+    stack = env.get("PHANTOM_HTTP_STACK", "lean").strip() or "lean"
+    if stack not in HTTP_STACKS:
+        raise ValueError(f"PHANTOM_HTTP_STACK must be one of {HTTP_STACKS}, got {stack!r}")
+    return stack
 
 
 def parse_arms(text: str) -> tuple[tuple[str, float], ...]:
@@ -164,7 +178,7 @@ def status(engine: PricingEngine | None, publisher: Any) -> dict[str, Any]:
         "models": {"detector": engine.detector is not None, "multitask": engine.multitask is not None},
         "store": {"kind": type(store).__name__, "degraded": store.degraded, "reachable": store.ping()},
         "kafka": vars(publisher.stats()) if publisher is not None else None,
-        "decision_log": engine.log.stats(),
+        "decision_log": {**engine.log.stats(), "multi_origin_decisions": engine.multi_origin_decisions},
         "event_time": {
             "checked": engine.check_time,
             "max_lateness_ms": engine.limits.max_lateness_ms,

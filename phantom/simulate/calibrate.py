@@ -100,7 +100,7 @@ def logit_slope(r: np.ndarray, y: np.ndarray) -> dict[str, float]:
 def calibrate(sessions: pd.DataFrame, decisions: pd.DataFrame, p_agent: np.ndarray) -> dict[str, Any]:
     """Every free parameter from the session table, the decisions and the detector's P(agent)."""
     rate, profile = arrival_profile(sessions["start_ms"])
-    xp = decisions["experiment_id"].astype("string").fillna("")
+    xp = decisions["cohort"].astype("string").fillna("")  # the shop's assignment, never the client's claim
     human = (xp == HUMAN_COHORT).to_numpy()
     agent = xp.str.startswith(AGENT_COHORT_PREFIX).to_numpy()
     y = decisions["purchased_this_product"].to_numpy(dtype=float)
@@ -111,7 +111,7 @@ def calibrate(sessions: pd.DataFrame, decisions: pd.DataFrame, p_agent: np.ndarr
         "sessions_per_hour": rate,
         "hour_profile": profile.tolist(),
         "agent_share": agent_share(sessions["labeled"], sessions["is_agent"], p_agent),
-        "agents": family_mix(sessions["experiment_id"]),
+        "agents": family_mix(sessions["cohort"]),
         "human_sensitivity": people["sensitivity"],
         "agent_sensitivity": agents["sensitivity"],
         "fits": {"people": people["per_cohort"], "agents": agents["per_cohort"]},

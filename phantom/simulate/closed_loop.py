@@ -17,54 +17,46 @@ import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib import error, parse, request
 
 import numpy as np
 import pandas as pd
+
+from phantom.serve.client import Replayer, ServiceError, SessionClient
+
+__all__ = ["Client", "ServiceError"]  # ServiceError: what a refused or unreachable service raises here too
 
 FUNNEL = ("add_to_cart", "remove_from_cart", "checkout", "purchase")
 ORDERS = ("time", "session")
 OfflineReplay = Callable[[pd.DataFrame], np.ndarray]  # decisions -> price ratios the arm's policy gives offline
 
 
-class ServiceError(RuntimeError):
-    """The service answered something the loop cannot use (the status and body are in the message)."""
-
-
-@dataclass(frozen=True)
+@dataclass
 class Client:
-    """A minimal JSON-over-HTTP client for the pricing service."""
+    """The pricing service as the loop uses it: each simulated visitor gets a session the service issues.
+
+    Built on the one session client (phantom.serve.client.Replayer): events are sent per visitor with its
+    token, prices asked with it; with `forwarded`, each visitor also comes from its own address
+    (X-Forwarded-For, for a service that trusts the loop as its proxy).
+    """
 
     base_url: str
     timeout_s: float = 10.0
+    forwarded: bool = False
 
-    def _call(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
-        data = None if body is None else json.dumps(body, default=_plain).encode()
-        req = request.Request(self.base_url.rstrip("/") + path, data=data, method=method)
-        req.add_header("Content-Type", "application/json")
-        try:
-            with request.urlopen(req, timeout=self.timeout_s) as resp:
-                return json.loads(resp.read())
-        except error.HTTPError as exc:
-            raise ServiceError(f"{method} {path}: HTTP {exc.code}: {exc.read()[:300]!r}") from None
-        except (error.URLError, TimeoutError, ConnectionError) as exc:
-            raise ServiceError(f"{method} {self.base_url}{path}: service unreachable ({exc})") from None
+    def __post_init__(self) -> None:
+        self.replayer = Replayer(SessionClient(self.base_url, self.timeout_s), forwarded=self.forwarded)
 
     def get(self, path: str) -> dict[str, Any]:
         """GET a JSON route (/version, /status)."""
-        return self._call("GET", path)
+        return self.replayer.client.get(path)
 
-    def ingest(self, events: list[dict[str, Any]]) -> dict[str, Any]:
-        """POST /api/ingest; a rejected event is an error (the loop only sends contract events)."""
-        out = self._call("POST", "/api/ingest", {"events": events})
-        if out.get("rejected"):
-            raise ServiceError(f"ingest rejected {len(out['rejected'])} events: {out['rejected'][:3]}")
-        return out
+    def ingest(self, events: list[dict[str, Any]]) -> int:
+        """Send events (of any visitors); a rejected event is an error (the loop only sends contract events)."""
+        return self.replayer.ingest(events)
 
     def price(self, mode: str, product_id: str, session_id: str, ts: int) -> dict[str, Any]:
-        """GET /api/{mode}/price/{product_id}?session_id=&ts=."""
-        query = parse.urlencode({"session_id": session_id, "ts": int(ts)})
-        return self._call("GET", f"/api/{mode}/price/{parse.quote(product_id)}?{query}")
+        """Price a view of a simulated visitor (the answer's session_id is the one the service issued)."""
+        return self.replayer.price(mode, product_id, session_id, int(ts))
 
 
 def _plain(x: Any) -> Any:
@@ -181,6 +173,7 @@ def _replay(
         decisions.append(
             {
                 "session_id": event["session_id"],
+                "issued_session_id": answer.get("session_id"),  # the service's id of this visitor
                 "event_id": event["event_id"],
                 "ts": int(event["ts"]),
                 "product_id": event["product_id"],
@@ -371,11 +364,13 @@ def feature_parity(logged: pd.DataFrame, decisions: pd.DataFrame, batch: pd.Data
     `logged`: the service's decision log (features as JSON), joined to the loop's decisions on
     (session, product, ts) to find each view's event id; counts per feature as `parity.compare`.
     """
-    import json
 
     from phantom.serve.parity import compare
 
     keys = ["session_id", "product_id", "ts"]
+    if "issued_session_id" in decisions:  # the log names the sessions the service issued: back to the visitors
+        back = dict(zip(decisions["issued_session_id"], decisions["session_id"], strict=True))
+        logged = logged.assign(session_id=logged["session_id"].map(back)).dropna(subset=["session_id"])
     logged = logged.astype({"ts": "int64"}).drop_duplicates(keys, keep=False)
     views = decisions[[*keys, "event_id"]].drop_duplicates(keys, keep=False)
     joined = logged.merge(views, on=keys, how="inner")

@@ -95,6 +95,16 @@ class Traffic:
     events: pd.DataFrame
     config: TrafficConfig
 
+    @property
+    def cohorts(self) -> pd.DataFrame:
+        """The shop's cohort assignment table (session_id, cohort): the experiments it placed sessions in.
+
+        Server-side: the simulated shop assigned these, so they are the labels' source (phantom.features.cohorts);
+        the visitors' events also carry the id, as a claim any client could forge.
+        """
+        placed = self.sessions.loc[self.sessions["experiment_id"].notna(), ["session_id", "experiment_id"]]
+        return placed.rename(columns={"experiment_id": "cohort"}).reset_index(drop=True)
+
 
 def _hex_ids(rng: np.random.Generator, n: int, prefix: str = "") -> np.ndarray:
     raw = rng.integers(0, np.iinfo(np.int64).max, size=n, dtype=np.int64)

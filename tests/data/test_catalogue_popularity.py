@@ -23,6 +23,7 @@ def world(tmp_path_factory):
     traffic = simulate(TrafficConfig(days=0.25, seed=3))
     traffic.events.to_parquet(root / "events.parquet")
     traffic.catalogue.drop(columns=["popularity"]).to_parquet(root / "catalogue.parquet")
+    traffic.cohorts.to_parquet(root / "cohorts.parquet")
     return root, traffic
 
 
@@ -39,6 +40,8 @@ def _features(root, tmp_path, source: str | None):
         str(root / "events.parquet"),
         "--catalogue",
         str(root / "catalogue.parquet"),
+        "--cohorts",
+        str(root / "cohorts.parquet"),
         "--out",
         str(tmp_path / "features"),
         "--metrics",

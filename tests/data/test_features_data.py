@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.fixture(scope="module")
 def world():
     traffic = simulate(TrafficConfig(days=0.5, seed=3))
-    return traffic, build(traffic.events, traffic.catalogue)
+    return traffic, build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
 
 
 def test_one_row_per_session_and_per_product_view(world):
@@ -96,7 +96,7 @@ def test_shuffled_and_resent_events_give_the_same_matrices(world):
     traffic, t = world
     events = traffic.events
     noisy = pd.concat([events.sample(frac=1.0, random_state=1), events.sample(200, random_state=2)], ignore_index=True)
-    again = build(noisy, traffic.catalogue, FeatureConfig(chunk_events=5_000))
+    again = build(noisy, traffic.catalogue, FeatureConfig(chunk_events=5_000), cohorts=traffic.cohorts)
     pd.testing.assert_frame_equal(t.sessions, again.sessions)
     pd.testing.assert_frame_equal(t.decisions, again.decisions)
     assert again.stats["duplicates_dropped"] == 200
@@ -137,6 +137,7 @@ def _write_raw(traffic, root: Path) -> None:
         table = pa.Table.from_pandas(events.iloc[part], schema=RAW_SCHEMA, preserve_index=False)
         pq.write_table(table, root / "events" / f"part-{i:05d}.parquet")
     traffic.catalogue.to_parquet(root / "catalogue.parquet")
+    traffic.cohorts.to_parquet(root / "cohorts.parquet")  # the shop's assignment: the labels
 
 
 def _run_stage(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
@@ -151,6 +152,8 @@ def _run_stage(tmp_path: Path, params: dict) -> subprocess.CompletedProcess:
         str(raw / "events"),
         "--catalogue",
         str(raw / "catalogue.parquet"),
+        "--cohorts",
+        str(raw / "cohorts.parquet"),
         "--out",
         str(out),
         "--metrics",

@@ -29,6 +29,9 @@ def test_generate_stage_writes_stream_truth_and_metrics(tmp_path):
     assert len(messages) == metrics["events"] + metrics["bad_events"] == metrics["messages"]
     assert len(injected) == metrics["bad_events"] > 0
     assert len(truth) == metrics["sessions"]
+    cohorts = pd.read_parquet(out / "cohorts.parquet")  # the shop's assignment table, beside the stream
+    assert list(cohorts.columns) == ["session_id", "cohort"] and cohorts["session_id"].is_unique
+    assert set(cohorts["session_id"]) == set(truth.loc[truth["experiment_id"].notna(), "session_id"])
     assert 0.2 < metrics["agent_share"] < 0.4
     catalogue = pd.read_parquet(out / "catalogue.parquet")
     assert {"product_id", "category", "base_price", "unit_cost"} <= set(catalogue.columns)

@@ -37,6 +37,7 @@ def workspace(tmp_path_factory) -> Path:
     (root / "data/features").mkdir(parents=True)
     shutil.move(root / "events.parquet", root / "data/raw/events/part-00000.parquet")
     shutil.move(root / "catalogue.parquet", root / "data/raw/catalogue.parquet")
+    shutil.move(root / "cohorts.parquet", root / "data/raw/cohorts.parquet")
     for table in ("sessions", "decisions"):
         shutil.move(root / f"{table}.parquet", root / f"data/features/{table}.parquet")
     shutil.copy(ROOT / "params.yaml", root / "params.yaml")

@@ -27,7 +27,7 @@ MAX_RELATIVE = 0.08  # |label mean / expected mean - 1| over all views
 @pytest.fixture(scope="module")
 def world():
     traffic = simulate(TrafficConfig(days=2, seed=2))
-    decisions = build(traffic.events, traffic.catalogue).decisions
+    decisions = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts).decisions
     truth = traffic.sessions.set_index("session_id").loc[decisions["session_id"]]
     expected = purchase_probability(
         truth["intercept"].to_numpy(),

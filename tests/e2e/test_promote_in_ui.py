@@ -126,7 +126,7 @@ def _build_and_serve(world: Path, env: dict[str, str], name: str, arbiter_dies: 
     with serve_bento(tag, env=serve_env, log_dir=log_dir, cwd=world) as (url, proc):
         ready_s = time.perf_counter() - started - built_s
         version = ss.get_json(f"{url}/version")
-        price = ss.get_json(f"{url}/api/ml/price/{product}?session_id=e2e-{name}")
+        price = ss.get_json(f"{url}/api/ml/price/{product}")  # a first visit: the service issues the session
         if arbiter_dies:
             os.kill(proc.pid, signal.SIGKILL)
             proc.wait()
@@ -178,7 +178,7 @@ def trained(server_starting) -> dict[str, tuple[object, object]]:
 
 
 def test_person_promotes_and_rolls_back_in_the_ui(
-    pricing_world, trained, tracking_server, browser, shots, tmp_path, monkeypatch
+    pricing_world, trained, server_starting, tracking_server, browser, shots, tmp_path, monkeypatch
 ) -> None:
     import mlflow
 
@@ -216,9 +216,18 @@ def test_person_promotes_and_rolls_back_in_the_ui(
     assert models.champion_versions([MODEL]) == {MODEL: v2}
     setup_s = time.perf_counter() - started
 
-    # ---- a person, in the browser ----------------------------------------------------------------
+    # ---- a person, in the browser, logged in as themselves (the model's owners gave them MANAGE) ----
+    import secrets
+
+    from phantom.registry import server
+
+    person = ("alice", secrets.token_urlsafe(12))
+    server.ensure_user(tracking_server, server_starting.accounts.admin, *person)
+    server.grant(tracking_server, server_starting.accounts.admin, person[0], MODEL, "MANAGE")
     clicks: list[str] = []
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    page = browser.new_page(
+        viewport={"width": 1600, "height": 1000}, http_credentials={"username": person[0], "password": person[1]}
+    )
     ui_started = time.perf_counter()
     ui.open_model(page, tracking_server, MODEL, clicks)
     page.screenshot(path=str(shots / "1-before-promotion.png"), full_page=True)
@@ -229,6 +238,8 @@ def test_person_promotes_and_rolls_back_in_the_ui(
     promote_ui_s = time.perf_counter() - ui_started
     lap("ui promotion")
     assert models.champion_versions([MODEL]) == {MODEL: v1}  # what a Bento build now pins
+    moved = json.loads(client.get_registered_model(MODEL).tags["audit.alias.champion"])
+    assert (moved["user"], moved["version"]) == (person[0], v1)  # the server recorded who moved it
 
     registering, world, register_log = pricing_world
     assert registering.wait(timeout=300) == 0, register_log.read_text()[-3000:]
@@ -280,6 +291,8 @@ def test_person_promotes_and_rolls_back_in_the_ui(
     lap("gate run 3")
     assert promoted["action"] == "promoted" and promoted["champion_before"] == int(v1)
     assert models.champion_versions([MODEL]) == {MODEL: v4}
+    moved = json.loads(client.get_registered_model(MODEL).tags["audit.alias.champion"])
+    assert (moved["user"], moved["version"]) == ("phantom-pipeline", v4)  # the gate, as its service account
 
     # ---- rollback: the same motion, back to v1, and v4 is no longer offered to the gate -------------
     rollback_started = time.perf_counter()

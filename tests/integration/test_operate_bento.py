@@ -26,6 +26,7 @@ def ops_service(built, tmp_path_factory):
     redis = start_redis(folder=work)
     env = {
         **env,
+        **ss.service_env(),
         "REDIS_URL": redis.url,
         "PHANTOM_DECISION_LOG": str(work / "log"),
         "PHANTOM_WORKERS": "2",  # two processes: the metrics must add up across them
@@ -51,7 +52,7 @@ def test_the_metrics_endpoint_has_every_domain_metric_and_counts_decisions(ops_s
     _, version = ss.get_json(f"{url}/version")
     product = version["examples"]["product_id"]
     for i in range(40):
-        status, _ = ss.get_json(f"{url}/api/ml/price/{product}?session_id=metrics-{i}")
+        status, _ = ss.get_json(f"{url}/api/ml/price/{product}", ss.session_headers(f"s_metrics{i}"))
         assert status == 200
     m = _metrics(url)
     for name in domain_metrics.NAMES:

@@ -12,8 +12,6 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import bentoml
@@ -21,6 +19,7 @@ import pandas as pd
 import pytest
 
 from phantom.events.broker import free_port
+from phantom.events.tokens import signer_from_env
 from phantom.serve.launch import local_redis, serve_bento
 from tests import serve_support as ss
 
@@ -42,6 +41,7 @@ def service(built, redis, kafka_broker):
     tag, env, root = built
     env = {
         **env,
+        **ss.service_env(),
         "REDIS_URL": redis.url,
         "KAFKA_BOOTSTRAP_SERVERS": kafka_broker,
         "PHANTOM_DECISION_LOG": str(root / "log"),
@@ -50,13 +50,14 @@ def service(built, redis, kafka_broker):
         yield url
 
 
-def _post(url: str, payload: object) -> tuple[int, dict]:
-    req = urllib.request.Request(url, data=json.dumps(payload).encode(), headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(req, timeout=10) as resp:
-            return resp.status, json.loads(resp.read())
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}")
+def _post(url: str, payload: dict) -> tuple[int, dict]:
+    """POST ingest events of one session with that session's token."""
+    sids = {e.get("session_id") for e in payload["events"] if isinstance(e, dict)} - {None}
+    return ss.post_json(url, payload, ss.session_headers(sids.pop()))
+
+
+def _price(url: str, product: str, sid: str, explain: bool = True) -> tuple[int, dict]:
+    return ss.get_json(f"{url}/api/ml/price/{product}{'?explain=true' if explain else ''}", ss.session_headers(sid))
 
 
 def session_events(root: Path, n: int = 12, session_suffix: str = "") -> list[dict]:
@@ -118,12 +119,10 @@ def test_ingest_updates_redis_features_and_publishes_events_and_decisions(built,
     _, _, root = built
     events = session_events(root, session_suffix="-ingest")
     status, out = _post(f"{service}/api/ingest", {"events": [*events, {"event_id": "bad"}]})
-    assert (
-        status == 200 and out["accepted"] == len(events) and out["rejected"][0]["reason"] == "missing_field:session_id"
-    )
+    assert status == 200 and out["accepted"] == len(events) and out["rejected"][0]["reason"] == "missing_field:ts"
     sid = events[0]["session_id"]
     product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[0]
-    status, price = ss.get_json(f"{service}/api/ml/price/{product}?session_id={sid}&explain=true")
+    status, price = _price(service, product, sid)
     assert status == 200 and price["features"]["event_count"] == len(events) and not price["degraded"]
     assert 0 <= price["p_agent"] <= 1 and 0 <= price["p_agent_detector"] <= 1
     assert price["model_versions"]["pricing-multitask"] == "1"
@@ -137,8 +136,14 @@ def test_ingest_updates_redis_features_and_publishes_events_and_decisions(built,
         ) >= len(events):
             break
     consumer.close()
-    mine = [json.loads(m.value) for m in got["user-interactions"] if m.key == sid.encode()]
+    messages = [m for m in got["user-interactions"] if m.key == sid.encode()]
+    mine = [json.loads(m.value) for m in messages]
     assert sorted(e["event_id"] for e in mine) == sorted(e["event_id"] for e in events)
+    # each event travels with the token it was verified with and the address it came from (the batch path checks them)
+    headers = [dict(m.headers) for m in messages]
+    signer = signer_from_env(ss.service_env())
+    assert {signer.verify(h["phantom-session-token"].decode()).session_id for h in headers} == {sid}
+    assert {h["phantom-client-addr"] for h in headers} == {b"127.0.0.1"}
     decisions = [json.loads(m.value) for m in got["price-decisions"]]
     assert price["decision_id"] in {d["decision_id"] for d in decisions}
 
@@ -168,7 +173,7 @@ def test_stream_updater_folds_the_topic_into_the_same_redis(built, service, redi
     done = _run(["-m", "pipelines.stream_features", *args], env, timeout=120)
     assert "applied 9 of 10 messages" in done.stderr
     product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[1]
-    _, price = ss.get_json(f"{service}/api/ml/price/{product}?session_id={events[0]['session_id']}&explain=true")
+    _, price = _price(service, product, events[0]["session_id"])
     assert price["features"]["event_count"] == 9
 
 
@@ -177,14 +182,14 @@ def test_redis_hung_or_down_degrades_to_the_fallback_never_5xx_and_recovers(buil
     product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[2]
     redis.pause()
     try:
-        answers = [ss.get_json(f"{service}/api/ml/price/{product}?session_id=s-fault-{i}") for i in range(5)]
+        answers = [_price(service, product, f"s-fault-{i}", explain=False) for i in range(5)]
         ingest = _post(f"{service}/api/ingest", {"events": session_events(root, n=3, session_suffix="-fault")})
     finally:
         redis.resume()
     assert all(status == 200 and body["degraded"] for status, body in answers)
     assert ingest[0] == 200 and ingest[1]["degraded"] and ingest[1]["accepted"] == 3
     time.sleep(1.3)  # the fallback's retry interval
-    status, body = ss.get_json(f"{service}/api/ml/price/{product}?session_id=s-fault-0")
+    status, body = _price(service, product, "s-fault-0", explain=False)
     assert status == 200 and not body["degraded"]
 
 
@@ -193,7 +198,7 @@ def test_exported_bento_serves_from_a_fresh_store_with_kafka_down(built, tmp_pat
     archive = tmp_path / "pricing.bento"
     bentoml_cli = str(Path(sys.executable).with_name("bentoml"))
     subprocess.run([bentoml_cli, "export", tag, str(archive)], env=env, check=True, capture_output=True, timeout=300)
-    fresh = {**env, "BENTOML_HOME": str(tmp_path / "fresh-home")}
+    fresh = {**env, **ss.service_env(), "BENTOML_HOME": str(tmp_path / "fresh-home")}
     subprocess.run([bentoml_cli, "import", str(archive)], env=fresh, check=True, capture_output=True, timeout=300)
     dead = f"127.0.0.1:{free_port()}"
     fresh.update(KAFKA_BOOTSTRAP_SERVERS=dead, PHANTOM_KAFKA_BUFFER="4", PHANTOM_DECISION_LOG=str(tmp_path / "log"))
@@ -203,7 +208,7 @@ def test_exported_bento_serves_from_a_fresh_store_with_kafka_down(built, tmp_pat
         status, out = _post(f"{url}/api/ingest", {"events": events})
         assert status == 200 and out["accepted"] == 6
         product = pd.read_parquet(root / "catalogue.parquet")["product_id"].iloc[0]
-        status, price = ss.get_json(f"{url}/api/ml/price/{product}?session_id={events[0]['session_id']}&explain=true")
+        status, price = _price(url, product, events[0]["session_id"])
         assert status == 200 and price["features"]["event_count"] == 6
         _, state = ss.get_json(f"{url}/status")
         kafka = state["kafka"]

@@ -30,7 +30,7 @@ def world():
     params = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train_detector"]
     params["tuning"].update(n_trials=4, max_rounds=300, early_stopping_rounds=30)
     traffic = simulate(TrafficConfig(days=2, seed=11))
-    sessions = build(traffic.events, traffic.catalogue).sessions
+    sessions = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts).sessions
     parts = splits.time_split(splits.labeled(sessions).astype({"is_agent": "int8"}), params["split"])
     trained = fit_detector(parts["train"], parts["val"], SESSION_FEATURES, params)
     return traffic, parts["test"], trained.detector

@@ -29,7 +29,7 @@ def workspace(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("detector")
     traffic = simulate(TrafficConfig(days=2, seed=5))
-    tables = build(traffic.events, traffic.catalogue)
+    tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
     (root / "features").mkdir()
     tables.sessions.to_parquet(root / "features" / "sessions.parquet")
     tables.sessions_early.to_parquet(root / "features" / "sessions_early.parquet")

@@ -35,10 +35,11 @@ def _world(cfg, catalogue):
     return simulate_events(sessions, catalogue, cfg, rng), sessions
 
 
-def _write_features(events: pd.DataFrame, catalogue: pd.DataFrame, folder: Path) -> None:
+def _write_features(events: pd.DataFrame, catalogue: pd.DataFrame, folder: Path, truth: pd.DataFrame) -> None:
     from phantom.features.aggregator import build
 
-    tables = build(events, catalogue)
+    cohorts = truth.loc[truth["experiment_id"].notna(), ["session_id", "experiment_id"]]  # the shop's assignment
+    tables = build(events, catalogue, cohorts=cohorts.rename(columns={"experiment_id": "cohort"}))
     folder.mkdir(parents=True)
     tables.sessions.to_parquet(folder / "sessions.parquet")
     tables.sessions_early.to_parquet(folder / "sessions_early.parquet")
@@ -65,8 +66,10 @@ def loop(tmp_path_factory):
     agents = {k: v for k, v in base.mix.agents.items() if k != "llm_agent"}
     events_a, truth_a = _world(replace(base, mix=Mix(0.3, dict(base.mix.humans), agents)), catalogue)
     events_b, truth_b = _world(replace(base, seed=32, start="2026-11-04", days=1.0), catalogue)
-    _write_features(events_a, catalogue, root / "A")
-    _write_features(pd.concat([events_a, events_b], ignore_index=True), catalogue, root / "AB")
+    _write_features(events_a, catalogue, root / "A", truth_a)
+    _write_features(
+        pd.concat([events_a, events_b], ignore_index=True), catalogue, root / "AB", pd.concat([truth_a, truth_b])
+    )
     truth_a.to_parquet(root / "truth_a.parquet")
     pd.concat([truth_a, truth_b], ignore_index=True).to_parquet(root / "truth_ab.parquet")
 

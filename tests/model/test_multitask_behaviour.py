@@ -30,7 +30,7 @@ def trained(tmp_path_factory):
     from phantom.simulate.traffic import TrafficConfig, simulate
 
     traffic = simulate(TrafficConfig(days=2, seed=5))
-    decisions, _ = usable(build(traffic.events, traffic.catalogue).decisions)
+    decisions, _ = usable(build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts).decisions)
     decisions["split"] = time_split(decisions, (0.7, 0.1, 0.2))
     train, val, test = (decisions[decisions["split"] == s].reset_index(drop=True) for s in ("train", "val", "test"))
     params = yaml.safe_load((REPO / "params.yaml").read_text())["train_multitask"]

@@ -31,7 +31,7 @@ def workspace(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("pricing")
     traffic = simulate(TrafficConfig(days=1.5, seed=9))
-    build(traffic.events, traffic.catalogue).decisions.to_parquet(root / "decisions.parquet")
+    build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts).decisions.to_parquet(root / "decisions.parquet")
     traffic.sessions.to_parquet(root / "ground_truth.parquet")
     traffic.catalogue.to_parquet(root / "catalogue.parquet")
 

@@ -34,6 +34,7 @@ class Shop:
         self.prices: list[dict] = []
         self.reject_type = reject_type
         self.known_before: list[int] = []  # at each price request: events received with ts before the view
+        self.tokens: dict[str, str] = {}  # token -> session id (the contract: the shop issues sessions)
 
     def arm(self, session_id: str) -> str:
         return "static" if hashlib.sha1(session_id.encode()).digest()[0] % 2 else "discount"
@@ -52,8 +53,18 @@ def _handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
+        def _session(self) -> str | None:
+            return shop.tokens.get(self.headers.get("X-Session-Token", ""))
+
         def do_POST(self) -> None:
+            if self.path == "/api/session":
+                sid = f"s_{len(shop.tokens)}"
+                shop.tokens[f"tok-{sid}"] = sid
+                return self._send(201, {"session_id": sid, "session_token": f"tok-{sid}"})
             batch = json.loads(self.rfile.read(int(self.headers["Content-Length"])))["events"]
+            sid = self._session()
+            if sid is None or any(e.get("session_id") != sid for e in batch):
+                return self._send(403, {"error": "session_mismatch", "reason": "session_mismatch"})
             rejected = [
                 {"index": i, "reason": "bad"}
                 for i, e in enumerate(batch)
@@ -65,7 +76,9 @@ def _handler(shop: Shop) -> type[BaseHTTPRequestHandler]:
         def do_GET(self) -> None:
             url = urlparse(self.path)
             _, _, mode, _, product = url.path.split("/")
-            sid = parse_qs(url.query)["session_id"][0]
+            sid = self._session()
+            if sid is None:
+                return self._send(401, {"error": "no token", "reason": "session_token_missing"})
             ts = int(parse_qs(url.query)["ts"][0])
             shop.known_before.append(sum(e["ts"] < ts for e in shop.events))
             if product not in shop.base:
@@ -205,8 +218,12 @@ def test_feature_parity_joins_the_service_log_to_the_batch_rows_of_the_same_view
     batch = build(closed_loop.sent_frame(loop.sent), catalogue, FeatureConfig()).decisions
     ratios = pd.Series(1.0, index=batch["event_id"].to_numpy())
     # a decision log as the service writes it: the batch features of each view, as JSON, keyed by (session, product, ts)
+    issued = dict(zip(loop.decisions["session_id"], loop.decisions["issued_session_id"], strict=False))
     logged = batch[["session_id", "product_id", "ts"]].assign(
-        ratio=1.0, degraded=False, features=[json.dumps(r) for r in batch[FEATURES].to_dict("records")]
+        session_id=batch["session_id"].map(issued),  # the service logs the sessions it issued
+        ratio=1.0,
+        degraded=False,
+        features=[json.dumps(r) for r in batch[FEATURES].to_dict("records")],
     )
     same = closed_loop.feature_parity(logged, loop.decisions, batch, ratios)
     assert same["decisions"] == len(loop.decisions) and same["parity_mismatches"] == 0

@@ -84,22 +84,57 @@ def test_sessions_early_cuts_after_k_events():
     assert full["start_ms"] == 0
 
 
-def test_labels_come_from_the_experiment_id_only():
+def test_labels_come_from_the_shops_cohorts_never_from_the_clients_experiment_id():
     rows = [
         *shopper("h", "xp_human_only"),
         *shopper("a", "xp_agent_scraper"),
         *shopper("o", "xp_checkout_v2"),
         *shopper("n", None),
+        *shopper("liar", "xp_human_only"),  # a bot that labels itself human: the shop never placed it
     ]
-    s = _build(rows).sessions.set_index("session_id")
+    cohorts = pd.DataFrame(
+        {"session_id": ["h", "a", "o", "ghost"], "cohort": ["xp_human_only", "xp_agent_scraper", "xp_checkout_v2", "x"]}
+    )
+    s = build(frame(rows), CATALOGUE, FeatureConfig(), cohorts=cohorts).sessions.set_index("session_id")
     assert s.loc["h", "is_agent"] == 0 and s.loc["h", "label_family"] == "human" and s.loc["h", "labeled"]
     assert s.loc["a", "is_agent"] == 1 and s.loc["a", "label_family"] == "scraper"
-    for sid in ("o", "n"):
+    for sid in ("o", "n", "liar"):
         assert s.loc[sid, "is_agent"] is pd.NA
         assert s.loc[sid, "label_family"] is None
         assert not s.loc[sid, "labeled"]
-    assert s.loc["o", "experiment_id"] == "xp_checkout_v2"
+    assert s.loc["o", "cohort"] == "xp_checkout_v2" and s.loc["liar", "cohort"] is None
+    assert s.loc["liar", "experiment_id"] == "xp_human_only"  # the claim is kept as data
     assert family_of("xp_agent_") == "unknown_agent"
+    # without the shop's table nothing is labeled, whatever the events say
+    assert not _build(rows).sessions["labeled"].any()
+
+
+def test_a_self_labelled_bot_changes_no_label_and_no_training_row():
+    """The same traffic with and without a bot claiming `xp_human_only`: every label and feature is equal."""
+    honest = [*shopper("h", "xp_human_only"), *shopper("bot", None)]
+    lying = [*shopper("h", "xp_human_only"), *shopper("bot", "xp_human_only")]
+    cohorts = pd.DataFrame({"session_id": ["h"], "cohort": ["xp_human_only"]})
+    a = build(frame(honest), CATALOGUE, FeatureConfig(), cohorts=cohorts)
+    b = build(frame(lying), CATALOGUE, FeatureConfig(), cohorts=cohorts)
+    for name in ("sessions", "decisions"):
+        left, right = getattr(a, name).drop(columns="experiment_id"), getattr(b, name).drop(columns="experiment_id")
+        pd.testing.assert_frame_equal(left, right)
+    labeled = b.sessions.loc[b.sessions["labeled"], "session_id"].tolist()
+    assert labeled == ["h"]  # the bot is not a training row of the detector (labeled sessions only)
+
+
+def test_a_bad_cohort_table_names_its_rule(tmp_path):
+    from phantom.features import cohorts
+
+    path = tmp_path / "cohorts.parquet"
+    pd.DataFrame({"session_id": ["a", "a"], "cohort": ["xp_human_only", "xp_agent_x"]}).to_parquet(path)
+    with pytest.raises(cohorts.CohortTableError, match=r"cohorts.parquet: session 'a' assigned to two cohorts"):
+        cohorts.read(path)
+    pd.DataFrame({"session": ["a"], "cohort": ["x"]}).to_parquet(path)
+    with pytest.raises(cohorts.CohortTableError, match="missing column"):
+        cohorts.read(path)
+    with pytest.raises(FileNotFoundError, match="cohort assignment table"):
+        cohorts.read(tmp_path / "missing.parquet")
 
 
 def test_purchase_labels():

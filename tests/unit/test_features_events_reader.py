@@ -51,16 +51,20 @@ def test_features_stage_reads_through_the_manifest(store_with_orphan, tmp_path, 
     class Stop(Exception):
         pass
 
-    def build(events, catalogue, cfg):
-        seen["events"] = events
+    def build(events, catalogue, cfg, cohorts=None):
+        seen["events"], seen["cohorts"] = events, cohorts
         raise Stop
 
     monkeypatch.setattr(aggregator, "build", build)
     catalogue = tmp_path / "catalogue.parquet"
     pd.DataFrame({"product_id": ["P1"], "base_price": [1.0]}).to_parquet(catalogue)
+    cohorts = tmp_path / "cohorts.parquet"
+    pd.DataFrame({"session_id": ["s"], "cohort": ["xp_human_only"]}).to_parquet(cohorts)
+    args = ["--events", str(store_with_orphan), "--catalogue", str(catalogue), "--cohorts", str(cohorts)]
     with pytest.raises(Stop):
-        features.main(["--events", str(store_with_orphan), "--catalogue", str(catalogue)])
+        features.main(args)
     assert seen["events"]["event_id"].tolist() == ["a", "b"]
+    assert seen["cohorts"].to_dict("records") == [{"session_id": "s", "cohort": "xp_human_only"}]
     assert list(seen["events"].columns) == features.EVENT_COLUMNS
 
 

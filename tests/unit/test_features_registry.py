@@ -28,9 +28,10 @@ def test_twenty_nine_features_in_fixed_groups():
 
 
 def test_layouts():
-    assert SESSION_COLUMNS[:8] == [
+    assert SESSION_COLUMNS[:9] == [
         "session_id",
         "experiment_id",
+        "cohort",
         "label_family",
         "is_agent",
         "labeled",
@@ -38,8 +39,15 @@ def test_layouts():
         "start_ms",
         "n_events",
     ]
-    assert SESSION_COLUMNS[8:] == SESSION_FEATURES
-    assert DECISION_COLUMNS[-5:] == ["is_agent", "labeled", "label_family", "experiment_id", "purchased_this_product"]
+    assert SESSION_COLUMNS[9:] == SESSION_FEATURES
+    assert DECISION_COLUMNS[-6:] == [
+        "is_agent",
+        "labeled",
+        "label_family",
+        "experiment_id",
+        "cohort",
+        "purchased_this_product",
+    ]
     assert len(set(DECISION_COLUMNS)) == len(DECISION_COLUMNS)
 
 

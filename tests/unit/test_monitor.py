@@ -27,7 +27,7 @@ def _sessions(n: int, seed: int, start: int = START, days: float = 1.0, scale: f
     frame["p_agent"] = rng.beta(1.2, 2.8, n)
     frame["session_id"] = [f"s{seed}-{i}" for i in range(n)]
     frame["start_ms"] = start + np.sort(rng.integers(0, int(days * DAY), n))
-    frame["experiment_id"] = None
+    frame["cohort"] = None
     frame["hour"] = frames.hour_of_day(frame["start_ms"])
     return frame
 
@@ -44,7 +44,7 @@ def _decisions(sessions: pd.DataFrame, seed: int, buy_shift: float = 0.0) -> pd.
     out["chosen_ratio"] = rng.choice(np.arange(0.7, 1.51, 0.05), n)
     out["session_id"] = rows["session_id"]
     out["ts"] = rows["start_ms"] + rng.integers(0, 60_000, n)
-    out["experiment_id"] = np.where(rng.random(n) < 0.5, "xp_human_only", None)
+    out["cohort"] = np.where(rng.random(n) < 0.5, "xp_human_only", None)
     p = np.clip(0.25 - 0.15 * out["price_ratio"] + buy_shift, 0.01, 0.99)
     out[frames.PURCHASE] = (rng.random(n) < p).astype(float)
     out["hour"] = frames.hour_of_day(out["ts"])
@@ -116,7 +116,7 @@ def test_price_buckets_hold_only_the_cohort() -> None:
     d = pd.DataFrame(
         {
             "price_ratio": [0.7, 0.95, 1.5, 1.2],
-            "experiment_id": ["xp_human_only", "xp_human_only", "xp_human_only", None],
+            "cohort": ["xp_human_only", "xp_human_only", "xp_human_only", None],
             frames.PURCHASE: [1.0, 0.0, 1.0, 1.0],
         }
     )
@@ -178,7 +178,7 @@ def _people(n_sessions: int, seed: int, sensitivity: float, start: int = START) 
         {
             "session_id": np.repeat([f"p{seed}-{i}" for i in range(n_sessions)], views),
             "ts": start + np.repeat(np.sort(rng.integers(0, DAY, n_sessions)), views),
-            "experiment_id": np.where(rng.random(n) < 0.8, "xp_human_only", None),
+            "cohort": np.where(rng.random(n) < 0.8, "xp_human_only", None),
             "price_ratio": np.repeat(ratio, views),
             frames.PURCHASE: (rng.random(n) < p).astype(float),
         }
@@ -188,7 +188,7 @@ def _people(n_sessions: int, seed: int, sensitivity: float, start: int = START) 
 def test_price_response_flags_a_sensitivity_change_and_not_a_same_distribution_sample() -> None:
     ref = _people(6000, seed=50, sensitivity=2.0)
     x, y, s = price_response.cohort_rows(ref, "xp_human_only")
-    assert x.size == (ref["experiment_id"] == "xp_human_only").sum()
+    assert x.size == (ref["cohort"] == "xp_human_only").sum()
     curve = price_response.fit(x, y, s, float(x.mean()))
     assert -3.0 < curve.slope < -1.0  # buying falls with price; heterogeneous WTP flattens the marginal slope
 
@@ -201,9 +201,7 @@ def test_price_response_flags_a_sensitivity_change_and_not_a_same_distribution_s
     assert shifted.failed and shifted.chi2 > 9.21, shifted
     assert shifted.window["slope"] < shifted.reference["slope"]  # people became more price-sensitive
 
-    none = price_response.check(
-        ref, _people(1500, seed=53, sensitivity=2.0).assign(experiment_id=None), "xp_human_only", 9.21
-    )
+    none = price_response.check(ref, _people(1500, seed=53, sensitivity=2.0).assign(cohort=None), "xp_human_only", 9.21)
     assert isinstance(none, str) and none.startswith("price response skipped")
 
 
@@ -231,8 +229,8 @@ def test_a_demand_shift_window_fails_naming_peoples_price_sensitivity(reference)
     last = windows.cut(two_days, d, 24, since_ms=START + 6 * DAY, lookback_hours=72)[-1]
     longer = judge.judge(last, ref_s, ref_d, cfg, False).verdict["price_response"]
     assert longer["hours"] == 48  # the lookback, clipped at since
-    both_days = (d["experiment_id"] == "xp_human_only") & (d["ts"] < last.end_ms)
-    one_day = (last.decisions["experiment_id"] == "xp_human_only").sum()
+    both_days = (d["cohort"] == "xp_human_only") & (d["ts"] < last.end_ms)
+    one_day = (last.decisions["cohort"] == "xp_human_only").sum()
     assert longer["window"]["views"] == both_days.sum() > 1.5 * one_day  # both days' views, not the window's
     moved = judge.judge(_window(s, _decisions_with_people(s, seed=63, sensitivity=3.5)), ref_s, ref_d, cfg, False)
     v = moved.verdict
@@ -248,7 +246,7 @@ def _decisions_with_people(sessions: pd.DataFrame, seed: int, sensitivity: float
     views = people.groupby(np.arange(len(people)) // 4).head(3).reset_index(drop=True)  # 3 views per session
     out["price_ratio"] = views["price_ratio"].to_numpy()
     out[frames.PURCHASE] = views[frames.PURCHASE].to_numpy()
-    out["experiment_id"] = views["experiment_id"].to_numpy()
+    out["cohort"] = views["cohort"].to_numpy()
     return out
 
 

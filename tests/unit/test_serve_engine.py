@@ -9,11 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from phantom.events.tokens import Key, Signer
 from phantom.features.registry import PRODUCT_FEATURES, SESSION_FEATURES
 from phantom.pricing.policies import rules
 from phantom.serve import parity
 from phantom.serve.decision_log import COLUMNS, ParquetDecisionLog
 from phantom.serve.engine import ModeUnavailable, PricingContext, PricingEngine, UnknownProduct, ab_arm
+from phantom.serve.gate import Gate
+from phantom.serve.limits import LimitConfig
 from phantom.serve.models import DetectorScorer, MultitaskScorer, RowScaler
 from phantom.serve.store import MemoryStore
 from tests import serve_support as ss
@@ -212,33 +215,56 @@ def test_decision_log_rotates_to_parquet_with_every_field(world, models, tmp_pat
     assert set(json.loads(ml["features"])) == set(SESSION_FEATURES) | set(PRODUCT_FEATURES)
 
 
-@pytest.fixture(scope="module")
-def client(world, models, tmp_path_factory):
+def make_gate(**limits) -> Gate:
+    """A gate with a fixed key, the given limits and loopback as the trusted proxy."""
+    from phantom.serve.address import AddressResolver, parse_proxies
+
+    return Gate(
+        Signer(Key("t1", b"test-key-0123456789abcdef")),
+        limits=LimitConfig(**limits),
+        resolver=AddressResolver(parse_proxies("127.0.0.1/32")),
+    )
+
+
+def api(engine, gate):
     from fastapi.testclient import TestClient
 
     from phantom.serve.api import create_app
 
+    # TestClient's peer is "testclient": not a trusted proxy, so X-Forwarded-For is ignored unless asked
+    return TestClient(
+        create_app(lambda: engine, lambda: {"bento": "test"}, dict, lambda: gate), client=("127.0.0.1", 5)
+    )
+
+
+@pytest.fixture(scope="module")
+def client(world, models, tmp_path_factory):
     engine = make_engine(world, models, tmp_path_factory.mktemp("api"))
-    return TestClient(create_app(lambda: engine, lambda: {"bento": "test"})), str(world.catalogue["product_id"].iloc[0])
+    return api(engine, make_gate(addr_rps=0, session_rps=0)), str(world.catalogue["product_id"].iloc[0])
 
 
 def test_api_prices_and_refuses_bad_requests_with_4xx(client):
     http, pid = client
-    ok = http.get(f"/api/ml/price/{pid}", params={"session_id": "s-9"})
-    assert ok.status_code == 200 and ok.json()["arm"] == "ml" and "features" not in ok.json()
-    assert http.get(f"/api/bogus/price/{pid}", params={"session_id": "s"}).status_code == 422
-    assert http.get(f"/api/ml/price/{pid}").status_code == 422  # no session
-    assert http.get(f"/api/ml/price/{pid}", params={"session_id": "a b"}).status_code == 422
-    missing = http.get("/api/ml/price/nope", params={"session_id": "s"})
+    first = http.get(f"/api/ml/price/{pid}")  # no session, no token: one is issued
+    assert first.status_code == 200 and first.json()["arm"] == "ml" and "features" not in first.json()
+    token = first.json()["session_token"]
+    assert first.headers["x-session-token"] == token and f"phantom_session={token}" in first.headers["set-cookie"]
+    auth = {"X-Session-Token": token}
+    again = http.get(f"/api/ml/price/{pid}", headers=auth)
+    assert again.json()["session_id"] == first.json()["session_id"] and "session_token" not in again.json()
+    assert http.get(f"/api/bogus/price/{pid}", headers=auth).status_code == 422
+    assert http.get(f"/api/ml/price/{pid}", params={"session_id": "a b"}, headers=auth).status_code == 422
+    missing = http.get("/api/ml/price/nope", headers=auth)
     assert missing.status_code == 404 and "catalogue" in missing.json()["error"]
-    assert http.get(f"/api/distilled/price/{pid}", params={"session_id": "s"}).status_code == 404
+    assert http.get(f"/api/distilled/price/{pid}", headers=auth).status_code == 404
     assert http.get("/version").json() == {"bento": "test"}
 
 
 def test_api_ingest_limits_and_per_event_reasons(client):
     http, _ = client
-    out = http.post("/api/ingest", json={"events": [1, None, {"session_id": "s"}]})
-    assert out.status_code == 200 and out.json()["accepted"] == 0
+    http.cookies.clear()
+    out = http.post("/api/ingest", json={"events": [1, None, {"event_type": "page_view"}]})
+    assert out.status_code == 200 and out.json()["accepted"] == 0 and out.json()["session_token"]
     assert [r["reason"] for r in out.json()["rejected"]] == ["not_an_object", "not_an_object", "missing_field:event_id"]
     assert http.post("/api/ingest", json={"events": [{}] * 1001}).status_code == 413
     assert (
@@ -249,3 +275,121 @@ def test_api_ingest_limits_and_per_event_reasons(client):
         http.post("/api/ingest", content=b"{not json", headers={"content-type": "application/json"}).status_code == 422
     )
     assert http.post("/api/ingest", json={"rows": []}).status_code == 422
+
+
+def _view(i: int, pid: str, **kw) -> dict:
+    return {
+        "event_id": f"e-{i}",
+        "ts": 1_767_225_600_000 + i,
+        "event_type": "product_view",
+        "product_id": pid,
+        "price": 10.0,
+        "page": "/p",
+        "user_agent": "HeadlessChrome",
+        **kw,
+    }
+
+
+def test_nobody_writes_into_another_visitors_session(world, models, tmp_path):
+    """The issue's attack: a third party posts events and price requests for a victim's session id."""
+    engine = make_engine(world, models, tmp_path)
+    http = api(engine, make_gate())
+    pid = str(world.catalogue["product_id"].iloc[0])
+    victim = http.post("/api/session").json()
+    vauth = {"X-Session-Token": victim["session_token"]}
+    before = http.get(f"/api/ml/price/{pid}", headers=vauth).json()
+    attacker = http.post("/api/session").json()
+    aauth = {"X-Session-Token": attacker["session_token"]}
+    flood = [_view(i, pid, session_id=victim["session_id"]) for i in range(50)]
+    http.cookies.clear()  # the attacker's own cookie would otherwise travel with every call
+    no_token = http.post("/api/ingest", json={"events": flood})
+    assert (no_token.status_code, no_token.json()["reason"]) == (401, "session_token_missing")
+    own_token = http.post("/api/ingest", json={"events": flood}, headers=aauth)
+    assert (own_token.status_code, own_token.json()["reason"]) == (403, "session_mismatch")
+    mixed = [_view(0, pid), _view(1, pid, session_id=victim["session_id"])]  # one of mine, one of the victim's
+    assert http.post("/api/ingest", json={"events": mixed}, headers=aauth).status_code == 403
+    forged = victim["session_token"][:-3] + "AAA"
+    bad = http.post("/api/ingest", json={"events": flood}, headers={"X-Session-Token": forged})
+    assert (bad.status_code, bad.json()["reason"]) == (401, "session_token_invalid")
+    by_query = http.get(f"/api/ml/price/{pid}", params={"session_id": victim["session_id"]})
+    assert (by_query.status_code, by_query.json()["reason"]) == (401, "session_token_missing")
+    assert (
+        http.get(f"/api/ml/price/{pid}", params={"session_id": victim["session_id"]}, headers=aauth).status_code == 403
+    )
+    after = http.get(f"/api/ml/price/{pid}", headers=vauth).json()
+    assert (after["p_agent"], after["price"]) == (before["p_agent"], before["price"])  # the victim's price is unchanged
+    odd = http.post(
+        "/api/ingest",
+        json={"events": [_view(7, pid, session_id=["x"]), _view(8, pid, session_id={"a": 1})]},
+        headers=aauth,
+    )
+    assert odd.status_code == 200 and [r["reason"] for r in odd.json()["rejected"]] == ["wrong_type:session_id"] * 2
+    mine = http.post("/api/ingest", json={"events": [_view(i, pid) for i in range(3)]}, headers=aauth).json()
+    assert mine["accepted"] == 3 and mine["session_id"] == attacker["session_id"]  # its own session: fine
+
+
+def test_the_cookie_carries_the_session_for_a_browser(world, models, tmp_path):
+    http = api(make_engine(world, models, tmp_path), make_gate())
+    pid = str(world.catalogue["product_id"].iloc[0])
+    first = http.get(f"/api/ml/price/{pid}")  # the TestClient keeps cookies like a browser
+    second = http.get(f"/api/ml/price/{pid}")
+    assert second.status_code == 200 and second.json()["session_id"] == first.json()["session_id"]
+    assert "HttpOnly" in first.headers["set-cookie"] and "SameSite=Lax" in first.headers["set-cookie"]
+    # a stale cookie (here: one no key of ours signed) is no session: the browser simply gets a new one ...
+    http.cookies.clear()
+    http.cookies.set("phantom_session", Signer(Key("old", b"x" * 24)).sign("s_gone"))
+    fresh = http.get(f"/api/ml/price/{pid}")
+    assert fresh.status_code == 200 and fresh.json()["session_id"] != first.json()["session_id"]
+    # ... while the same token sent as a header is refused, and naming a session with it is too
+    bad = {"X-Session-Token": Signer(Key("old", b"x" * 24)).sign("s_gone")}
+    assert http.get(f"/api/ml/price/{pid}", headers=bad).json()["reason"] == "session_token_invalid"
+    http.cookies.clear()
+    http.cookies.set("phantom_session", "garbage")
+    assert http.get(f"/api/ml/price/{pid}", params={"session_id": "s_gone"}).status_code == 401
+
+
+def test_floods_get_429_with_retry_after_and_leave_other_sessions_alone(world, models, tmp_path):
+    engine = make_engine(world, models, tmp_path)
+    http = api(engine, make_gate(session_rps=5, addr_rps=0, session_events_per_s=20))
+    pid = str(world.catalogue["product_id"].iloc[0])
+    flooder, other = (http.post("/api/session").json() for _ in range(2))
+    fauth, oauth = ({"X-Session-Token": s["session_token"]} for s in (flooder, other))
+    answers = [http.get(f"/api/ml/price/{pid}", headers=fauth) for _ in range(12)]
+    codes = [a.status_code for a in answers]
+    assert codes.count(200) <= 10 and 429 in codes  # 5 a second (twelve calls may straddle two windows)
+    refused = answers[codes.index(429)]
+    assert refused.json()["reason"] == "rate_limited" and refused.headers["retry-after"] == "1"
+    assert http.get(f"/api/ml/price/{pid}", headers=oauth).status_code == 200  # another session is not limited
+    big = http.post("/api/ingest", json={"events": [_view(i, pid) for i in range(30)]}, headers=oauth)
+    assert big.status_code == 429 and "session_events_per_s" in big.json()["error"]  # the event budget
+
+
+def test_forwarded_for_counts_only_from_a_trusted_proxy(world, models, tmp_path):
+    http = api(make_engine(world, models, tmp_path), make_gate(addr_rps=3, session_rps=0))
+    pid = str(world.catalogue["product_id"].iloc[0])
+    sess = http.post("/api/session", headers={"X-Forwarded-For": "198.51.100.1"}).json()
+    auth = {"X-Session-Token": sess["session_token"]}
+    # through the trusted proxy (the TestClient's peer 127.0.0.1) each visitor address has its own budget
+    for i in range(6):
+        out = http.get(f"/api/ml/price/{pid}", headers={**auth, "X-Forwarded-For": f"198.51.100.{10 + i}"})
+        assert out.status_code == 200
+    codes = [
+        http.get(f"/api/ml/price/{pid}", headers={**auth, "X-Forwarded-For": "198.51.100.99"}).status_code
+        for _ in range(6)
+    ]
+    assert 429 in codes
+
+
+def test_a_session_used_from_two_addresses_is_flagged_in_the_decision_log(world, models, tmp_path):
+    engine = make_engine(world, models, tmp_path)
+    http = api(engine, make_gate())
+    pid = str(world.catalogue["product_id"].iloc[0])
+    sess = http.post("/api/session", headers={"X-Forwarded-For": "198.51.100.1"}).json()
+    auth = {"X-Session-Token": sess["session_token"]}
+    http.get(f"/api/ml/price/{pid}", headers={**auth, "X-Forwarded-For": "198.51.100.1"})
+    assert engine.multi_origin_decisions == 0
+    http.get(f"/api/ml/price/{pid}", headers={**auth, "X-Forwarded-For": "203.0.113.7"})  # the token, stolen
+    assert engine.multi_origin_decisions == 1
+    logged = pd.read_parquet(engine.log.flush())
+    assert list(logged["session_origins"]) == [1, 2]
+    assert http.get("/status").json()["gate"]["keys"] == ["t1"]
