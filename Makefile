@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum
 PYTEST_ARGS ?=
 
 .PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain \
-	deploy-deps image run-image up rollout manifests
+	deploy-deps image run-image up rollout manifests prometheus prometheus-tools dashboard notebooks
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,7 +27,7 @@ run: install  ## the whole pipeline on embedded defaults (no services needed)
 	$(BIN)/dvc repro
 	$(BIN)/python -m pipelines.summary
 
-test: install lint chromium deploy-deps  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
+test: install lint chromium prometheus-tools deploy-deps  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 lint: install
@@ -85,6 +85,20 @@ mlflow-migrate: install  ## SQLite store -> the PostgreSQL store of `make mlflow
 	$(BIN)/python -m phantom.registry.migrate --source $${SOURCE:-sqlite:///mlflow.db} \
 	  --dest $${PHANTOM_MLFLOW_DB:-postgresql://phantom@127.0.0.1:5432/phantom_mlflow} \
 	  --artifacts-to $${PHANTOM_MLFLOW_ARTIFACTS:-mlartifacts}
+
+# Debian's Prometheus, promtool (rule checks and unit tests) and the Pushgateway (docs/operate.md).
+prometheus-tools:
+	@test -x /usr/bin/promtool -a -x /usr/bin/prometheus-pushgateway || { [ "$$(id -u)" = 0 ] || { echo "prometheus missing: run as root or apt-get install prometheus prometheus-pushgateway"; exit 1; }; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-pushgateway >/dev/null; }
+
+prometheus: install prometheus-tools  ## Prometheus on :$${PROMETHEUS_PORT:-9090} scraping PHANTOM_SCRAPE_TARGETS (host:port,...) with deploy/prometheus/rules, a Pushgateway on :$${PUSHGATEWAY_PORT:-9091}
+	$(BIN)/python -m phantom.ops.prometheus --pushgateway $${PUSHGATEWAY_PORT:-9091}
+
+notebooks: install  ## execute notebooks/ headless on this checkout's outputs (dvc pull or make run first); figures in reports/notebooks/
+	$(BIN)/python -m notebooks.execute
+
+dashboard: install  ## regenerate deploy/grafana/phantom.json (the Grafana dashboard as code)
+	$(BIN)/python -m phantom.ops.dashboard
 
 # Containers (docs/deploy.md): Debian's buildah (chroot isolation: no OCI runtime can set rlimits here),
 # debootstrap for the local base image, HAProxy in front of the replicas. Installed when missing (root).

@@ -13,7 +13,10 @@ bentofiles/pricing/build_info.json), then:
    `max_rps_p99_under_50ms`; closed loop at 1/8/32 connections;
 3. `mlflow models serve` of the same detector version (as many workers as the Bento), the same runs;
 4. schemathesis against the service's OpenAPI schema (`schemathesis_5xx`);
-5. Redis paused (hung) and then killed during traffic (`redis_down_5xx`), and recovery.
+5. Redis paused (hung) and then killed during traffic (`redis_down_5xx`), and recovery;
+6. schemathesis with every check (`schemathesis_all_checks_failures`) and the Redis outage drill: a real
+   Prometheus with the shipped rules scrapes a Bento whose Redis is stopped (`degraded_alert_fired`);
+   `--ops-only` runs just these two and adds them to --out.
 Each run records the CPU that other processes on the machine used meanwhile (cores).
 """
 
@@ -445,6 +448,27 @@ def redis_faults(url: str, redis: Any, reqs: list, idle_s: float, seconds: float
     return out
 
 
+def ops_metrics(tag: str, examples: int) -> dict[str, Any]:
+    """Schemathesis with every check, then the Redis outage drill (a real Prometheus, the shipped rules),
+    on a Bento and a Redis of their own (the drill stops that Redis)."""
+    from phantom.ops import drills
+    from phantom.serve.launch import serve_bento, start_redis, stop
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ops-"))
+    redis = start_redis(folder=work)
+    env = {"REDIS_URL": redis.url, "PHANTOM_DECISION_LOG": str(work / "decisions")}
+    try:
+        with serve_bento(tag, env=env, log_dir=work, cwd=work) as (url, _):
+            out = drills.schemathesis_all_checks(url, examples)
+            print(f"schemathesis all checks: {out['schemathesis_all_checks_summary']}", flush=True)
+            drill = drills.degraded_drill(url, lambda: stop(redis.proc))
+            print(f"degraded drill: {json.dumps(drill)}", flush=True)
+    finally:
+        stop(redis.proc)
+    out.pop("schemathesis_all_checks_output", None)
+    return {**out, "degraded_alert_fired": bool(drill["degraded_alert_fired"]), "degraded_drill": drill}
+
+
 def main() -> None:
     """Run everything, print, write the metrics JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -464,6 +488,11 @@ def main() -> None:
     parser.add_argument("--schemathesis-examples", type=int, default=50)
     parser.add_argument("--skip-mlflow", action="store_true")
     parser.add_argument("--mlflow-only", action="store_true", help="add only the mlflow-serve figures to --out")
+    parser.add_argument(
+        "--ops-only",
+        action="store_true",
+        help="add only schemathesis (all checks) and the degraded-alert drill to --out",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "metrics/serve.json")
     args = parser.parse_args()
     import signal
@@ -482,6 +511,12 @@ def main() -> None:
         metrics.update(mlflow_metrics(info, rates, conns, args.seconds, ladder))
         args.out.write_text(json.dumps(metrics, indent=2) + "\n")
         print(json.dumps({k: metrics[k] for k in ("mlflow_p99_ms_at_500rps", "mlflow_max_rps_p99_under_50ms")}))
+        return
+    if args.ops_only:
+        metrics = json.loads(args.out.read_text()) if args.out.exists() else {"bento": tag}
+        metrics.update(ops_metrics(tag, args.schemathesis_examples))
+        args.out.write_text(json.dumps(metrics, indent=2) + "\n")
+        print(json.dumps({k: metrics[k] for k in ("schemathesis_all_checks_failures", "degraded_alert_fired")}))
         return
     work = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     redis = start_redis(folder=work)
@@ -518,6 +553,7 @@ def main() -> None:
             metrics["redis_faults"] = {k: (_round(v) if isinstance(v, dict) else v) for k, v in faults.items()}
             metrics["redis_down_5xx"] = faults["redis_down_5xx"]
             print(f"redis faults: {json.dumps(metrics['redis_faults'])}", flush=True)
+        metrics.update(ops_metrics(tag, args.schemathesis_examples))
         if not args.skip_mlflow:
             metrics.update(mlflow_metrics(info, rates, conns, args.seconds, ladder))
     finally:
@@ -533,6 +569,8 @@ def main() -> None:
         "schemathesis_5xx",
         "parity_mismatches",
         "redis_down_5xx",
+        "schemathesis_all_checks_failures",
+        "degraded_alert_fired",
     )
     for k in keys:
         print(f"{k:32s} {metrics.get(k)}")

@@ -19,6 +19,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from phantom.experiment.config import ReadoutConfig  # the A/B readout (docs/operate.md)
 from phantom.monitor.config import MonitorConfig, ReferenceConfig  # the monitor's sections (docs/monitor.md)
 
 PositiveInt = Annotated[int, Field(ge=1)]
@@ -644,6 +645,7 @@ class Params(Section):
     monitor_reference: ReferenceConfig
     monitor: MonitorConfig
     simulate: SimulateParams | None = None
+    ab_report: ReadoutConfig = Field(default_factory=ReadoutConfig)
     deploy: DeployParams | None = None
 
 

@@ -132,8 +132,26 @@ def _write(judged: list, skipped: list[str], args: argparse.Namespace, cfg) -> N
         "window_hours": cfg.window_hours,
     }
     write_json(args.metrics, metrics)
+    _export(verdicts, args.reports / "metrics.prom")
     if not args.no_mlflow:
         _log_mlflow(args, cfg, metrics, table, fig)
+
+
+def _export(verdicts: list, path: Path) -> None:
+    """The newest verdict as Prometheus metrics: a textfile, and a push when PHANTOM_PUSHGATEWAY is set."""
+    import os
+
+    from phantom.monitor import export
+
+    reg = export.registry(verdicts)
+    console.print(f"wrote {export.write(reg, path)}")
+    gateway = os.environ.get("PHANTOM_PUSHGATEWAY")
+    if gateway:
+        try:
+            export.push(reg, gateway)
+            console.print(f"pushed the drift metrics to {gateway}")
+        except OSError as exc:  # the verdict is written; a missing gateway must not fail the stage
+            console.print(f"[yellow]could not push the drift metrics to {gateway}: {exc}[/]")
 
 
 def _log_mlflow(args, cfg, metrics, table, fig) -> None:

@@ -265,6 +265,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path)
     parser.add_argument("--registry", default=None, help="tracking URI (default: sqlite under ROOT)")
     parser.add_argument("--only", choices=(DETECTOR, MULTITASK), default=None)
+    parser.add_argument("--days", type=float, default=0.15, help="days of simulated traffic")
     parser.add_argument(
         "--repromote",
         choices=(DETECTOR, MULTITASK),
@@ -275,8 +276,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.repromote:
         print(json.dumps(repromote(args.repromote, args.registry or f"sqlite:///{args.root / 'mlflow.db'}")))
         return
-    world = make_world(days=0.15)
+    world = make_world(days=args.days)
     world.catalogue.to_parquet(args.root / "catalogue.parquet", index=False)
+    world.cohorts.to_parquet(args.root / "cohorts.parquet", index=False)
+    world.sessions.to_parquet(args.root / "sessions.parquet", index=False)
     world.decisions.to_parquet(args.root / "decisions.parquet", index=False)
     world.events.to_parquet(args.root / "events.parquet", index=False)
     (args.root / "policy.json").write_text(json.dumps(policy()))

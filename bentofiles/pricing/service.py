@@ -39,7 +39,13 @@ def _version() -> dict:
 
 
 LEAN = runtime.http_stack() == "lean"  # PHANTOM_HTTP_STACK (docs/deploy.md, "CPU per request")
-app = create_app(_engine, _version, lambda: runtime.status(_state["engine"], _state["publisher"]), lean=LEAN)
+app = create_app(
+    _engine,
+    _version,
+    lambda: runtime.status(_state["engine"], _state["publisher"]),
+    examples=BUILD_INFO.get("examples"),
+    lean=LEAN,
+)
 
 
 @bentoml.service(
@@ -63,16 +69,20 @@ class Pricing:
     context = bentoml.models.BentoModel(BUILD_INFO["models"]["context"]["tag"])
 
     def __init__(self) -> None:
+        from phantom.serve.domain_metrics import DomainMetrics
+
         runtime.one_thread()
         versions = {v["registry"]: v["version"] for v in BUILD_INFO["models"].values() if v.get("registry")}
         versions["bento"] = _version()["bento"]
+        metrics = DomainMetrics()  # here, in the worker: BentoML has set PROMETHEUS_MULTIPROC_DIR by now
         engine, publisher = runtime.build_engine(
             bentoml.mlflow.load_model(self.detector),
             bentoml.mlflow.load_model(self.multitask),
             self.context.path,
             versions,
+            metrics=metrics,
         )
-        _state.update(engine=engine, publisher=publisher)
+        _state.update(engine=engine, publisher=publisher, watcher=runtime.watch(engine, publisher, metrics))
         gc.collect()
         gc.freeze()  # the import-time heap is never collected again: no 70-100 ms full collections
 
@@ -84,6 +94,8 @@ class Pricing:
     def close(self) -> None:
         """Flush the decision log and the Kafka buffer."""
         engine, publisher = _state["engine"], _state["publisher"]
+        if _state.get("watcher") is not None:
+            _state["watcher"].close()
         if engine is not None:
             engine.log.close()
         if publisher is not None:

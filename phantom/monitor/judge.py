@@ -107,6 +107,10 @@ def judge(
     else:
         verdict["price_response"] = response
     verdict.update(sessions=len(window.sessions), decisions=len(window.decisions))
+    verdict["column_drift"] = {  # per column: the drift score and its threshold (exported as metrics)
+        r.table: {c: {"score": d.get("score"), "threshold": d.get("threshold")} for c, d in r.drift.items()}
+        for r in results
+    }
     return Judged(verdict, snapshots, len(window.sessions), len(window.decisions))
 
 

@@ -1,12 +1,16 @@
 """The HTTP API of the pricing service (FastAPI), mounted in the Bento and testable without it.
 
 `create_app(get_engine)` builds the app; `get_engine()` returns the loaded PricingEngine (the
-Bento's service instance sets it after loading its models). Errors are mapped once: a
-`ServeError` becomes its status with `{"error": reason}`; bad parameters are FastAPI's 422; a
-body over `max_body_bytes` is 413; an ingest batch over `max_batch` events is 413.
+Bento's service instance sets it after loading its models). Errors are mapped once, every 4xx
+in the `ErrorResponse` shape `{"error": text, "reason": code}`: a `ServeError` becomes its
+status and reason; bad parameters or a malformed body are 422 `invalid_request` (the first
+problems named), a body that is not even text 400 `unreadable_body`; an unknown route 404 `not_found`, a wrong method 405 `method_not_allowed`; a
+body over `max_body_bytes` 413 `body_too_large`; an ingest batch over `max_batch` events 413
+`batch_too_large`. The OpenAPI schema carries example ids (a product of the Bento's catalogue)
+so that a fuzzer reaches the pricing code instead of stopping at 404.
 
 Every /api/ call passes the trust boundary first (phantom.serve.gate, `get_gate()`): sessions are
-issued by the service and acted on only with their token; 401 / 403 / 429 carry a `reason`.
+issued by the service and acted on only with their token; 401 / 403 / 429 carry their `reason`.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from pydantic import BaseModel, Field
-from starlette.requests import Request  # module level: FastAPI resolves the handlers' annotations here
+from starlette.requests import Request  # module level: FastAPI resolves the route's annotations here
 
 from phantom.serve.engine import PricingEngine, ServeError
 from phantom.serve.gate import Gate, GateMiddleware, Refused
@@ -117,14 +121,18 @@ class SessionResponse(BaseModel):
 
 
 class ErrorResponse(BaseModel):
-    """A refused request."""
+    """A refused request: what was wrong, in words and as a stable code."""
 
-    error: str
-    reason: str | None = Field(
-        default=None,
-        description="machine-readable cause of a 401/403/429: session_token_missing, session_token_invalid, "
-        "session_token_expired, session_token_key_retired, session_mismatch, rate_limited",
+    error: str = Field(description="what was wrong", examples=["product 'X1' is not in the catalogue"])
+    reason: str = Field(
+        description="a stable code for clients: unknown_product, invalid_request, not_found, body_too_large, ...; "
+        "401/403/429: session_token_missing, session_token_invalid, session_token_expired, "
+        "session_token_key_retired, session_mismatch, rate_limited",
+        examples=["unknown_product"],
     )
+
+
+DEFAULT_EXAMPLES = {"product_id": "P00042", "session_id": "s_AAAAAAAAAAAAAAAAAAAAAA"}
 
 
 class BodyLimit:
@@ -160,9 +168,28 @@ class _TooLarge(Exception):
 
 
 async def _too_large(send: Callable, limit: int) -> None:
-    body = b'{"error":"request body over %d bytes"}' % limit
+    body = b'{"error":"request body over %d bytes","reason":"body_too_large"}' % limit
     await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json")]})
     await send({"type": "http.response.body", "body": body})
+
+
+def validation_message(errors: list[dict[str, Any]], limit: int = 3) -> str:
+    """The first validation problems as one line: `query.session_id: String should match pattern ...`."""
+    parts = []
+    for err in errors[:limit]:
+        where = ".".join(str(x) for x in err.get("loc", ()))
+        parts.append(f"{where}: {err.get('msg', 'invalid')}")
+    more = f" (and {len(errors) - limit} more)" if len(errors) > limit else ""
+    return "invalid request: " + "; ".join(parts) + more
+
+
+HTTP_REASONS = {
+    400: "unreadable_body",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "body_too_large",
+    415: "unsupported_media_type",
+}
 
 
 def create_app(
@@ -170,21 +197,26 @@ def create_app(
     version_info: Callable[[], Mapping[str, Any]] = dict,
     status_info: Callable[[], Mapping[str, Any]] = dict,
     get_gate: Callable[[], Gate] | None = None,
+    examples: Mapping[str, str] | None = None,
     lean: bool = True,
 ) -> Any:
     """The FastAPI app of the service; `get_gate` defaults to one gate built from the environment.
 
-    `lean` (the default, `PHANTOM_HTTP_STACK=lean`): request metrics by route template and GET /metrics
+    `examples` (product_id, session_id) go into the OpenAPI schema. `lean` (the default,
+    `PHANTOM_HTTP_STACK=lean`): request metrics by route template and GET /metrics
     (phantom.serve.http_metrics), FastAPI's own OpenTelemetry instrumentation off. Otherwise the app
     leaves metrics and tracing to BentoML's defaults (`PHANTOM_HTTP_STACK=bentoml`, for comparison).
     """
     import msgspec
     from fastapi import FastAPI, Path, Query
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
+    from starlette.exceptions import HTTPException
 
     if get_gate is None:
         get_gate = functools.cache(Gate.from_env)
 
+    ex = {**DEFAULT_EXAMPLES, **(examples or {})}
     encode = msgspec.json.Encoder().encode  # answer bodies: ~5x faster than json.dumps, same JSON
     off = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
     app = FastAPI(
@@ -193,13 +225,23 @@ def create_app(
         description="Agent-aware prices for product views; event ingestion into the online feature store.",
         version="1",
     )
-    errors = {s: {"model": ErrorResponse} for s in (400, 401, 403, 404, 413, 429)}
+    err = {"model": ErrorResponse}
+    errors = {s: err for s in (400, 401, 403, 404, 413, 422, 429)}
 
     @app.exception_handler(ServeError)
     async def serve_error(_: Request, exc: ServeError) -> JSONResponse:
         if isinstance(exc, Refused):
             return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
-        return JSONResponse({"error": str(exc)}, status_code=exc.status)
+        return JSONResponse({"error": str(exc), "reason": exc.reason}, status_code=exc.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"error": validation_message(list(exc.errors())), "reason": "invalid_request"}, 422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        reason = HTTP_REASONS.get(exc.status_code, f"http_{exc.status_code}")
+        return JSONResponse({"error": str(exc.detail), "reason": reason}, exc.status_code, headers=exc.headers)
 
     def answer(request: Request, body: dict[str, Any], status: int = 200) -> Response:
         # a Response skips FastAPI's re-validation of our own output (the response models document it)
@@ -218,11 +260,12 @@ def create_app(
     async def price(
         request: Request,
         mode: Mode,
-        product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id"),
+        product_id: str = Path(pattern=ID_PATTERN, description="catalogue product id", examples=[ex["product_id"]]),
         session_id: str | None = Query(
             default=None,
             pattern=ID_PATTERN,
             description="the session (optional: the token's); none and no token: a new session is issued",
+            examples=[ex["session_id"]],
         ),
         ts: int | None = Query(default=None, ge=0, le=2**62, description="decision time, epoch ms (default: now)"),
         explain: bool = Query(
@@ -230,6 +273,9 @@ def create_app(
         ),
     ) -> Any:
         """Price one product view for a session (send its token in X-Session-Token)."""
+        unknown = sorted(set(request.query_params) - PRICE_QUERY)
+        if unknown:  # a misspelt parameter (`sesion_id=`, `explian=`) must not be silently ignored
+            raise _UnknownParameter(f"invalid request: unknown query parameter(s) {', '.join(unknown)}")
         engine = get_engine()
         caller = request.state.caller
         sid = get_gate().for_price(caller, session_id)
@@ -273,5 +319,14 @@ def create_app(
     return app
 
 
+PRICE_QUERY = frozenset({"session_id", "ts", "explain"})
+
+
+class _UnknownParameter(ServeError):
+    status = 422
+    reason = "invalid_request"
+
+
 class _BatchTooLarge(ServeError):
     status = 413
+    reason = "batch_too_large"

@@ -194,6 +194,7 @@ def build(
             ),
         },
         "policy": dict(spec["policy"]),  # objective and the agent calibration: what the service prices with
+        "examples": {"product_id": str(catalogue["product_id"].iloc[0])},  # OpenAPI examples: fuzzers reach pricing
     }
     info_path.write_text(json.dumps(info, indent=2))
     labels = {

@@ -46,21 +46,24 @@ EVENTS_TOPIC = "user-interactions"
 
 
 class ServeError(Exception):
-    """A request the service refuses, with its HTTP status."""
+    """A request the service refuses, with its HTTP status and a stable reason code."""
 
     status = 400
+    reason = "bad_request"
 
 
 class UnknownProduct(ServeError):
     """The product is not in the catalogue (no list price to start from)."""
 
     status = 404
+    reason = "unknown_product"
 
 
 class ModeUnavailable(ServeError):
     """The mode is valid but this Bento cannot price with it."""
 
     status = 404
+    reason = "mode_unavailable"
 
 
 @dataclass(frozen=True)
@@ -121,6 +124,7 @@ class PricingEngine:
         publisher: Any | None = None,
         check_time: bool = True,
         limits: Any | None = None,  # phantom.events.contract.Limits (default: the contract's)
+        metrics: Any | None = None,  # phantom.serve.domain_metrics.DomainMetrics (None: not counted)
     ) -> None:
         self.ctx = ctx
         self.pricer = ctx.pricer
@@ -133,6 +137,7 @@ class PricingEngine:
         self.versions = dict(versions or {})
         self.publisher = publisher
         self.check_time = check_time
+        self.metrics = metrics
         if limits is None:
             from phantom.events.contract import Limits
 
@@ -211,6 +216,8 @@ class PricingEngine:
         if origins > 1:
             self.multi_origin_decisions += 1
         self.log.write(record({**decision, "session_origins": origins}, row))
+        if self.metrics is not None:
+            self.metrics.decision(decision)
         if explain:
             return {**decision, "features": row, "reasons": self._reasons(arm, row, decision)}
         return decision
@@ -290,4 +297,8 @@ class PricingEngine:
                     value = json.dumps(event, separators=(",", ":")).encode()
                     self.publisher.offer(EVENTS_TOPIC, sid.encode(), value, headers)
         rejected.sort(key=lambda r: r["index"])
-        return {"accepted": accepted, "rejected": rejected, "degraded": self.store.degraded}
+        degraded = self.store.degraded
+        if self.metrics is not None:
+            corrupt = sum(r["reason"] == "session_state_corrupt" for r in rejected)
+            self.metrics.ingest(accepted, len(rejected) - corrupt, degraded, corrupt)
+        return {"accepted": accepted, "rejected": rejected, "degraded": degraded}

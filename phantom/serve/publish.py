@@ -44,6 +44,7 @@ class BufferedPublisher:
         self._buf: deque[tuple[str, bytes | None, bytes, list | None]] = deque()
         self._cv = threading.Condition()
         self._stats = PublisherStats()
+        self.dropped_by_topic: dict[str, int] = {}  # what `dropped` counts, per topic (domain metrics)
         self._producer: Any = None
         self._stop = False
         self._thread = threading.Thread(target=self._run, name="kafka-publisher", daemon=True)
@@ -56,11 +57,21 @@ class BufferedPublisher:
         with self._cv:
             self._stats.offered += 1
             if len(self._buf) >= self.capacity:
-                self._stats.dropped += 1
+                self._drop(topic)
                 return False
             self._buf.append((topic, key, value, headers))
             self._cv.notify()
             return True
+
+    def _drop(self, topic: str, n: int = 1) -> None:
+        """Count dropped messages (call with the lock held)."""
+        self._stats.dropped += n
+        self.dropped_by_topic[topic] = self.dropped_by_topic.get(topic, 0) + n
+
+    def drops(self) -> dict[str, int]:
+        """Dropped messages per topic so far."""
+        with self._cv:
+            return dict(self.dropped_by_topic)
 
     def stats(self) -> PublisherStats:
         """A copy of the counters."""
@@ -92,7 +103,7 @@ class BufferedPublisher:
             if len(self._buf) < self.capacity:
                 self._buf.appendleft(message)
             else:
-                self._stats.dropped += 1
+                self._drop(message[0])
             self._stats.connected = False
 
     def _sent(self, _: Any) -> None:
@@ -154,7 +165,8 @@ class BufferedPublisher:
         self.flush(2.0)
         self._stop = True
         with self._cv:
-            self._stats.dropped += len(self._buf)
+            for topic, _, _ in self._buf:
+                self._drop(topic)
             self._buf.clear()
             self._cv.notify_all()
         self._thread.join(timeout=5)

@@ -97,8 +97,9 @@ def build_engine(
     context_dir: Path | str,
     versions: Mapping[str, Any],
     env: Mapping[str, str] = os.environ,
+    metrics: Any | None = None,
 ) -> tuple[PricingEngine, Any]:
-    """The engine on loaded pyfunc models; returns (engine, publisher or None)."""
+    """The engine on loaded pyfunc models; returns (engine, publisher or None). `metrics`: DomainMetrics to count into."""
     from phantom.serve.decision_log import KafkaDecisionLog, ParquetDecisionLog
     from phantom.serve.models import DetectorScorer, MultitaskScorer
     from phantom.serve.publish import BufferedPublisher
@@ -110,6 +111,7 @@ def build_engine(
         timeout_s=float(env.get("PHANTOM_REDIS_TIMEOUT_MS", "50")) / 1000,
         retry_s=float(env.get("PHANTOM_REDIS_RETRY_S", "1")),
         write_timeout_s=float(env.get("PHANTOM_REDIS_WRITE_TIMEOUT_MS", "500")) / 1000,
+        listener=metrics.store_state if metrics is not None else None,
     )
     servers = (env.get("KAFKA_BOOTSTRAP_SERVERS") or "").strip()
     publisher = BufferedPublisher(servers, capacity=int(env.get("PHANTOM_KAFKA_BUFFER", "100000"))) if servers else None
@@ -131,8 +133,27 @@ def build_engine(
         publisher=publisher,
         check_time=env.get("PHANTOM_CHECK_EVENT_TIME", "1") not in ("0", "false", "no"),
         limits=event_limits(env),
+        metrics=metrics,
     )
     return engine, publisher
+
+
+def watch(engine: PricingEngine, publisher: Any, metrics: Any, period_s: float = 1.0) -> Any:
+    """Set the model-version info metric and start the thread that pings the store and moves drop counters."""
+    from phantom.serve.decision_log import DECISIONS_TOPIC
+    from phantom.serve.domain_metrics import Syncer
+
+    metrics.models(engine.versions)
+
+    def tick() -> None:
+        engine.store.ping()  # a ResilientStore logs and reports a change of state
+        drops = publisher.drops() if publisher is not None else {}
+        log_stats = engine.log.stats()
+        if log_stats.get("sink") == "kafka":
+            log_stats = {"dropped": drops.get(DECISIONS_TOPIC, 0)}
+        metrics.sync_drops(log_stats, drops)
+
+    return Syncer(metrics, tick, period_s)
 
 
 def event_limits(env: Mapping[str, str] = os.environ) -> Any:

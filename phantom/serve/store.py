@@ -15,6 +15,7 @@ slow it answers from the fallback with `degraded=True` and retries Redis after a
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -30,6 +31,7 @@ PRODUCT_KEY = "product_demand:{}"
 PRODUCT_VIEWS_KEY = "product_recent_views:{}"
 PRODUCT_BUYS_KEY = "product_recent_buys:{}"
 TTL_SECONDS = 3600
+log = logging.getLogger(__name__)
 
 
 class CorruptState(ValueError):
@@ -291,12 +293,37 @@ class ResilientStore(OnlineStore):
     catches up from the topic.
     """
 
-    def __init__(self, primary: OnlineStore, fallback: OnlineStore | None = None, retry_s: float = 1.0) -> None:
+    def __init__(
+        self,
+        primary: OnlineStore,
+        fallback: OnlineStore | None = None,
+        retry_s: float = 1.0,
+        listener: Callable[[bool], None] | None = None,
+    ) -> None:
         self.primary = primary
         self.fallback = fallback or MemoryStore()
         self.retry_s = retry_s
         self._down_until = {"read": 0.0, "write": 0.0}
         self.failures = {"read": 0, "write": 0}
+        self.listener = listener  # called with False when the primary goes away, True when it is back
+        self.up = True  # the primary answered last time it was asked
+        self._state_lock = threading.Lock()
+
+    def _state(self, up: bool, why: str) -> None:
+        """Log (and tell the listener) when the primary changes state; nothing when it stays."""
+        with self._state_lock:
+            if up == self.up:
+                return
+            self.up = up
+        if up:
+            log.warning("online store: primary is back (%s); reads and writes return to it", why)
+        else:
+            log.warning("online store: primary is down (%s); answering from the in-process fallback, degraded", why)
+        if self.listener is not None:
+            try:
+                self.listener(up)
+            except Exception:  # a listener's failure never fails a request
+                log.exception("online store: state listener failed")
 
     def _up(self, kind: str) -> bool:
         return time.monotonic() >= self._down_until[kind]
@@ -306,19 +333,24 @@ class ResilientStore(OnlineStore):
         """True while reads or writes go to the fallback."""
         return not (self._up("read") and self._up("write"))
 
-    def _failed(self, kind: str) -> None:
+    def _failed(self, kind: str, exc: BaseException | None = None) -> None:
         self.failures[kind] += 1
         self._down_until[kind] = time.monotonic() + self.retry_s
+        self._state(False, f"{kind} failed: {type(exc).__name__}: {exc}" if exc is not None else f"{kind} failed")
 
     def read(self, session_id: str, product_id: str, ts: int, window_ms: int) -> Snapshot:
         """From the primary, or from the fallback (degraded) while the primary is down."""
         if self._up("read"):
             try:
-                return self.primary.read(session_id, product_id, ts, window_ms)
+                snap = self.primary.read(session_id, product_id, ts, window_ms)
             except CorruptState:  # one session's data, not the store: Redis is fine
                 raise
-            except Exception:
-                self._failed("read")
+            except Exception as exc:
+                self._failed("read", exc)
+            else:
+                if not self.up:
+                    self._state(True, "a read succeeded")
+                return snap
         snap = self.fallback.read(session_id, product_id, ts, window_ms)
         snap.degraded = True
         return snap
@@ -327,22 +359,32 @@ class ResilientStore(OnlineStore):
         """Into the primary, or into the fallback while the primary is down."""
         if self._up("write"):
             try:
-                return self.primary.update_session(session_id, update)
+                delta = self.primary.update_session(session_id, update)
             except CorruptState:
                 raise
-            except Exception:
-                self._failed("write")
+            except Exception as exc:
+                self._failed("write", exc)
+            else:
+                if not self.up:
+                    self._state(True, "a write succeeded")
+                return delta
         return self.fallback.update_session(session_id, update)
 
     def ping(self) -> bool:
-        """True if the primary answers (the fallback always does)."""
-        return self.primary.ping()
+        """True if the primary answers (the fallback always does); a change of state is logged."""
+        ok = self.primary.ping()
+        self._state(ok, "ping answered" if ok else "ping failed")
+        return ok
 
 
 def open_store(
-    redis_url: str | None, timeout_s: float = 0.05, retry_s: float = 1.0, write_timeout_s: float = 0.5
+    redis_url: str | None,
+    timeout_s: float = 0.05,
+    retry_s: float = 1.0,
+    write_timeout_s: float = 0.5,
+    listener: Callable[[bool], None] | None = None,
 ) -> OnlineStore:
     """The store for this environment: Redis with an in-process fallback, or in-process only."""
     if not redis_url:
         return MemoryStore()
-    return ResilientStore(RedisStore.from_url(redis_url, timeout_s, write_timeout_s), MemoryStore(), retry_s)
+    return ResilientStore(RedisStore.from_url(redis_url, timeout_s, write_timeout_s), MemoryStore(), retry_s, listener)

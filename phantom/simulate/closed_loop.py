@@ -136,6 +136,7 @@ def _replay(
     units: Mapping[str, float],
     rng: np.random.Generator,
     sender: _Sender,
+    bar: Any = None,
 ) -> list[dict[str, Any]]:
     """Send a stream in (ts, event_id) order; price each product view just before it; sales add funnel events.
 
@@ -151,6 +152,8 @@ def _replay(
     decisions = []
     while heap:
         _, _, _, event = heapq.heappop(heap)
+        if bar is not None:
+            bar.update()
         if event["event_type"] != "product_view":
             sender.add(event)
             continue
@@ -405,6 +408,37 @@ def run(
     sender = _Sender(client)
     rows: list[dict[str, Any]] = []
     streams = list(_streams(browse_events(events, now_ms), order))
-    for stream in tqdm(streams, disable=not progress or len(streams) == 1):
-        rows.extend(_replay(client, mode, stream, truth, units, rng, sender))
+    if len(streams) == 1:  # one time-ordered stream: progress by event (sales add funnel events as they happen)
+        with tqdm(total=len(streams[0]), disable=not progress, unit="event", mininterval=2.0) as bar:
+            rows.extend(_replay(client, mode, streams[0], truth, units, rng, sender, bar))
+    else:
+        for stream in tqdm(streams, disable=not progress):
+            rows.extend(_replay(client, mode, stream, truth, units, rng, sender))
     return Loop(pd.DataFrame(rows), pd.DataFrame(sender.sent))
+
+
+class EngineClient:
+    """The service's two routes called in process on a PricingEngine (no HTTP): the loop at simulator speed.
+
+    Same answers as the Bento (the engine is its logic); for benchmarks that need weeks of traffic.
+    """
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+
+    def get(self, path: str) -> dict[str, Any]:
+        """/status's event-time block (the only GET the loop makes)."""
+        return {
+            "event_time": {"checked": self.engine.check_time, "max_lateness_ms": self.engine.limits.max_lateness_ms}
+        }
+
+    def ingest(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        """The engine's ingest; a rejected event is an error, as over HTTP."""
+        out = self.engine.ingest(events)
+        if out.get("rejected"):
+            raise ServiceError(f"ingest rejected {len(out['rejected'])} events: {out['rejected'][:3]}")
+        return out
+
+    def price(self, mode: str, product_id: str, session_id: str, ts: int) -> dict[str, Any]:
+        """The engine's price decision."""
+        return self.engine.price(mode, session_id, product_id, int(ts))

@@ -8,7 +8,19 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PRODUCTION = ("events", "quality", "features", "detect", "pricing", "registry", "monitor", "serve", "deploy")
+PRODUCTION = (
+    "events",
+    "quality",
+    "features",
+    "detect",
+    "pricing",
+    "registry",
+    "monitor",
+    "serve",
+    "experiment",
+    "ops",
+    "deploy",
+)
 FORBIDDEN = "phantom.simulate"
 
 

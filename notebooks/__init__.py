@@ -1,0 +1,1 @@
+"""The seed's four notebooks (paired: `<name>.py` percent source, `<name>.ipynb`) and their headless runner."""
