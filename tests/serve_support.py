@@ -38,6 +38,7 @@ class World:
     catalogue: pd.DataFrame
     sessions: pd.DataFrame
     decisions: pd.DataFrame
+    cohorts: pd.DataFrame
 
 
 def make_world(days: float = 0.25, seed: int = 11) -> World:
@@ -47,7 +48,7 @@ def make_world(days: float = 0.25, seed: int = 11) -> World:
 
     traffic = simulate(TrafficConfig(days=days, seed=seed))
     tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
-    return World(traffic.events, traffic.catalogue, tables.sessions, tables.decisions)
+    return World(traffic.events, traffic.catalogue, tables.sessions, tables.decisions, traffic.cohorts)
 
 
 def train_detector(world: World) -> Any:

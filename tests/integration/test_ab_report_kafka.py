@@ -46,6 +46,7 @@ def test_topics_and_parquet_give_the_same_readout(kafka_broker, topic, tmp_path,
     events = loop.sent
     decisions.to_parquet(tmp_path / "decisions.parquet")
     events.to_parquet(tmp_path / "events.parquet")
+    traffic.cohorts.to_parquet(tmp_path / "cohorts.parquet")  # the shop's table: files and topics share it
     _produce(kafka_broker, f"{topic}-d", decisions.to_dict("records"))
     _produce(kafka_broker, f"{topic}-e", events.to_dict("records"))
     params = tmp_path / "params.yaml"
@@ -65,12 +66,23 @@ def test_topics_and_parquet_give_the_same_readout(kafka_broker, topic, tmp_path,
             str(tmp_path / "decisions.parquet"),
             "--events",
             str(tmp_path / "events.parquet"),
+            "--cohorts",
+            str(tmp_path / "cohorts.parquet"),
             "--out",
             str(tmp_path / "a"),
         ]
     )
     from_topics = ab_report.main(
-        ["--decisions-topic", f"{topic}-d", "--events-topic", f"{topic}-e", "--out", str(tmp_path / "b")]
+        [
+            "--decisions-topic",
+            f"{topic}-d",
+            "--events-topic",
+            f"{topic}-e",
+            "--cohorts",
+            str(tmp_path / "cohorts.parquet"),
+            "--out",
+            str(tmp_path / "b"),
+        ]
     )
     for arm, figures in from_files["arms"].items():  # the same rows in another order: sums equal to rounding
         assert from_topics["arms"][arm] == pytest.approx(figures, rel=1e-9)

@@ -12,7 +12,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from phantom.serve.api import ErrorResponse, create_app
 from phantom.serve.domain_metrics import NAMES, DomainMetrics
 from phantom.serve.store import MemoryStore, ResilientStore
-from tests.unit.test_serve_engine import make_engine, models, world  # noqa: F401 (fixtures)
+from tests.unit.test_serve_engine import make_engine, make_gate, models, world  # noqa: F401 (fixtures)
 
 
 @pytest.fixture(scope="module")
@@ -25,24 +25,34 @@ def app(world, models, tmp_path_factory):  # noqa: F811
     engine.metrics = metrics
     metrics.models(engine.versions)
     pid = str(world.catalogue["product_id"].iloc[0])
-    api = create_app(lambda: engine, examples={"product_id": pid})
-    return TestClient(api), api, pid, engine, registry
+    gate = make_gate(addr_rps=0, session_rps=0)  # limits off: this module sends bursts from one address
+    api = create_app(lambda: engine, examples={"product_id": pid}, get_gate=lambda: gate)
+    return TestClient(api, client=("127.0.0.1", 5)), api, pid, engine, registry
+
+
+def issued(http) -> tuple[str, dict[str, str]]:
+    """A session issued by the service: (its id, the headers that carry its token)."""
+    body = http.post("/api/session").json()
+    return body["session_id"], {"X-Session-Token": body["session_token"]}
 
 
 BAD_REQUESTS = [
-    ("get", "/api/ml/price/nope", {"params": {"session_id": "s"}}, 404, "unknown_product"),
-    ("get", "/api/ml/price/{pid}", {}, 422, "invalid_request"),  # no session
+    ("get", "/api/ml/price/nope", {"params": {"session_id": "{sid}"}}, 404, "unknown_product"),
     ("get", "/api/ml/price/{pid}", {"params": {"session_id": "a b"}}, 422, "invalid_request"),
-    ("get", "/api/bogus/price/{pid}", {"params": {"session_id": "s"}}, 422, "invalid_request"),
-    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "s", "ts": "yesterday"}}, 422, "invalid_request"),
-    ("get", "/api/distilled/price/{pid}", {"params": {"session_id": "s"}}, 404, "mode_unavailable"),
-    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "s", "sesion": "x"}}, 422, "invalid_request"),
+    ("get", "/api/bogus/price/{pid}", {"params": {"session_id": "{sid}"}}, 422, "invalid_request"),
+    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "{sid}", "ts": "yesterday"}}, 422, "invalid_request"),
+    ("get", "/api/distilled/price/{pid}", {"params": {"session_id": "{sid}"}}, 404, "mode_unavailable"),
+    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "{sid}", "sesion": "x"}}, 422, "invalid_request"),
+    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "s"}, "anonymous": True}, 401, "session_token_missing"),
+    ("get", "/api/ml/price/{pid}", {"params": {"session_id": "someone-else"}}, 403, "session_mismatch"),
+    ("get", "/api/ml/price/{pid}", {"headers": {"X-Session-Token": "v1.forged"}}, 401, "session_token_invalid"),
     ("get", "/no/such/route", {}, 404, "not_found"),
     ("delete", "/api/ingest", {}, 405, "method_not_allowed"),
     ("post", "/api/ingest", {"content": b"{not json", "headers": {"content-type": "application/json"}}, 422, "invalid_request"),
     ("post", "/api/ingest", {"json": {"events": "not a list"}}, 422, "invalid_request"),
     ("post", "/api/ingest", {"json": {"rows": []}}, 422, "invalid_request"),
     ("post", "/api/ingest", {"json": {"events": [{}] * 1001}}, 413, "batch_too_large"),
+    ("post", "/api/ingest", {"json": {"events": [{"session_id": "someone-else"}]}}, 403, "session_mismatch"),
     ("post", "/api/ingest", {"content": b"x" * (2 << 20), "headers": {"content-type": "application/json"}}, 413, "body_too_large"),
 ]  # fmt: skip
 
@@ -50,6 +60,12 @@ BAD_REQUESTS = [
 @pytest.mark.parametrize(("method", "path", "kw", "status", "reason"), BAD_REQUESTS, ids=lambda x: str(x)[:40])
 def test_every_4xx_is_an_error_response(app, method, path, kw, status, reason) -> None:
     http, _, pid, _, _ = app
+    kw = dict(kw)
+    sid, auth = issued(http)
+    if "params" in kw:
+        kw["params"] = {k: v.format(sid=sid) for k, v in kw["params"].items()}
+    if not kw.pop("anonymous", False):
+        kw["headers"] = {**auth, **kw.get("headers", {})}
     answer = getattr(http, method)(path.format(pid=pid), **kw)
     assert answer.status_code == status
     body = answer.json()
@@ -67,9 +83,9 @@ def test_the_schema_documents_error_responses_and_carries_an_example_product_tha
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     params = {p["name"]: p for p in price["parameters"]}
     example = params["product_id"]["schema"]["examples"][0]
-    session = params["session_id"]["schema"]["examples"][0]
     assert example == pid
-    answer = http.get(f"/api/ml/price/{example}", params={"session_id": session})
+    session, auth = issued(http)  # the documented flow: POST /api/session, then the token on each call
+    answer = http.get(f"/api/ml/price/{example}", params={"session_id": session}, headers=auth)
     assert answer.status_code == 200 and answer.json()["reason"] not in ("list_price",)
 
 
@@ -84,10 +100,11 @@ def _samples(registry: CollectorRegistry) -> dict[tuple[str, tuple], float]:
 def test_the_engine_counts_decisions_histograms_and_ingest(app, world) -> None:  # noqa: F811
     http, _, pid, _, registry = app
     before = _samples(registry)
-    for i in range(5):
-        assert http.get(f"/api/ml/price/{pid}", params={"session_id": f"m-{i}"}).status_code == 200
-    assert http.get(f"/api/static/price/{pid}", params={"session_id": "m-s"}).status_code == 200
-    http.post("/api/ingest", json={"events": [1, {"session_id": "s"}]})
+    for _ in range(5):
+        assert http.get(f"/api/ml/price/{pid}", headers=issued(http)[1]).status_code == 200
+    assert http.get(f"/api/static/price/{pid}", headers=issued(http)[1]).status_code == 200
+    sid, auth = issued(http)
+    http.post("/api/ingest", json={"events": [1, {"session_id": sid}]}, headers=auth)
     after = _samples(registry)
 
     def delta(name: str, **labels: str) -> float:
