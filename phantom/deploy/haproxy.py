@@ -180,6 +180,8 @@ class HAProxy:
                     "retries": int(row["wretr"] or 0),
                     "redispatches": int(row["wredis"] or 0),
                     "http_5xx": int(row["hrsp_5xx"] or 0),
+                    "response_errors": int(row.get("eresp") or 0),
+                    "server_aborts": int(row.get("srv_abrt") or 0),
                     "check": row.get("check_status", ""),
                 }
         return out

@@ -178,14 +178,21 @@ def test_a_replica_killed_under_traffic_costs_at_most_its_requests_in_flight(dep
     traffic.start()
     time.sleep(3.0)
     victim = sorted(deployment.replicas)[0]  # server names move during a rollout (the spare slot)
-    in_flight = deployment.lb.stats()[victim]["current"]
+    before = deployment.lb.stats()[victim]
     killed_at = time.perf_counter() - start
     assert deployment.replicas[victim].kill()
+    just_after = deployment.lb.stats()[victim]["current"]
     deployment.lb.wait_status(victim, ["DOWN"], timeout_s=10)
     removed_at = time.perf_counter() - start
     traffic.join()
+    after = deployment.lb.stats()[victim]
+    # HAProxy's own count of the victim's unfinished requests: its sessions at the kill (a snapshot on either
+    # side of it: one can start between the read and the signal) and the responses the death cut off
+    cut_off = sum(after[k] - before[k] for k in ("response_errors", "server_aborts", "retries", "redispatches"))
+    in_flight = max(before["current"], just_after, cut_off)
     result = outcome["result"]
     failed = failures(result.outcomes)
     assert len(result.outcomes) == 2000
-    assert len(failed) <= in_flight, (in_flight, failed[:10], result.error_kinds)
+    assert in_flight <= deployment.cfg.lb.server_maxconn  # the bound means something: at most one replica's share
+    assert len(failed) <= in_flight, (before, just_after, after, failed[:10], result.error_kinds)
     assert not [o for o in failed if o[0] >= removed_at], (killed_at, removed_at, failed[:10])
