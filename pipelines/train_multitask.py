@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import pandas as pd
 
-    from phantom.detect.evaluate import calibration_table, rounded
+    from phantom.metrics import calibration_table, rounded
     from phantom.pricing import evaluate, package, tuning
     from phantom.pricing.data import PURCHASE_LABEL, time_split
     from phantom.registry import models, tracking

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from phantom.detect import evaluate, plots
+from phantom.metrics import calibration_table
 
 TARGET_KEYS = (
     "roc_auc",
@@ -95,7 +96,7 @@ def curves(
         "roc.csv": evaluate.roc_points(y, p),
         "roc_first10.csv": evaluate.roc_points(y, scores["p_first10"]),
         "pr.csv": evaluate.pr_points(y, p),
-        "calibration.csv": evaluate.calibration_table(y, p, n_bins),
+        "calibration.csv": calibration_table(y, p, n_bins),
         "importance.csv": importance.rename_axis("feature").reset_index(),
         "score_by_family.csv": score_distribution(scores["family"], p),
         "loo_frontier.csv": scores["loo_frontier"],
