@@ -1,13 +1,13 @@
 """Generic scoring metrics shared by the detector, the pricer and the stages (no phantom imports).
 
-Ranking (ROC-AUC, PR-AUC), calibration (ECE with width or count bins, the reliability table) and
-the rounding every metrics file goes through. Every function takes labels and scores (numpy
+Ranking (ROC-AUC, PR-AUC), calibration (ECE with width or count bins, the reliability table), the
+rounding every metrics file goes through, and the one "target met / MISSED" table the stages print. Every function takes labels and scores (numpy
 arrays or pandas columns) and returns numbers or small frames; nothing here trains or reads files.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -84,3 +84,59 @@ def rounded(metrics: Mapping[str, Any], digits: int = 5) -> dict[str, Any]:
         else:
             out[key] = value
     return out
+
+
+def against_target(value: float, key: str, targets: Mapping[str, Any]) -> tuple[str, bool | None]:
+    """(`>= bound` or `<= bound`, met) of one figure against `targets`' minimum/maximum; ("", None) without one."""
+    if key in (targets.get("minimum") or {}):
+        bound = targets["minimum"][key]
+        return f">= {bound:g}", bool(value >= bound)
+    if key in (targets.get("maximum") or {}):
+        bound = targets["maximum"][key]
+        return f"<= {bound:g}", bool(value <= bound)
+    return "", None
+
+
+def target_lines(
+    metrics: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    keys: Sequence[str],
+    columns: Mapping[str, Callable[[str], str]] | None = None,
+    value_header: str = "test",
+) -> tuple[list[str], dict[str, bool]]:
+    """The target table as text lines, and which targets are met (keys with a target only).
+
+    One line per key: its value (NaN when absent), the `columns` (header -> text of a key), its
+    target and `ok` or `MISSED`. A missing or NaN value misses its target.
+    """
+    columns = columns or {}
+    extra = {header: [text(key) for key in keys] for header, text in columns.items()}
+    width = max([len("metric"), *(len(k) for k in keys)])
+    widths = {h: max([len(h), *(len(t) for t in texts)]) for h, texts in extra.items()}
+    header = f"{'metric':{width}s} {value_header:>9s}" + "".join(f"  {h:{widths[h]}s}" for h in extra) + "  target"
+    lines, met = [header], {}
+    for i, key in enumerate(keys):
+        value = metrics.get(key)
+        value = float("nan") if value is None else float(value)
+        bound, ok = against_target(value, key, targets)
+        if ok is not None:
+            met[key] = ok
+        target = f"{bound} {'ok' if ok else 'MISSED'}" if ok is not None else ""
+        cells = "".join(f"  {extra[h][i]:{widths[h]}s}" for h in extra)
+        lines.append(f"{key:{width}s} {value:9.4f}{cells}  {target}".rstrip())
+    return lines, met
+
+
+def targets_table(
+    metrics: Mapping[str, Any],
+    targets: Mapping[str, Any],
+    keys: Sequence[str],
+    say: Callable[[str], Any],
+    columns: Mapping[str, Callable[[str], str]] | None = None,
+    value_header: str = "test",
+) -> dict[str, bool]:
+    """Print the target table (`target_lines`) through `say`; return which targets are met."""
+    lines, met = target_lines(metrics, targets, keys, columns, value_header)
+    for line in lines:
+        say(line)
+    return met
