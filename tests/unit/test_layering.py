@@ -42,10 +42,12 @@ LAYERS: dict[str, frozenset[str]] = {
         "ops": ("processes", "serve"),
         "deploy": ("params", "processes"),
         "params": ("experiment", "monitor"),
-        "simulate": ("events", "features", "pricing", "registry", "search", "serve"),
+        "simulate": ("events", "pricing", "registry", "search"),
+        "loadgen": ("events", "features", "pricing", "serve", "simulate"),
     }.items()
 }
-PRODUCTION = tuple(sorted(set(LAYERS) - {"simulate"}))
+KNOWS_THE_TRUTH = frozenset({"simulate", "loadgen"})  # the world, and the load generator that drives it
+PRODUCTION = tuple(sorted(set(LAYERS) - KNOWS_THE_TRUTH))
 FORBIDDEN = "phantom.simulate"
 
 
