@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phantom.search import run_study, suggest
+from phantom.hyperparams import run_study, suggest
 
 
 @dataclass(frozen=True)

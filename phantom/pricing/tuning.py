@@ -114,8 +114,8 @@ def tune(
     """Run the Optuna study (TPE, median pruner); return the best trial's trained network."""
     import optuna
 
+    from phantom.hyperparams import run_study, suggest
     from phantom.pricing import multitask as mt
-    from phantom.search import run_study, suggest
 
     template = mt.build_bundle(train, session_columns, product_columns, {}, categorical=categorical)
     tr = prepare(template, train)

@@ -94,7 +94,7 @@ def tune(
     make_env: Callable[[], DynamicPricingEnv], cfg: PPOConfig, callbacks: Sequence[Any] = ()
 ) -> tuple[dict[str, Any], Any]:
     """Optuna (TPE) over the search space on `trial_steps` each; (best params, study)."""
-    from phantom.search import run_study, suggest
+    from phantom.hyperparams import run_study, suggest
 
     def objective(trial: Any) -> float:
         hp = suggest(trial, cfg.search_space)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from phantom.search import run_study, suggest
+from phantom.hyperparams import run_study, suggest
 
 SPACE = {
     "x": {"type": "float", "low": -2.0, "high": 2.0},
