@@ -52,7 +52,7 @@ def _write(args: argparse.Namespace, out: Any) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Distil, assess, grade, write and register; return the metrics."""
     args, params, started = _args(argv), load_params("distill"), time.perf_counter()
-    from phantom.detect.evaluate import rounded
+    from phantom.metrics import rounded
     from phantom.pricing import dagger, package
     from phantom.pricing import distill_report as rep
     from phantom.pricing.data import PURCHASE_LABEL

@@ -36,7 +36,7 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Evaluate the pricing policies from params.yaml `evaluate_pricing`; return the metrics."""
     args, params, started = _args(argv), load_params("evaluate_pricing"), time.perf_counter()
-    from phantom.detect.evaluate import rounded
+    from phantom.metrics import rounded
     from phantom.pricing import evaluate, package, report
     from phantom.pricing.data import evaluation_splits
     from phantom.simulate import backtest, outcomes

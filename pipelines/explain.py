@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args, params = _args(argv), load_params("explain")
     from phantom.detect import explain as dx
     from phantom.detect import package as detector
-    from phantom.detect.evaluate import rounded
+    from phantom.metrics import rounded
     from phantom.pricing import attribution, package
 
     det = detector.load(str(args.detector))

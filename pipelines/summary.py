@@ -12,6 +12,8 @@ from typing import Any
 
 import yaml
 
+from phantom.metrics import against_target
+
 # (metrics file, params section holding `targets`, headline keys shown without a target)
 STAGES: tuple[tuple[str, str | None, tuple[str, ...]], ...] = (
     ("generate", None, ("events", "sessions", "bad_events", "agent_share")),
@@ -33,13 +35,12 @@ def rows(metrics_dir: Path, params: dict[str, Any]) -> list[tuple[str, str, Any,
             continue
         metrics = json.loads(path.read_text())
         targets = (params.get(section) or {}).get("targets", {}) if section else {}
-        for kind, op in (("minimum", ">="), ("maximum", "<=")):
-            for metric, bound in (targets.get(kind) or {}).items():
-                value = metrics.get(metric)
-                if value is None:
-                    continue
-                met = value >= bound if op == ">=" else value <= bound
-                out.append((name, metric, value, f"{op} {bound:g}", "met" if met else "MISSED"))
+        for metric in [*(targets.get("minimum") or {}), *(targets.get("maximum") or {})]:
+            value = metrics.get(metric)
+            if value is None:
+                continue
+            bound, met = against_target(value, metric, targets)
+            out.append((name, metric, value, bound, "met" if met else "MISSED"))
         out.extend((name, metric, metrics[metric], "", "") for metric in plain if metric in metrics)
     return out
 

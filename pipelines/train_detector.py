@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import matplotlib.pyplot as plt
 
-    from phantom.detect.evaluate import rounded
     from phantom.detect.pipeline import check_features, train_and_register
     from phantom.features.registry import SESSION_FEATURES
+    from phantom.metrics import rounded
 
     sessions, early = read_parquet(args.sessions), read_parquet(args.early)
     check_features({str(args.sessions): sessions, str(args.early): early}, SESSION_FEATURES)

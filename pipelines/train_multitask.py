@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     import pandas as pd
 
-    from phantom.detect.evaluate import calibration_table, rounded
+    from phantom.metrics import calibration_table, rounded, targets_table
     from phantom.pricing import evaluate, package, tuning
     from phantom.pricing.data import PURCHASE_LABEL, time_split
     from phantom.registry import models, tracking
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metrics["train_seconds"] = elapsed
         tracking.log_metrics({"train_seconds": elapsed})
 
-    _print_targets(metrics, params.get("targets", {}))
+    targets_table(metrics, params.get("targets", {}), TARGET_KEYS, console.print)
     metrics = rounded(metrics)
     write_json(args.metrics, metrics)
     console.print(f"train_multitask done in {elapsed:.1f}s")
@@ -205,21 +205,6 @@ def _close(figures: dict[str, Any]) -> None:
 
     for fig in figures.values():
         plt.close(fig)
-
-
-def _print_targets(metrics: dict[str, Any], targets: dict[str, Any]) -> None:
-    """Headline metrics against the targets in params (>= for minimums, <= for maximums)."""
-    console.print("metric                 test     target")
-    for key in TARGET_KEYS:
-        value = metrics.get(key, float("nan"))
-        target = ""
-        if key in targets.get("minimum", {}):
-            bound = targets["minimum"][key]
-            target = f">= {bound:<6g} {'ok' if value >= bound else 'MISSED'}"
-        elif key in targets.get("maximum", {}):
-            bound = targets["maximum"][key]
-            target = f"<= {bound:<6g} {'ok' if value <= bound else 'MISSED'}"
-        console.print(f"{key:20s} {value:8.4f}   {target}")
 
 
 if __name__ == "__main__":

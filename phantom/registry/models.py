@@ -11,6 +11,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from phantom.registry import tracking
+
 CHALLENGER = "challenger"
 CHAMPION = "champion"
 
@@ -23,16 +25,6 @@ def alias_uri(name: str, alias: str) -> str:
 def version_uri(name: str, version: str | int) -> str:
     """`models:/<name>/<version>`, a URI pinned to one version (immune to alias moves)."""
     return f"models:/{name}/{version}"
-
-
-def _client() -> Any:
-    import mlflow
-
-    from phantom.registry.tracking import configure
-
-    if not mlflow.is_tracking_uri_set():
-        configure()
-    return mlflow.MlflowClient()
 
 
 def register(
@@ -52,7 +44,7 @@ def register(
 
     from phantom.registry.annotate import describe_new_version
 
-    client = _client()
+    client = tracking.client()
     version = mlflow.register_model(model_uri, name, tags={k: str(v) for k, v in (tags or {}).items()})
     describe_new_version(name, version.version, description or "")
     if alias:
@@ -65,7 +57,7 @@ def version_by_alias(name: str, alias: str) -> Any | None:
     from mlflow.exceptions import MlflowException
 
     try:
-        return _client().get_model_version_by_alias(name, alias)
+        return tracking.client().get_model_version_by_alias(name, alias)
     except MlflowException:
         return None
 
@@ -91,19 +83,19 @@ def champion_versions(names: Iterable[str]) -> dict[str, str]:
 
 def set_alias(name: str, alias: str, version: str | int) -> None:
     """Point `alias` of model `name` at `version`."""
-    _client().set_registered_model_alias(name, alias, str(version))
+    tracking.client().set_registered_model_alias(name, alias, str(version))
 
 
 def tag_version(name: str, version: str | int, tags: Mapping[str, Any]) -> None:
     """Set tags on one model version (values stored as strings)."""
-    client = _client()
+    client = tracking.client()
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, str(value))
 
 
 def tag_model(name: str, tags: Mapping[str, Any]) -> None:
     """Set tags on the registered model itself (values stored as strings)."""
-    client = _client()
+    client = tracking.client()
     for key, value in tags.items():
         client.set_registered_model_tag(name, key, str(value))
 
@@ -113,7 +105,7 @@ def model_tags(name: str) -> dict[str, str]:
     from mlflow.exceptions import MlflowException
 
     try:
-        return dict(_client().get_registered_model(name).tags)
+        return dict(tracking.client().get_registered_model(name).tags)
     except MlflowException:
         return {}
 

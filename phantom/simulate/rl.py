@@ -94,21 +94,24 @@ def tune(
     make_env: Callable[[], DynamicPricingEnv], cfg: PPOConfig, callbacks: Sequence[Any] = ()
 ) -> tuple[dict[str, Any], Any]:
     """Optuna (TPE) over the search space on `trial_steps` each; (best params, study)."""
-    import optuna
-
-    from phantom.detect.classifier import suggest
+    from phantom.hyperparams import run_study, suggest
 
     def objective(trial: Any) -> float:
         hp = suggest(trial, cfg.search_space)
         model = train(make_env, hp, cfg.trial_steps, cfg)
         return mean_reward(model, make_env, cfg.tuning_seeds)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-    if cfg.n_trials and cfg.search_space:
-        study.optimize(objective, n_trials=cfg.n_trials, callbacks=list(callbacks), show_progress_bar=True)
-        return dict(study.best_params), study
-    return {}, study
+    n_trials = cfg.n_trials if cfg.search_space else 0  # no space: nothing to search, the fixed params train
+    study = run_study(
+        objective,
+        direction="maximize",
+        n_trials=n_trials,
+        seed=cfg.seed,
+        callbacks=callbacks,
+        progress=print,
+        metric="mean_reward",
+    )
+    return (dict(study.best_params) if n_trials else {}), study
 
 
 @contextmanager

@@ -191,3 +191,16 @@ def test_stage_with_a_misspelt_param_ends_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "simulate.sedes" in result.stderr  # the whole params file is validated first (phantom/params.py)
     assert "Traceback" not in result.stderr
+
+
+def test_ppo_search_runs_its_trials_through_the_shared_runner(pool: pd.DataFrame) -> None:
+    from phantom.simulate import rl
+
+    space = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}
+    fixed = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+    cfg = rl.PPOConfig(n_envs=1, n_trials=2, trial_steps=64, tuning_seeds=(0,), fixed=fixed, search_space=space)
+    best, searched = rl.tune(lambda: DynamicPricingEnv(pool), cfg)
+    assert len(searched.trials) == 2 and set(best) == {"learning_rate"}
+    assert best == max(searched.trials, key=lambda t: t.value).params
+    nothing, idle = rl.tune(lambda: DynamicPricingEnv(pool), rl.PPOConfig(n_trials=2, search_space={}))
+    assert nothing == {} and idle.trials == []
