@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain \
+.PHONY: install run test lint check-shipped unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain \
 	deploy-deps image run-image up rollout manifests prometheus prometheus-tools dashboard notebooks
 
 $(STAMP): requirements.lock pyproject.toml
@@ -29,6 +29,9 @@ run: install  ## the whole pipeline on embedded defaults (no services needed)
 
 test: install lint chromium prometheus-tools deploy-deps  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+check-shipped: install  ## every shipped number (monitor thresholds, detector threshold, mu, lambda) agrees wherever it is held
+	$(BIN)/python -m pipelines.check_shipped
 
 lint: install
 	$(BIN)/ruff check .

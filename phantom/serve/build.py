@@ -120,6 +120,23 @@ def distilled_of(registry_uri: str) -> tuple[dict[str, Any] | None, Any | None]:
     return tree.to_json(), version
 
 
+def detector_threshold(stored: Any) -> float:
+    """The operating threshold inside the imported detector (its MLmodel metadata in the BentoML store)."""
+    import yaml
+
+    mlmodel = yaml.safe_load(Path(stored.path, "mlflow_model", "MLmodel").read_text())
+    return float(mlmodel["metadata"]["threshold"])
+
+
+def refuse_disagreements(det: Any, mt: Any, info: Mapping[str, Any]) -> None:
+    """Stop the build when what it packs differs from what the registry champions say they ship."""
+    from phantom.serve import shipped
+
+    lines = shipped.disagreements({"registry": shipped.from_versions(det, mt), "bento": shipped.from_build_info(info)})
+    if lines:
+        raise ValueError("the Bento would ship other numbers than the registry champions: " + "; ".join(lines))
+
+
 def bento_version(versions: Mapping[str, str], commit: str) -> str:
     """A readable Bento version: detector and pricing versions, commit, build time."""
     return f"d{versions[DETECTOR]}-p{versions[MULTITASK]}-{commit[:8]}-{time.strftime('%Y%m%d%H%M%S')}"
@@ -194,8 +211,10 @@ def build(
             ),
         },
         "policy": dict(spec["policy"]),  # objective and the agent calibration: what the service prices with
+        "detector_threshold": detector_threshold(det_model),
         "examples": {"product_id": str(catalogue["product_id"].iloc[0])},  # OpenAPI examples: fuzzers reach pricing
     }
+    refuse_disagreements(det, mt, info)
     info_path.write_text(json.dumps(info, indent=2))
     labels = {
         "git_commit": git["commit"],
