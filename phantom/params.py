@@ -466,6 +466,10 @@ class Gate(Section):
     minimum: dict[str, float] = Field(default_factory=dict)
     maximum: dict[str, float] = Field(default_factory=dict)
     tolerance: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    replace_when: list[str] = Field(
+        default_factory=list,
+        description="metrics that, above 0 on the champion, let any challenger passing the floors replace it",
+    )
 
 
 class PromoteModel(Section):

@@ -37,6 +37,9 @@ class GateConfig:
     minimum: Mapping[str, float] = field(default_factory=dict)  # higher is better: value >= bound
     maximum: Mapping[str, float] = field(default_factory=dict)  # lower is better: value <= bound
     tolerance: Mapping[str, float] = field(default_factory=dict)  # allowed regression vs champion
+    # metrics that, above 0 on the champion (or an earlier one), make it replaceable by any challenger
+    # passing the floors: e.g. `teacher_mismatch`, a distilled tree whose teacher no longer ships
+    replace_when: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> GateConfig:
@@ -55,7 +58,12 @@ class GateConfig:
             )
         if any(v < 0 for v in tolerance.values()):
             raise ValueError("tolerances must be >= 0")
-        return cls(minimum=minimum, maximum=maximum, tolerance=tolerance)
+        replace_when = tuple(str(m) for m in (params.get("replace_when") or ()))
+        return cls(minimum=minimum, maximum=maximum, tolerance=tolerance, replace_when=replace_when)
+
+    def stale(self, metrics: Mapping[str, Any] | None) -> list[str]:
+        """The `replace_when` metrics above 0 in `metrics`: why that version must be replaced."""
+        return [m for m in self.replace_when if metrics is not None and _value(metrics, m) > 0]
 
     def higher_is_better(self, metric: str) -> bool:
         """Direction of a gated metric."""
@@ -292,13 +300,17 @@ def promote(
             return outcome
 
     earlier = _earlier_champions(name, history_from_tags(tags), {ch_v, cp_v}, evaluate, log)
+    earlier = {v: m for v, m in earlier.items() if not config.stale(m)}  # a stale version holds no ratchet
     best = best_of(earlier, config)
-    result = decide(challenger_metrics, champion_metrics, config, best)
+    stale = config.stale(champion_metrics)
+    # a stale champion is replaced by any challenger passing the floors: it is not the one to beat
+    result = decide(challenger_metrics, None if stale else champion_metrics, config, best)
+    why = f"champion v{cp_v} is stale ({', '.join(stale)}): floors only; " if stale else ""
     outcome = Outcome(
         **common,
         champion_after=ch_v if result.passed else cp_v,
         action="promoted" if result.passed else "kept",
-        reason=result.summary(),
+        reason=why + result.summary(),
         result=result,
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics,

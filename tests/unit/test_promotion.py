@@ -142,6 +142,28 @@ def test_config_rejects_tolerance_without_direction() -> None:
         GateConfig.from_params({"minimum": {"ece": 0.0}, "maximum": {"ece": 0.02}})
 
 
+RULES_GATE = GateConfig.from_params(
+    {
+        "minimum": {"fidelity_exact": 0.85, "fidelity_within_one_step": 0.95},
+        "maximum": {"teacher_mismatch": 0, "revenue_gap_abs": 0.02},
+        "tolerance": {"fidelity_exact": 0.01, "revenue_gap_abs": 0.005},
+        "replace_when": ["teacher_mismatch"],
+    }
+)
+STALE = {"fidelity_exact": 0.95, "fidelity_within_one_step": 0.99, "teacher_mismatch": 1.0, "revenue_gap_abs": 0.0}
+FRESH = {"fidelity_exact": 0.90, "fidelity_within_one_step": 0.99, "teacher_mismatch": 0.0, "revenue_gap_abs": 0.01}
+
+
+def test_stale_says_which_replace_when_metric_is_set() -> None:
+    assert RULES_GATE.stale(STALE) == ["teacher_mismatch"] and RULES_GATE.stale(FRESH) == []
+    assert RULES_GATE.stale(None) == [] and GATE.stale(STALE) == []
+
+
+def test_a_challenger_from_another_teacher_is_refused() -> None:
+    result = decide(STALE, None, RULES_GATE)
+    assert not result.passed and [c.metric for c in result.failures] == ["teacher_mismatch"]
+
+
 # ---- the registry side, on a throwaway sqlite store ----------------------------------------------
 
 
@@ -334,3 +356,25 @@ def test_no_challenger_is_a_clear_error(store) -> None:
 
     with pytest.raises(SystemExit, match="no 'challenger'"):
         promote("toy", _evaluator({}), GATE, log=lambda _: None)
+
+
+def test_a_champion_from_another_teacher_is_replaced_by_any_challenger_passing_the_floors(store) -> None:
+    """The stale champion scores higher on everything, yet the fresh challenger replaces it; with the
+    same figures but the champion's teacher current, the champion is kept."""
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version("champion")
+    client.set_registered_model_tag("toy", "champion_set_by_gate", v1)
+    client.set_registered_model_tag("toy", "gate.history", v1)
+    v2 = new_version()
+    current = {**STALE, "teacher_mismatch": 0.0}
+    kept = promote("toy", _evaluator({v1: current, v2: FRESH}), RULES_GATE, dry_run=True, log=lambda _: None)
+    assert kept.action == "kept" and "vs champion" in kept.reason
+    outcome = promote("toy", _evaluator({v1: STALE, v2: FRESH}), RULES_GATE, log=lambda _: None)
+    assert outcome.action == "promoted" and outcome.reason.startswith(f"champion v{v1} is stale (teacher_mismatch)")
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v2
+    v3 = new_version()  # the ratchet holds for the fresh champion: a worse fresh challenger is kept out
+    worse = {**FRESH, "fidelity_exact": 0.87}
+    again = promote("toy", _evaluator({v1: STALE, v2: FRESH, v3: worse}), RULES_GATE, log=lambda _: None)
+    assert again.action == "kept" and v1 not in again.earlier

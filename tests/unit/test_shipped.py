@@ -86,3 +86,18 @@ def test_metrics_report_the_numbers_the_gates_shipped() -> None:
     shipped_version = gate["challenger"] if gate["promoted"] else gate["champion"]
     assert shipped.of_policy(pricing) == {k: shipped_version[k] for k in ("mu", "guardrail_lambda")}
     assert pricing["fit"]["mu"] == pricing["objective"]["mu"]
+
+
+def test_the_bento_leaves_out_rules_distilled_from_another_teacher() -> None:
+    from phantom.pricing.pricer import Pricer
+    from phantom.serve.build import distilled_left_out
+
+    grid = [0.7 + 0.05 * i for i in range(17)]
+    packed = {"objective": {"grid": grid, "mu": 5.0}}
+    old = {"objective": {"grid": grid, "mu": 4.0}}
+    current = Pricer.from_policy(packed).sha256()
+    assert distilled_left_out(SimpleNamespace(version=2, tags={"teacher_policy_sha256": current}), packed) is None
+    stale = SimpleNamespace(version=1, tags={"teacher_policy_sha256": Pricer.from_policy(old).sha256()})
+    why = distilled_left_out(stale, packed)
+    assert why is not None and why.startswith("pricing-rules v1 was distilled from policy") and current[:12] in why
+    assert distilled_left_out(SimpleNamespace(version=1, tags={}), packed) is not None  # no record: not trusted
