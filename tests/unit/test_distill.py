@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -245,3 +246,33 @@ def test_a_tree_the_teacher_curves_like_better_is_not_ranked_above_its_teacher()
 def test_the_teacher_hash_names_the_policy():
     a, b = Pricer(Objective(grid=tuple(GRID), mu=5.0)), Pricer(Objective(grid=tuple(GRID), mu=4.0))
     assert a.sha256() == Pricer.from_policy(json.loads(json.dumps(a.to_policy()))).sha256() != b.sha256()
+
+
+def test_the_shipped_rules_gate_refuses_a_worse_tree_and_passes_a_faithful_one():
+    """params.yaml's pricing-rules gate, unrelaxed, on a teacher a depth-5 tree can represent (the
+    teacher's choices are such a tree's): that tree passes every check, a depth-1 tree distilled
+    from the same choices fails the agreement floors, and a faithful tree from another teacher fails."""
+    import yaml
+
+    from phantom.registry.promotion import GateConfig, decide
+
+    root = Path(__file__).resolve().parents[2]
+    gate = GateConfig.from_params(
+        yaml.safe_load((root / "params.yaml").read_text())["promote"]["pricing-rules"]["gate"]
+    )
+    frame = _frame(3000)
+    teacher = _teacher()
+    _, demand = teacher(frame)
+
+    def tree(depth: int):
+        cfg = dagger.DistillConfig(depth=depth, dagger_rounds=0)
+        return dagger.distill(frame, teacher, FEATURES, depth, cfg, "purchased_this_product").pricer
+
+    faithful = tree(5)
+    frozen = rules_gate.frozen_set(frame, FEATURES, demand, faithful.price(frame).index, GRID, teacher.pricer.sha256())
+    good = decide({**rules_gate.version_metrics(faithful, frozen), "teacher_mismatch": 0.0}, None, gate)
+    shallow = decide({**rules_gate.version_metrics(tree(1), frozen), "teacher_mismatch": 0.0}, None, gate)
+    assert good.passed, good.summary()
+    assert not shallow.passed and "fidelity_exact" in {c.metric for c in shallow.failures}
+    other = decide({**rules_gate.version_metrics(faithful, frozen), "teacher_mismatch": 1.0}, None, gate)
+    assert [c.metric for c in other.failures] == ["teacher_mismatch"]
