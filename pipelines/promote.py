@@ -88,6 +88,29 @@ def _teachers(outcome: Any, evaluator: Any) -> dict[str, Any]:
     }
 
 
+def _evidence(outcome: Any, evaluator: Any) -> dict[str, Any]:
+    """For a pricing evaluator: the price-response calibration of both versions and the paired evidence."""
+    calibration = getattr(evaluator, "calibration", None)
+    if calibration is None:
+        return {}
+
+    def uri(version: str | None) -> str | None:
+        return f"models:/{outcome.model}/{version}" if version else None
+
+    out: dict[str, Any] = {
+        "price_response_calibration": {
+            "challenger": calibration.get(uri(outcome.challenger_version)),
+            "champion": calibration.get(uri(outcome.champion_before) or ""),
+        }
+    }
+    out["evidence"] = {
+        "estimator": evaluator.cfg.ope.estimator,
+        "paired": "challenger and champion on the same test sessions and Poisson bootstrap draws",
+        "comparison": getattr(evaluator, "evidence", None),
+    }
+    return out
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the gate for `--model` and apply its decision to the registry (unless --dry-run)."""
     parser = argparse.ArgumentParser(description=__doc__)
@@ -118,7 +141,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     console.print(f"wrote {report}")
     if not args.dry_run:  # verdict, figures and the report onto the version, for people in the MLflow UI
         console.print(f"attached to the version: {annotate.record_decision(outcome, report.read_text(), eval_set)}")
-    summary = outcome.as_dict() | {"dry_run": args.dry_run} | _teachers(outcome, evaluator)
+    summary = (
+        outcome.as_dict() | {"dry_run": args.dry_run} | _teachers(outcome, evaluator) | _evidence(outcome, evaluator)
+    )
     write_json(metrics_path, summary)
     return summary
 
