@@ -378,3 +378,42 @@ def test_a_champion_from_another_teacher_is_replaced_by_any_challenger_passing_t
     worse = {**FRESH, "fidelity_exact": 0.87}
     again = promote("toy", _evaluator({v1: STALE, v2: FRESH, v3: worse}), RULES_GATE, log=lambda _: None)
     assert again.action == "kept" and v1 not in again.earlier
+
+
+PAIRED = GateConfig.from_params(
+    {
+        "minimum": {"roc_auc": 0.97},
+        "paired_minimum": {"revenue_vs_champion_ci_low": 0.99},
+        "paired_maximum": {"leak_ci_high": 1.1},
+    }
+)
+
+
+def test_paired_evidence_is_checked_only_against_a_champion() -> None:
+    assert decide({"roc_auc": 0.98}, None, PAIRED).passed  # the first version: floors only
+    ok = {"roc_auc": 0.98, "revenue_vs_champion_ci_low": 0.995, "leak_ci_high": 1.0}
+    assert decide(ok, {"roc_auc": 0.98}, PAIRED).passed
+    worse = decide({**ok, "revenue_vs_champion_ci_low": 0.97}, {"roc_auc": 0.98}, PAIRED)
+    assert not worse.passed and [c.rule for c in worse.failures] == ["paired vs champion"]
+    assert not decide({"roc_auc": 0.98}, {"roc_auc": 0.98}, PAIRED).passed  # no evidence: no promotion
+
+
+def test_promote_asks_the_evaluator_for_paired_evidence(store) -> None:
+    from phantom.registry.promotion import promote
+
+    _, new_version = store
+    v1 = new_version("champion")
+    v2 = new_version()
+    asked = []
+
+    class Evaluator:
+        def __call__(self, uri: str) -> dict[str, float]:
+            return {"roc_auc": 0.98}
+
+        def paired(self, challenger: str, champion: str) -> dict[str, float]:
+            asked.append((challenger, champion))
+            return {"revenue_vs_champion_ci_low": 0.98, "leak_ci_high": 1.0}
+
+    outcome = promote("toy", Evaluator(), PAIRED, log=lambda _: None)
+    assert asked == [(f"models:/toy/{v2}", f"models:/toy/{v1}")]
+    assert outcome.action == "kept" and "revenue_vs_champion_ci_low 0.9800 (needs >= 0.9900" in outcome.reason
