@@ -277,3 +277,46 @@ def test_distill_stage_writes_rules_metrics_and_a_gated_pyfunc(distilled):
         "print('ok', len(f))"
     )
     assert _run(["-c", code], env).stdout.strip().startswith("ok")
+
+
+class _Flattened:
+    """The same loaded network with its price response scaled by `s` about list price (0: flat, -1: reversed)."""
+
+    def __init__(self, model, s: float) -> None:
+        self.model, self.s, self.metadata = model, s, model.metadata
+        self.inner = model.unwrap_python_model()
+
+    def _ratio(self, r):
+        return 1.0 + self.s * (r - 1.0)
+
+    def unwrap_python_model(self):
+        return self
+
+    def predict_grid(self, frame, grid):
+        return self.inner.predict_grid(frame, [float(self._ratio(g)) for g in grid])
+
+    def predict(self, frame):
+        column = self.inner.spec["price_column"]
+        return self.model.predict(frame.assign(**{column: self._ratio(frame[column].astype(float))}))
+
+
+def test_a_flattened_price_response_is_refused_by_the_shipped_gate(stages):
+    """The trained network and the same network with its price slope flattened (or reversed), scored
+    by the gate on the frozen set with params.yaml's gate: only the changed ones fail the
+    price-response calibration, which reads the randomised experiment's purchases per price bucket."""
+    from phantom.pricing import gate, package
+    from phantom.registry.promotion import GateConfig, decide
+
+    root, *_ = stages
+    frame = pd.read_parquet(root / "eval" / "pricing.parquet")
+    evaluator = gate.frozen_evaluator(frame, json.loads((root / "eval" / "pricing.config.json").read_text()), 15)
+    shipped = GateConfig.from_params(
+        yaml.safe_load((REPO / "params.yaml").read_text())["promote"]["pricing-multitask"]["gate"]
+    )
+    model = package.load(str(root / "models" / "multitask"))
+    failed = {}
+    for s in (1.0, 0.0, -1.0):
+        metrics, _ = gate.version_metrics(model if s == 1.0 else _Flattened(model, s), frame, evaluator.cfg)
+        failed[s] = {c.metric for c in decide(metrics, None, shipped).failures}
+    assert "price_response_miscalibration" not in failed[1.0], failed
+    assert "price_response_miscalibration" in failed[0.0] and "price_response_miscalibration" in failed[-1.0], failed
