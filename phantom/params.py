@@ -466,6 +466,16 @@ class Gate(Section):
     minimum: dict[str, float] = Field(default_factory=dict)
     maximum: dict[str, float] = Field(default_factory=dict)
     tolerance: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    replace_when: list[str] = Field(
+        default_factory=list,
+        description="metrics that, above 0 on the champion, let any challenger passing the floors replace it",
+    )
+    paired_minimum: dict[str, float] = Field(
+        default_factory=dict, description="floors on the paired challenger-vs-champion evidence (with a champion)"
+    )
+    paired_maximum: dict[str, float] = Field(
+        default_factory=dict, description="ceilings on the paired challenger-vs-champion evidence (with a champion)"
+    )
 
 
 class PromoteModel(Section):

@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra = {"truth_replay": graded, "decisions": {"train": len(train), "val": len(val), "test": len(test)}}
     payload = rep.metrics(results[cfg.depth], out.table, gaps[cfg.depth], extra)
     payload["distill_seconds"] = time.perf_counter() - started
+    payload["teacher_policy_sha256"] = pricer.sha256()  # the version's tag: the gate and the Bento check it
     if not args.no_mlflow:
         inputs = [str(args.decisions), str(args.policy), str(args.model_dir)]
         payload["model_version"] = rep.log_run(

@@ -100,6 +100,11 @@ def tag_model(name: str, tags: Mapping[str, Any]) -> None:
         client.set_registered_model_tag(name, key, str(value))
 
 
+def version_tags(name: str, version: str | int) -> dict[str, str]:
+    """Tags of one model version."""
+    return dict(_client().get_model_version(name, str(version)).tags)
+
+
 def model_tags(name: str) -> dict[str, str]:
     """Tags of the registered model (empty when it does not exist)."""
     from mlflow.exceptions import MlflowException
