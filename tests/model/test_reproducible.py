@@ -1,6 +1,7 @@
 """Reproducible rebuilds (issue 20, item 6): a stage run twice on the same inputs writes the same bytes.
 
-The features stage (on a small simulated world) and train_detector (small Optuna budget) each run
+The features stage (on a small simulated world), train_detector and train_multitask (small Optuna
+budgets, no time limit) each run
 twice as real processes into two folders; every output they write (parquet, model folder, report
 tables and figures, metrics) must hash the same. Their wall-clock figures land in the timings
 folder, outside every DVC out.
@@ -48,6 +49,7 @@ def runs(tmp_path_factory):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     params["features"]["expectations"].update(min_sessions=10, min_decisions=10)
     params["train_detector"]["tuning"].update(n_trials=3, max_rounds=100, early_stopping_rounds=20)
+    params["train_multitask"]["tuning"].update(n_trials=2, max_epochs=3, patience=2, timeout_s=None)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     timings = root / "timings"
     env = {
@@ -101,6 +103,18 @@ def runs(tmp_path_factory):
             ],
             env,
         )
+        _run(
+            [
+                "-m",
+                "pipelines.train_multitask",
+                *("--decisions", str(out / "features" / "decisions.parquet")),
+                *("--model-dir", str(out / "models" / "multitask")),
+                *("--metrics", str(out / "metrics" / "multitask.json")),
+                *("--reports", str(out / "reports" / "multitask")),
+                "--no-register",
+            ],
+            env,
+        )
     return root, timings
 
 
@@ -108,6 +122,7 @@ def test_two_runs_write_identical_bytes(runs):
     root, _ = runs
     first, second = _hashes(root / "a"), _hashes(root / "b")
     assert any(name.startswith("models/detector/") for name in first)
+    assert any(name.startswith("models/multitask/") for name in first)
     assert any(name.endswith(".png") for name in first)
     differ = sorted(name for name in first.keys() | second.keys() if first.get(name) != second.get(name))
     assert differ == [], f"outputs that differ between two identical runs: {differ}"
@@ -119,6 +134,7 @@ def test_wall_clock_figures_go_to_the_timings_folder_not_the_metrics(runs):
     detector = json.loads((timings / "train_detector.json").read_text())
     assert features["wall_seconds"] > 0 and features["events_per_second"] > 0
     assert detector["wall_seconds"] > 0 and detector["phases"]["total"] > 0
-    for name in ("features", "detector"):
+    assert json.loads((timings / "train_multitask.json").read_text())["train_seconds"] > 0
+    for name in ("features", "detector", "multitask"):
         metrics = json.loads((root / "a" / "metrics" / f"{name}.json").read_text())
-        assert not {"seconds", "events_per_second"} & metrics.keys(), name
+        assert not {"seconds", "events_per_second", "train_seconds"} & metrics.keys(), name
