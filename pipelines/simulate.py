@@ -64,8 +64,7 @@ def _calibrate(args: argparse.Namespace) -> dict[str, Any]:
     p_agent, source = evaluate.detector_p_agent(str(args.detector), sessions)
     if p_agent is None:
         raise ValueError(f"calibration needs the agent detector for the agent share: {source}")
-    cols = ["experiment_id", "price_ratio", "purchased_this_product"]
-    return calibrate.calibrate(sessions, read_parquet(args.decisions, columns=cols), p_agent)
+    return calibrate.calibrate(sessions, read_parquet(args.decisions, columns=calibrate.DECISION_COLUMNS), p_agent)
 
 
 def counterfactual(args: argparse.Namespace, cfg: Any, knobs: dict[str, float]) -> dict[str, Any]:

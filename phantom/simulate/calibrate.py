@@ -97,6 +97,9 @@ def logit_slope(r: np.ndarray, y: np.ndarray) -> dict[str, float]:
     return {"sensitivity": float(beta[1]), "se": float(np.sqrt(cov[1, 1])), "level": float(beta[0]), "n": int(r.size)}
 
 
+DECISION_COLUMNS = ["cohort", "price_ratio", "purchased_this_product"]  # cohort: the shop's table, joined by features
+
+
 def calibrate(sessions: pd.DataFrame, decisions: pd.DataFrame, p_agent: np.ndarray) -> dict[str, Any]:
     """Every free parameter from the session table, the decisions and the detector's P(agent)."""
     rate, profile = arrival_profile(sessions["start_ms"])

@@ -33,6 +33,7 @@ def app(world, models, tmp_path_factory):  # noqa: F811
 def issued(http) -> tuple[str, dict[str, str]]:
     """A session issued by the service: (its id, the headers that carry its token)."""
     body = http.post("/api/session").json()
+    http.cookies.clear()  # the token travels in the header only: an "anonymous" call must carry nothing
     return body["session_id"], {"X-Session-Token": body["session_token"]}
 
 

@@ -80,3 +80,18 @@ def test_errors_and_calibrated_world_round_trip() -> None:
     cal = calibrate.calibrated_world(fitted, world)
     assert cal.sessions_per_hour == 132 and cal.agent_sensitivity == 4.5
     assert cal.hour_rates()["casual"].std() == pytest.approx(0)  # a flat fitted profile applies to every kind
+
+
+def test_calibration_reads_what_the_features_stage_writes() -> None:
+    """The simulate stage reads the decision table's columns by name: each must be one the features write."""
+    from phantom.features.aggregator import build
+    from phantom.features.registry import DECISION_COLUMNS
+    from phantom.simulate.traffic import TrafficConfig, simulate
+
+    traffic = simulate(TrafficConfig(days=0.5, seed=3))
+    tables = build(traffic.events, traffic.catalogue, cohorts=traffic.cohorts)
+    assert set(calibrate.DECISION_COLUMNS) <= set(DECISION_COLUMNS) & set(tables.decisions.columns)
+    fitted = calibrate.calibrate(
+        tables.sessions, tables.decisions[calibrate.DECISION_COLUMNS], np.full(len(tables.sessions), 0.3)
+    )
+    assert fitted["human_sensitivity"] > 0 and set(fitted["agents"]) <= set(World().mix.kind_shares())
