@@ -92,9 +92,9 @@ def stage_name(default: str) -> str:
     return os.environ.get("DVC_STAGE") or default
 
 
-def write_timings(stage: str, payload: dict[str, Any]) -> Path:
+def write_timings(stage: str, payload: dict[str, Any], folder: Path | None = None) -> Path:
     """Merge `payload` into the stage's timings file (outside every DVC out) and return its path."""
-    path = timings_dir() / f"{stage_name(stage)}.json"
+    path = (folder or timings_dir()) / f"{stage_name(stage)}.json"
     current = json.loads(path.read_text()) if path.exists() else {}
     current.update(payload)
     path.parent.mkdir(parents=True, exist_ok=True)
