@@ -36,6 +36,8 @@ def fit(
     import xgboost as xgb
     import xgboost.dask
 
+    if len(train) == 0:  # xgboost.dask fails deep in its quantile sketch on empty data
+        raise ValueError("xgboost.dask: no training rows")
     dtrain = _matrix(client, train, features, label)
     evals = [(_matrix(client, valid, features, label), "validation")] if valid is not None else []
     params = {k: v for k, v in params.items() if k != "nthread"}  # each worker uses its own threads
