@@ -57,7 +57,12 @@ def workspace(tmp_path_factory):
     params["promote"]["pricing-rules"]["gate"]["minimum"] = {"fidelity_within_one_step": 0.5, "revenue_vs_teacher": 0.9}
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PHANTOM_PARAMS": str(params_file), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PHANTOM_PARAMS": str(params_file),
+        "PHANTOM_TIMINGS": str(root / "timings"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+    }
     return root, env
 
 
