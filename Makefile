@@ -23,10 +23,11 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the locked stack
 
-run: install  ## the whole pipeline on embedded defaults (no services needed)
-	$(BIN)/dvc repro
-	$(BIN)/python -m phantom.ops.docs
-	$(BIN)/python -m pipelines.summary
+# OpenMP threads wait passively: spinning waiters starve the working threads on a busy machine
+# (pipelines/common.py sets the same default for stages run by hand).
+run: export OMP_WAIT_POLICY ?= PASSIVE
+run: install  ## the whole pipeline on embedded defaults (no services needed); per-stage times at the end
+	started=$$(date +%s); $(BIN)/dvc repro; $(BIN)/python -m phantom.ops.docs; $(BIN)/python -m pipelines.summary --started $$started
 
 test: install lint chromium prometheus-tools deploy-deps  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, run_stage, write_json, write_parquet
+from pipelines.common import console, load_params, pop_timings, read_parquet, run_stage, write_json, write_parquet
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -87,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     for line in out.rules_lines:
         console.print("  " + line)
+    pop_timings(payload, "distill", ("distill_seconds",))  # wall clock: not in the DVC out
     write_json(args.metrics, rounded(payload))
     return payload
 

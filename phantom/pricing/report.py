@@ -90,7 +90,7 @@ def log_run(
 
     from phantom.registry import tracking
 
-    tags = {"model_run_id": str(policy.get("model_run_id") or "")}
+    tags = {k: str(policy.get(k) or "") for k in ("model_run_id", "model_md5") if policy.get(k)}
     with tracking.parent_run(
         EXPERIMENT, run_name=f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}", params=params, inputs=inputs, tags=tags
     ) as run:

@@ -398,7 +398,9 @@ def render_report(outcome: Outcome, config: GateConfig, eval_set: str = "") -> s
     lines = [
         f"# Promotion: {outcome.model}",
         "",
-        f"- evaluated: {outcome.evaluated_at}" + (f" on `{eval_set}`" if eval_set else ""),
+        # no wall clock here: the report is a DVC out (reproducible rebuilds); the decision's time is
+        # the version's MLflow tag gate.evaluated_at
+        "- evaluated" + (f" on `{eval_set}`" if eval_set else "") + " (time: MLflow tag `gate.evaluated_at`)",
         f"- challenger: v{outcome.challenger_version}",
         f"- champion before: {cp}{hand}",
         f"- decision: **{outcome.action}**; champion is now "

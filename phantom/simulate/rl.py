@@ -123,9 +123,14 @@ def _pyfunc_kwargs(model: Any, lo: float, hi: float, obs_names: Sequence[str]) -
     import pandas as pd
     from mlflow.models import infer_signature
 
+    from phantom.registry.models import reproducible_zip
+
     with tempfile.TemporaryDirectory(prefix="ppo-") as tmp:
         zip_path = Path(tmp) / "ppo.zip"
-        model.save(zip_path)
+        # wall-clock attributes (the run's start time, the Monitor's episode times) stay out: the
+        # saved agent is a function of its weights and hyper-parameters only
+        model.save(zip_path, exclude=["start_time", "ep_info_buffer", "ep_success_buffer"])
+        reproducible_zip(zip_path)
         spec = Path(tmp) / "spec.json"
         spec.write_text(json.dumps({"lo": lo, "hi": hi, "obs_names": list(obs_names)}))
         example = pd.DataFrame([np.zeros(len(obs_names))], columns=list(obs_names)).astype("float32")

@@ -46,7 +46,12 @@ def workspace(tmp_path_factory):
     params["distill"].update(depth=3, depths=[2, 3], dagger_rounds=1, min_samples_leaf=20)
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PHANTOM_PARAMS": str(params_file), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PHANTOM_PARAMS": str(params_file),
+        "PHANTOM_TIMINGS": str(root / "timings"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+    }
     return root, env
 
 

@@ -158,7 +158,9 @@ def test_world_params_match_the_generator() -> None:
 def test_simulate_params_parse_and_refuse_unknown_keys() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["simulate"]
     cfg = study.SimulateConfig.from_params(params)
-    assert cfg.ppo.total_steps >= 100_000 and cfg.seeds >= 10
+    # 40k steps per agent: both PPO agents reach the oracle's reward (138,209.1) as at 100k (issue 20's
+    # run vs the committed one), in 149 s of stage time instead of 336 s; the full study is one param away
+    assert cfg.ppo.total_steps >= 40_000 and cfg.seeds >= 10
     with pytest.raises(ValueError, match="unknown simulate params"):
         study.SimulateConfig.from_params({**params, "sedes": 3})
     with pytest.raises(ValueError, match="hourz"):
