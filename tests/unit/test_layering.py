@@ -35,7 +35,7 @@ LAYERS: dict[str, frozenset[str]] = {
         "quality": ("events", "features"),
         "registry": ("digest", "processes", "secrets"),
         "detect": ("features", "metrics", "hyperparams", "registry"),
-        "pricing": ("detect", "features", "metrics", "hyperparams", "registry"),
+        "pricing": ("detect", "digest", "features", "metrics", "hyperparams", "registry"),
         "monitor": ("detect", "features", "pricing"),
         "serve": ("detect", "events", "features", "pricing", "processes", "registry"),
         "experiment": (),
