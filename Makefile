@@ -11,7 +11,7 @@ QUIET_PIP := 2>&1 | { grep -v "WARNING: Location 'file:" || true; }
 STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 PYTEST_ARGS ?=
 
-.PHONY: install run test lint unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain \
+.PHONY: install run test lint check-shipped docs unit integration bench lock ui broker mlflow-server mlflow-migrate chromium clean bento serve monitor retrain \
 	deploy-deps image run-image up rollout manifests prometheus prometheus-tools dashboard notebooks
 
 $(STAMP): requirements.lock pyproject.toml
@@ -23,12 +23,20 @@ $(STAMP): requirements.lock pyproject.toml
 
 install: $(STAMP)  ## create .venv and install the locked stack
 
-run: install  ## the whole pipeline on embedded defaults (no services needed)
-	$(BIN)/dvc repro
-	$(BIN)/python -m pipelines.summary
+# OpenMP threads wait passively: spinning waiters starve the working threads on a busy machine
+# (pipelines/common.py sets the same default for stages run by hand).
+run: export OMP_WAIT_POLICY ?= PASSIVE
+run: install  ## the whole pipeline on embedded defaults (no services needed); per-stage times at the end
+	started=$$(date +%s); $(BIN)/dvc repro; $(BIN)/python -m phantom.ops.docs; $(BIN)/python -m pipelines.summary --started $$started
 
 test: install lint chromium prometheus-tools deploy-deps  ## lint, then every test tier (starts its own Kafka broker and MLflow server; uses local Redis, PostgreSQL)
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+docs: install  ## rewrite every figure the docs quote from the metrics files (markers: phantom/ops/docs.py)
+	$(BIN)/python -m phantom.ops.docs
+
+check-shipped: install  ## every shipped number (monitor thresholds, detector threshold, mu, lambda) agrees wherever it is held
+	$(BIN)/python -m pipelines.check_shipped
 
 lint: install
 	$(BIN)/ruff check .

@@ -3,7 +3,7 @@
     python -m benchmarks.ab                          # writes metrics/ab.json, metrics/alerts.json, reports/ab/benchmark.json
     python -m benchmarks.ab --days 7 --runs 100      # a shorter pool and fewer runs
 
-1. A closed loop (phantom.simulate.closed_loop) of `--days` of simulated visitors at the
+1. A closed loop (phantom.loadgen.closed_loop) of `--days` of simulated visitors at the
    pipeline's traffic level (generate.sessions_per_hour) against the pricing engine in process
    (EngineClient: the Bento's logic without HTTP) with the shipped models and policy
    (models/, `dvc pull`), in mode ab (ml:0.5, static:0.5). Its logs are read by the readout's
@@ -111,7 +111,7 @@ def engine(args: argparse.Namespace, catalogue: pd.DataFrame) -> Any:
 def closed_loop_pool(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """(session table, decision rows, facts) of a closed loop in mode ab on the shipped models."""
     from phantom.experiment import outcomes
-    from phantom.simulate import closed_loop
+    from phantom.loadgen import closed_loop
     from phantom.simulate.traffic import TrafficConfig, simulate
     from pipelines.common import load_params
 

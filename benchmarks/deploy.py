@@ -488,8 +488,9 @@ def main() -> None:
     from phantom.deploy import image as image_mod
     from phantom.deploy.deployment import Deployment, replica_env
     from phantom.deploy.replica import Replica
-    from phantom.events.broker import free_port, local_broker
+    from phantom.events.broker import local_broker
     from phantom.params import load
+    from phantom.processes import free_port
     from phantom.serve.launch import local_redis, serve_bento
 
     cfg = load(ROOT / "params.yaml")[1].deploy

@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> dict:
     from benchmarks.drift import _tables, _world
     from phantom.detect import package as detector_pkg
     from phantom.monitor import judge, report, scoring, windows
-    from phantom.monitor.config import MonitorConfig
+    from phantom.monitor.config import from_params
     from phantom.pricing import package as pricing_pkg
     from phantom.simulate.catalogue import make_catalogue
     from phantom.simulate.traffic import TrafficConfig
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     gen = {k: v for k, v in params["generate"].items() if k not in ("bad_events", "limits")}
     base = TrafficConfig.from_params(gen)
     catalogue = make_catalogue(base.n_products, np.random.default_rng(base.seed))
-    cfg = MonitorConfig(**params["monitor"]).model_copy(update={"window_hours": 24})
+    cfg = from_params(params["monitor"]).model_copy(update={"window_hours": 24})
     rate = args.sessions / 24 / 1.0  # sessions per hour for one day
     world = replace(base, seed=args.seed, days=1.0, sessions_per_hour=rate, start="2026-12-01")
 

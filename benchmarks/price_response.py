@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     from benchmarks.drift import _windows
     from phantom.monitor import frames, price_response
     from phantom.monitor import reference as monitor_reference
-    from phantom.monitor.config import MonitorConfig
+    from phantom.monitor.config import from_params
     from phantom.monitor.windows import matching_reference
 
     params = yaml.safe_load(Path("params.yaml").read_text())
-    cfg = MonitorConfig(**params["monitor"])
+    cfg = from_params(params["monitor"])
     threshold = args.threshold or cfg.tests.price_response_chi2
     sessions = pd.read_parquet(
         "data/features/sessions.parquet", columns=["start_ms", "labeled", "is_agent", "session_id"]

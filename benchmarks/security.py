@@ -229,8 +229,8 @@ def edge(url: str, service_env: dict[str, str], work: Path) -> Iterator[Any]:
     from urllib.parse import urlsplit
 
     from phantom.deploy import haproxy
-    from phantom.events.broker import free_port
     from phantom.params import load
+    from phantom.processes import free_port
     from phantom.serve.limits import LimitConfig
 
     lb = load(ROOT / "params.yaml")[1].deploy.lb.model_copy(update={"trusted_upstreams": ["127.0.0.1/32"]})

@@ -321,7 +321,7 @@ def mlflow_side(
     import bentoml
     import numpy as np
 
-    from phantom.events.broker import free_port
+    from phantom.processes import free_port
     from phantom.serve.launch import stop
 
     d = info["models"]["detector"]

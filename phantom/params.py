@@ -252,6 +252,16 @@ class FeatureExpectationsParams(Section):
     agent_share: Pair = Field(description="range of the agent share among labeled sessions")
 
 
+class FeaturesDask(Section):
+    """`features.dask`: the Dask engine (phantom/features/dask_engine.py)."""
+
+    scheduler: str = Field("", description="empty: a LocalCluster here; else a scheduler address (tcp://host:8786)")
+    partitions: PositiveInt = Field(8, description="session (and product) partitions; memory follows their size")
+    workers: PositiveInt = Field(2, description="LocalCluster only: worker processes")
+    threads_per_worker: PositiveInt = Field(1, description="LocalCluster only")
+    memory_limit: str = Field("4GB", description="LocalCluster only: per worker, spilled to disk past it")
+
+
 class FeaturesParams(Section):
     """`features`: point-in-time session features (docs/features.md)."""
 
@@ -263,6 +273,10 @@ class FeaturesParams(Section):
     conversion_strength: Annotated[float, Field(ge=0)] = Field(description="views the prior weighs")
     window_ms: PositiveInt = Field(description="trailing window of product_views_last_hour")
     chunk_events: PositiveInt | None = Field(None, description="events per processing chunk (memory bound)")
+    engine: Literal["pandas", "dask"] = Field(
+        "pandas", description="pandas: one process, all events in memory; dask: session partitions (docs/scale.md)"
+    )
+    dask: FeaturesDask | None = Field(None, description="engine dask: where it runs and how the events are cut")
     expectations: FeatureExpectationsParams
 
 
@@ -466,6 +480,16 @@ class Gate(Section):
     minimum: dict[str, float] = Field(default_factory=dict)
     maximum: dict[str, float] = Field(default_factory=dict)
     tolerance: dict[str, Annotated[float, Field(ge=0)]] = Field(default_factory=dict)
+    replace_when: list[str] = Field(
+        default_factory=list,
+        description="metrics that, above 0 on the champion, let any challenger passing the floors replace it",
+    )
+    paired_minimum: dict[str, float] = Field(
+        default_factory=dict, description="floors on the paired challenger-vs-champion evidence (with a champion)"
+    )
+    paired_maximum: dict[str, float] = Field(
+        default_factory=dict, description="ceilings on the paired challenger-vs-champion evidence (with a champion)"
+    )
 
 
 class PromoteModel(Section):

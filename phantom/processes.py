@@ -1,11 +1,19 @@
-"""Local server processes we started: waiting for their HTTP endpoint, finding their descendants."""
+"""Local server processes we started: a free port for them, waiting for their HTTP endpoint, their descendants."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import time
 import urllib.request
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A TCP port on the loopback that nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_http(url: str, proc: subprocess.Popen, log: Path, timeout_s: float = 120.0, name: str = "server") -> None:

@@ -92,7 +92,7 @@ def _offline(info: dict[str, Any], ctx: Any, catalogue: Any, sent: Any) -> tuple
     import numpy as np
 
     from phantom.features.aggregator import FeatureConfig
-    from phantom.simulate import closed_loop
+    from phantom.loadgen import closed_loop
 
     cfg = FeatureConfig.from_params(load_params("features"))
     cfg = FeatureConfig(early_events=cfg.early_events, demand=ctx.demand, popularity=cfg.popularity)
@@ -105,7 +105,7 @@ def _parity(log_dir: Path | None, decisions: Any, batch: Any, ratios: Any) -> di
     """The ml arm's logged features against the batch rows (only when the loop started the service)."""
     import pandas as pd
 
-    from phantom.simulate import closed_loop
+    from phantom.loadgen import closed_loop
 
     files = sorted(log_dir.glob("*.parquet")) if log_dir is not None and log_dir.exists() else []
     if not files:
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Replay simulated visitors through the service and report by arm, with the offline replay."""
     import pandas as pd
 
-    from phantom.simulate import closed_loop
+    from phantom.loadgen import closed_loop
     from phantom.simulate.traffic import TrafficConfig, simulate
 
     args = _args(argv)
@@ -187,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 def _main() -> None:
-    from phantom.simulate.closed_loop import ServiceError
+    from phantom.loadgen.closed_loop import ServiceError
 
     try:
         main()

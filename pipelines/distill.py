@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, run_stage, write_json, write_parquet
+from pipelines.common import console, load_params, pop_timings, read_parquet, run_stage, write_json, write_parquet
 
 
 def _args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,7 +52,7 @@ def _write(args: argparse.Namespace, out: Any) -> list[str]:
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Distil, assess, grade, write and register; return the metrics."""
     args, params, started = _args(argv), load_params("distill"), time.perf_counter()
-    from phantom.detect.evaluate import rounded
+    from phantom.metrics import rounded
     from phantom.pricing import dagger, package
     from phantom.pricing import distill_report as rep
     from phantom.pricing.data import PURCHASE_LABEL
@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     extra = {"truth_replay": graded, "decisions": {"train": len(train), "val": len(val), "test": len(test)}}
     payload = rep.metrics(results[cfg.depth], out.table, gaps[cfg.depth], extra)
     payload["distill_seconds"] = time.perf_counter() - started
+    payload["teacher_policy_sha256"] = pricer.sha256()  # the version's tag: the gate and the Bento check it
     if not args.no_mlflow:
         inputs = [str(args.decisions), str(args.policy), str(args.model_dir)]
         payload["model_version"] = rep.log_run(
@@ -86,6 +87,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         )
     for line in out.rules_lines:
         console.print("  " + line)
+    pop_timings(payload, "distill", ("distill_seconds",))  # wall clock: not in the DVC out
     write_json(args.metrics, rounded(payload))
     return payload
 

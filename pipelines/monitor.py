@@ -48,9 +48,10 @@ def main(argv: list[str] | None = None) -> None:
     """Judge the windows from params.yaml `monitor` and write the reports; exit 1 on a failing window."""
     args = _args(argv)
     from phantom.monitor import judge, windows
-    from phantom.monitor.config import MonitorConfig
+    from phantom.monitor.config import from_params
 
-    cfg = MonitorConfig(**load_params("monitor"))
+    cfg = from_params(load_params("monitor"))
+    console.print(f"read the tuned thresholds {cfg.thresholds}")
     ref_s = read_parquet(args.reference / "reference_sessions.parquet")
     ref_d = read_parquet(args.reference / "reference_decisions.parquet")
     since = (

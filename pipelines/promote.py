@@ -28,10 +28,38 @@ def multitask_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[
 
 
 def rules_evaluator(eval_set: Path, params: Mapping[str, Any]) -> Callable[[str], dict[str, float]]:
-    """`evaluate(model_uri) -> metrics` for pricing-rules: the frozen set written by distill."""
-    from phantom.pricing.rules_gate import frozen_evaluator
+    """`evaluate(model_uri) -> metrics` for pricing-rules: the frozen set written by distill, against the
+    current teacher (the pricing champion's policy; the frozen set's teacher when there is no champion)."""
+    from phantom.pricing.rules_gate import TEACHER_TAG, frozen_evaluator, teacher_of_frozen
+    from phantom.registry import models
 
-    return frozen_evaluator(read_parquet(eval_set), console.print)
+    frame = read_parquet(eval_set)
+    frozen, champion = teacher_of_frozen(frame), _pricing_champion_sha256()
+    if champion is not None and frozen is not None and champion != frozen:
+        console.print(
+            f"[yellow]the frozen set's teacher {frozen[:12]} is not the pricing champion's {champion[:12]}[/]"
+        )
+    current = champion or frozen
+    console.print(f"current teacher: policy sha256 {current}")
+
+    def teacher_of(uri: str) -> str | None:
+        name, version = uri.removeprefix("models:/").rsplit("/", 1)
+        return models.version_tags(name, version).get(TEACHER_TAG)
+
+    return frozen_evaluator(frame, console.print, current, teacher_of)
+
+
+def _pricing_champion_sha256() -> str | None:
+    """The policy hash of `pricing-multitask@champion`'s fitted pricer (its `pricer.policy` tag), if any."""
+    import json
+
+    from phantom.pricing.gate import POLICY_TAG
+    from phantom.pricing.pricer import Pricer
+    from phantom.registry import models
+
+    version = models.version_by_alias("pricing-multitask", models.CHAMPION)
+    text = (version.tags or {}).get(POLICY_TAG) if version is not None else None
+    return Pricer.from_policy(json.loads(text)).sha256() if text else None
 
 
 # registered model name -> builder of its evaluator (eval set path, its params section)
@@ -40,6 +68,47 @@ EVALUATORS: dict[str, Callable[[Path, Mapping[str, Any]], Callable[[str], dict[s
     "pricing-multitask": multitask_evaluator,
     "pricing-rules": rules_evaluator,
 }
+
+
+def _teachers(outcome: Any, evaluator: Any) -> dict[str, Any]:
+    """`teacher_policy_sha256` of challenger and champion (and the current teacher), for a rules evaluator."""
+    teachers = getattr(evaluator, "teachers", None)
+    if teachers is None or getattr(evaluator, "teacher", None) is None:
+        return {}
+
+    def of(version: str | None) -> str | None:
+        return teachers.get(f"models:/{outcome.model}/{version}") if version else None
+
+    return {
+        "teacher_policy_sha256": {
+            "current": evaluator.teacher,
+            "challenger": of(outcome.challenger_version),
+            "champion": of(outcome.champion_before),
+        }
+    }
+
+
+def _evidence(outcome: Any, evaluator: Any) -> dict[str, Any]:
+    """For a pricing evaluator: the price-response calibration of both versions and the paired evidence."""
+    calibration = getattr(evaluator, "calibration", None)
+    if calibration is None:
+        return {}
+
+    def uri(version: str | None) -> str | None:
+        return f"models:/{outcome.model}/{version}" if version else None
+
+    out: dict[str, Any] = {
+        "price_response_calibration": {
+            "challenger": calibration.get(uri(outcome.challenger_version)),
+            "champion": calibration.get(uri(outcome.champion_before) or ""),
+        }
+    }
+    out["evidence"] = {
+        "estimator": evaluator.cfg.ope.estimator,
+        "paired": "challenger and champion on the same test sessions and Poisson bootstrap draws",
+        "comparison": getattr(evaluator, "evidence", None),
+    }
+    return out
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
@@ -64,16 +133,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     gate = promotion.GateConfig.from_params(section["gate"])
     console.print(f"mlflow: {tracking.configure()}")
-    outcome = promotion.promote(
-        args.model, EVALUATORS[args.model](eval_set, section), gate, dry_run=args.dry_run, log=console.print
-    )
+    evaluator = EVALUATORS[args.model](eval_set, section)
+    outcome = promotion.promote(args.model, evaluator, gate, dry_run=args.dry_run, log=console.print)
     console.print(f"decision: {outcome.action} ({outcome.reason})")
     report.parent.mkdir(parents=True, exist_ok=True)
     report.write_text(promotion.render_report(outcome, gate, str(eval_set)))
     console.print(f"wrote {report}")
     if not args.dry_run:  # verdict, figures and the report onto the version, for people in the MLflow UI
         console.print(f"attached to the version: {annotate.record_decision(outcome, report.read_text(), eval_set)}")
-    summary = outcome.as_dict() | {"dry_run": args.dry_run}
+    summary = (
+        outcome.as_dict() | {"dry_run": args.dry_run} | _teachers(outcome, evaluator) | _evidence(outcome, evaluator)
+    )
     write_json(metrics_path, summary)
     return summary
 

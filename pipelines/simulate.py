@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, run_stage, write_json
+from pipelines.common import console, load_params, pop_timings, read_parquet, run_stage, write_json
 
 KNOBS = ("agent_share", "human_sensitivity", "agent_sensitivity", "sessions_per_hour")
 
@@ -133,6 +133,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     else:
         summary, metrics = study_run(args, cfg, params)
         metrics["simulate_seconds"] = time.perf_counter() - started
+        metrics["ppo_train_seconds"] = metrics["ppo"].pop("train_seconds", None)
+        # wall clock and speed: not in the DVC out (reproducible rebuilds)
+        pop_timings(metrics, "simulate", ("simulate_seconds", "ppo_train_seconds", "env_steps_per_s"))
         write_json(args.metrics, metrics)
     from phantom.simulate.report import print_table
 

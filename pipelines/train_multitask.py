@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipelines.common import console, load_params, read_parquet, run_stage, write_json
+from pipelines.common import console, load_params, pop_timings, read_parquet, run_stage, write_json
 
 MODEL_NAME = "pricing-multitask"
 TARGET_KEYS = ("agent_roc_auc", "purchase_roc_auc", "purchase_ece")
@@ -59,9 +59,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     params = load_params("train_multitask")
     started = time.perf_counter()
 
+    import mlflow
     import pandas as pd
 
-    from phantom.detect.evaluate import calibration_table, rounded
+    from phantom.metrics import calibration_table, rounded, targets_table
     from phantom.pricing import evaluate, package, tuning
     from phantom.pricing.data import PURCHASE_LABEL, time_split
     from phantom.registry import models, tracking
@@ -117,8 +118,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             f"{tuned.history.best_epoch + 1}; {states.count('PRUNED')} of {len(states)} trials pruned"
         )
         bundle = tuned.bundle
-        bundle.meta.update({"model": MODEL_NAME, "run_id": run.info.run_id})
+        # the folder (a DVC out) names no run: the same inputs must rebuild the same bytes; the run
+        # is tagged with the folder's model.json md5 instead, and the logged version carries the run id
+        bundle.meta.update({"model": MODEL_NAME})
         package.save(bundle, args.model_dir, example=parts["train"], metadata={"model": MODEL_NAME, "split": split})
+        mlflow.set_tag("model_md5", package.lineage(args.model_dir)["model_md5"])
+        bundle.meta.update({"run_id": run.info.run_id})
         console.print(f"wrote {args.model_dir} (MLflow pyfunc model)")
         shipped = package.load(args.model_dir)  # metrics describe the artifact itself
 
@@ -164,8 +169,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         metrics["train_seconds"] = elapsed
         tracking.log_metrics({"train_seconds": elapsed})
 
-    _print_targets(metrics, params.get("targets", {}))
+    targets_table(metrics, params.get("targets", {}), TARGET_KEYS, console.print)
     metrics = rounded(metrics)
+    pop_timings(metrics, "train_multitask", ("train_seconds",))  # wall clock: not in the DVC out
     write_json(args.metrics, metrics)
     console.print(f"train_multitask done in {elapsed:.1f}s")
     return metrics
@@ -205,21 +211,6 @@ def _close(figures: dict[str, Any]) -> None:
 
     for fig in figures.values():
         plt.close(fig)
-
-
-def _print_targets(metrics: dict[str, Any], targets: dict[str, Any]) -> None:
-    """Headline metrics against the targets in params (>= for minimums, <= for maximums)."""
-    console.print("metric                 test     target")
-    for key in TARGET_KEYS:
-        value = metrics.get(key, float("nan"))
-        target = ""
-        if key in targets.get("minimum", {}):
-            bound = targets["minimum"][key]
-            target = f">= {bound:<6g} {'ok' if value >= bound else 'MISSED'}"
-        elif key in targets.get("maximum", {}):
-            bound = targets["maximum"][key]
-            target = f"<= {bound:<6g} {'ok' if value <= bound else 'MISSED'}"
-        console.print(f"{key:20s} {value:8.4f}   {target}")
 
 
 if __name__ == "__main__":

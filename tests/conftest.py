@@ -20,6 +20,19 @@ import pytest
 from phantom.registry import server
 
 
+@pytest.fixture(scope="session", autouse=True)
+def stage_timings(tmp_path_factory) -> Iterator[None]:
+    """Stages run by tests write their wall times to a temporary folder, not the checkout's
+    metrics/timings/ (the table `make run` prints); a test that sets PHANTOM_TIMINGS keeps its own."""
+    before = os.environ.get("PHANTOM_TIMINGS")
+    os.environ["PHANTOM_TIMINGS"] = str(tmp_path_factory.mktemp("timings"))
+    yield
+    if before is None:
+        os.environ.pop("PHANTOM_TIMINGS", None)
+    else:
+        os.environ["PHANTOM_TIMINGS"] = before
+
+
 def _admin() -> str:
     return os.environ.get("PHANTOM_PG_ADMIN", server.DEFAULT_ADMIN)
 

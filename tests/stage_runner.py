@@ -24,7 +24,7 @@ def run_stage(
     return subprocess.run(
         [sys.executable, "-m", f"pipelines.{stage}", *args],
         cwd=ROOT,
-        env={"PHANTOM_PARAMS": str(params_file), "PATH": "/usr/bin:/bin"},
+        env={"PHANTOM_PARAMS": str(params_file), "PHANTOM_TIMINGS": str(tmp_path / "timings"), "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
     )

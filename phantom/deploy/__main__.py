@@ -90,7 +90,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     """One container in the foreground."""
     from phantom.deploy.deployment import replica_env
     from phantom.deploy.replica import Replica
-    from phantom.events.broker import free_port
+    from phantom.processes import free_port
 
     cfg = _params()
     replica = Replica(

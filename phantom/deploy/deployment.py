@@ -28,7 +28,7 @@ from typing import Any
 
 from phantom.deploy import haproxy
 from phantom.deploy.replica import BENTO_UID, Replica
-from phantom.events.broker import free_port
+from phantom.processes import free_port
 from phantom.serve.limits import LimitConfig
 
 PASSED_THROUGH = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")  # and every PHANTOM_* variable of the caller

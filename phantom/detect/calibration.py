@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from phantom.detect.evaluate import ece
+from phantom.metrics import ece
 
 EPS = 1e-6
 

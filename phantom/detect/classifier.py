@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from phantom.hyperparams import run_study, suggest
+
 
 @dataclass(frozen=True)
 class TuneConfig:
@@ -61,24 +63,6 @@ def base_params(cfg: TuneConfig) -> dict[str, Any]:
         "verbosity": 0,
         **cfg.fixed,
     }
-
-
-def suggest(trial: Any, space: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
-    """Draw one configuration: each entry is {type: int|float, low, high, log: bool}."""
-    drawn = {}
-    for name, spec in space.items():
-        kind = spec.get("type", "float")
-        if kind == "int":
-            drawn[name] = trial.suggest_int(name, int(spec["low"]), int(spec["high"]), log=bool(spec.get("log", False)))
-        elif kind == "float":
-            drawn[name] = trial.suggest_float(
-                name, float(spec["low"]), float(spec["high"]), log=bool(spec.get("log", False))
-            )
-        elif kind == "categorical":
-            drawn[name] = trial.suggest_categorical(name, list(spec["choices"]))
-        else:
-            raise ValueError(f"search space {name}: unknown type {kind!r}")
-    return drawn
 
 
 def matrix(frame: pd.DataFrame, features: Sequence[str], label: str | None = "is_agent") -> Any:
@@ -137,37 +121,32 @@ def tune(
     progress: Callable[[str], None] | None = None,
 ) -> TuneResult:
     """Run the Optuna study (TPE, median pruner) and return the best configuration."""
-    import optuna
     from optuna_integration.xgboost import XGBoostPruningCallback
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     dtrain, dval = matrix(train, features), matrix(val, features)
     base = base_params(cfg)
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: Any) -> float:
         params = {**base, **suggest(trial, cfg.search_space)}
         pruning = XGBoostPruningCallback(trial, "validation-logloss")
         booster = fit(params, dtrain, cfg.max_rounds, dval, cfg.early_stopping_rounds, [pruning])
         trial.set_user_attr("best_iteration", int(booster.best_iteration))
         return float(booster.best_score)
 
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if progress is not None:
-            state = trial.state.name.lower()
-            value = f"{trial.value:.4f}" if trial.value is not None else "-"
-            progress(
-                f"trial {trial.number + 1}/{cfg.n_trials} {state:8s} val_logloss {value}  best {study.best_value:.4f}"
-            )
-
-    study = optuna.create_study(
-        study_name="agent-detector",
+    study = run_study(
+        objective,
+        name="agent-detector",
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(10, max(cfg.n_trials // 3, 1))),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_rounds
-        ),
+        n_trials=cfg.n_trials,
+        seed=cfg.seed,
+        startup_trials=min(10, max(cfg.n_trials // 3, 1)),
+        pruner_startup_trials=cfg.pruner_startup_trials,
+        pruner_warmup_steps=cfg.pruner_warmup_rounds,
+        timeout_s=cfg.timeout_s,
+        callbacks=callbacks,
+        progress=progress,
+        metric="val_logloss",
     )
-    study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout_s, callbacks=[*callbacks, report])
     best = study.best_trial
     return TuneResult(
         study=study,

@@ -1,80 +1,23 @@
-"""Detector metrics: ranking, the operating point, calibration, per-family recall, curves.
+"""Detector metrics: the operating point, per-family recall, bootstrap intervals, curves.
 
 Every function takes labels and scores (numpy arrays or pandas columns) and returns numbers or
-small frames; nothing here trains, reads files or talks to MLflow.
+small frames; nothing here trains, reads files or talks to MLflow. The generic ones (ranking, ECE,
+the calibration table, rounding) are in `phantom.metrics`, shared with the pricer and the stages.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-
-def _arrays(y: Any, p: Any) -> tuple[np.ndarray, np.ndarray]:
-    return np.asarray(y, dtype=float).astype(int), np.asarray(p, dtype=float)
-
-
-def ranking(y: Any, p: Any) -> dict[str, float]:
-    """ROC-AUC and PR-AUC (average precision); NaN when only one class is present."""
-    from sklearn.metrics import average_precision_score, roc_auc_score
-
-    y, p = _arrays(y, p)
-    if y.min(initial=1) == y.max(initial=0):
-        return {"roc_auc": float("nan"), "pr_auc": float("nan")}
-    return {"roc_auc": float(roc_auc_score(y, p)), "pr_auc": float(average_precision_score(y, p))}
-
-
-def auc(y: Any, p: Any) -> float:
-    """ROC-AUC alone (NaN with a single class)."""
-    return ranking(y, p)["roc_auc"]
-
-
-BINNINGS = ("width", "count")
-
-
-def bin_index(p: np.ndarray, n_bins: int, binning: str = "width") -> np.ndarray:
-    """The calibration bin of each probability.
-
-    `width`: `n_bins` equal-width bins on [0, 1] (the detector's ECE). `count`: `n_bins` bins of
-    equal size by rank of p (equal-count, quantile bins), which keep their resolution where the
-    predictions are: with rare events most predictions fall in the first equal-width bin, where
-    errors of opposite sign can cancel.
-    """
-    if binning == "width":
-        return np.minimum((p * n_bins).astype(int), n_bins - 1)
-    if binning == "count":
-        rank = np.empty(p.size, dtype=np.int64)
-        rank[np.argsort(p, kind="stable")] = np.arange(p.size)
-        return rank * n_bins // max(p.size, 1)
-    raise ValueError(f"binning must be one of {BINNINGS}, got {binning!r}")
-
-
-def ece(y: Any, p: Any, n_bins: int = 15, binning: str = "width") -> float:
-    """Expected calibration error: bin-weighted |mean predicted - observed rate| (bins: `bin_index`)."""
-    y, p = _arrays(y, p)
-    if y.size == 0:
-        return float("nan")
-    bins = bin_index(p, n_bins, binning)
-    sum_p = np.bincount(bins, weights=p, minlength=n_bins)
-    sum_y = np.bincount(bins, weights=y, minlength=n_bins)
-    return float(np.abs(sum_p - sum_y).sum() / y.size)
-
-
-def calibration_table(y: Any, p: Any, n_bins: int = 15, binning: str = "width") -> pd.DataFrame:
-    """Reliability diagram data: per non-empty bin, mean predicted, observed rate and count."""
-    y, p = _arrays(y, p)
-    bins = bin_index(p, n_bins, binning)
-    frame = pd.DataFrame({"bin": bins, "p": p, "y": y})
-    table = frame.groupby("bin").agg(mean_predicted=("p", "mean"), observed=("y", "mean"), count=("y", "size"))
-    return table.reset_index(drop=True)
+from phantom.metrics import as_arrays, ece, ranking
 
 
 def confusion_at(y: Any, predicted: Any) -> dict[str, float]:
     """Precision, recall, human false-positive rate and predicted agent share of hard predictions."""
-    y, _ = _arrays(y, np.zeros(len(y)))
+    y, _ = as_arrays(y, np.zeros(len(y)))
     pred = np.asarray(predicted, dtype=bool)
     tp = int((pred & (y == 1)).sum())
     fp = int((pred & (y == 0)).sum())
@@ -96,7 +39,7 @@ def operating_threshold(y: Any, p: Any, min_precision: float = 0.95, max_human_f
     Returns (threshold, met). When no threshold meets both, returns the one with the highest
     precision (ties: more recall) and met=False, so callers can report the shortfall.
     """
-    y, p = _arrays(y, p)
+    y, p = as_arrays(y, p)
     order = np.argsort(-p, kind="stable")
     ps, ys = p[order], y[order]
     tp = np.cumsum(ys)
@@ -117,7 +60,7 @@ def recall_at_precision(y: Any, p: Any, min_precision: float) -> float:
     """The highest recall any threshold reaches while keeping precision >= min_precision (a curve property)."""
     from sklearn.metrics import precision_recall_curve
 
-    y, p = _arrays(y, p)
+    y, p = as_arrays(y, p)
     if y.sum() == 0:
         return float("nan")
     precision, recall, _ = precision_recall_curve(y, p)
@@ -139,7 +82,7 @@ def family_recall(predicted: Any, family: pd.Series, is_agent: Any) -> dict[str,
 
 def summarize(y: Any, p: Any, threshold: float, n_bins: int = 15) -> dict[str, float]:
     """All headline metrics of calibrated scores `p` at `threshold`."""
-    y, p = _arrays(y, p)
+    y, p = as_arrays(y, p)
     out = ranking(y, p)
     out.update(confusion_at(y, p >= threshold))
     out["ece"] = ece(y, p, n_bins)
@@ -156,7 +99,7 @@ def bootstrap_ci(
 
     ECE is left out: resampling inflates it (its bootstrap is biased upward); see `ece_noise_floor`.
     """
-    y, p = _arrays(y, p)
+    y, p = as_arrays(y, p)
     rng = np.random.default_rng(seed)
     keys = ("roc_auc", "pr_auc", "precision", "recall", "human_fpr")
     draws: dict[str, list[float]] = {k: [] for k in keys}
@@ -185,7 +128,7 @@ def roc_points(y: Any, p: Any) -> pd.DataFrame:
     """ROC curve (fpr, tpr, threshold), thinned to at most ~400 points for plotting."""
     from sklearn.metrics import roc_curve
 
-    y, p = _arrays(y, p)
+    y, p = as_arrays(y, p)
     fpr, tpr, thr = roc_curve(y, p, drop_intermediate=True)
     return _thin(pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.minimum(thr, 1.0)}))
 
@@ -194,7 +137,7 @@ def pr_points(y: Any, p: Any) -> pd.DataFrame:
     """Precision-recall curve (recall, precision, threshold), thinned for plotting."""
     from sklearn.metrics import precision_recall_curve
 
-    y, p = _arrays(y, p)
+    y, p = as_arrays(y, p)
     precision, recall, thr = precision_recall_curve(y, p)
     return _thin(pd.DataFrame({"recall": recall[:-1], "precision": precision[:-1], "threshold": thr}))
 
@@ -213,16 +156,3 @@ def shares(p: Any, threshold: float) -> dict[str, float]:
         "expected": float(p.mean()) if p.size else float("nan"),
         "flagged": float((p >= threshold).mean()) if p.size else float("nan"),
     }
-
-
-def rounded(metrics: Mapping[str, Any], digits: int = 5) -> dict[str, Any]:
-    """Round floats in a (nested) metrics dict for a readable metrics file."""
-    out: dict[str, Any] = {}
-    for key, value in metrics.items():
-        if isinstance(value, Mapping):
-            out[key] = rounded(value, digits)
-        elif isinstance(value, float):
-            out[key] = round(value, digits) if np.isfinite(value) else None
-        else:
-            out[key] = value
-    return out

@@ -140,7 +140,14 @@ def plots(result: ShapResult, max_display: int = 15) -> dict[str, Any]:
     figures = {}
     for name, draw in (("detector_importance.png", shap.plots.bar), ("detector_beeswarm.png", shap.plots.beeswarm)):
         plt.figure()
-        draw(exp, max_display=max_display, show=False)
+        # the beeswarm jitters and shuffles its dots with numpy's global RNG: a fixed seed makes the
+        # PNG (a DVC out) the same on every rebuild; the caller's RNG state is put back
+        state = np.random.get_state()
+        np.random.seed(0)
+        try:
+            draw(exp, max_display=max_display, show=False)
+        finally:
+            np.random.set_state(state)
         fig = plt.gcf()
         fig.set_size_inches(8, 6)
         fig.suptitle("Agent detector: SHAP on the test split (log-odds)")

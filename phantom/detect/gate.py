@@ -20,17 +20,16 @@ RECIPE_METRICS: tuple[str, ...] = ("loo_family_auc_min", "loo_family_recall_min"
 
 def recipe_metrics(model_uri: str, keys: tuple[str, ...] = RECIPE_METRICS) -> dict[str, float]:
     """The `keys` the training run of `models:/<name>/<version>` logged (those it has)."""
-    from phantom.registry.models import _client
+    from phantom.registry.tracking import client
 
     prefix = "models:/"
     if not model_uri.startswith(prefix) or model_uri.count("/") != 2:
         return {}
     name, version = model_uri[len(prefix) :].split("/")
-    client = _client()
-    run_id = client.get_model_version(name, version).run_id
+    run_id = client().get_model_version(name, version).run_id
     if not run_id:
         return {}
-    logged = client.get_run(run_id).data.metrics
+    logged = client().get_run(run_id).data.metrics
     return {k: float(logged[k]) for k in keys if k in logged}
 
 
@@ -41,6 +40,7 @@ def detector_evaluator(
     import pandas as pd
 
     from phantom.detect import evaluate, package
+    from phantom.metrics import auc, ece, ranking
 
     if not Path(eval_set).exists():
         raise SystemExit(f"{eval_set}: not found; run train_detector first (dvc repro)")
@@ -53,13 +53,11 @@ def detector_evaluator(
         model = package.load(uri)
         scored = package.score(model, full)
         y = full["is_agent"].astype(int).to_numpy()
-        out: dict[str, Any] = evaluate.ranking(y, scored["p_agent"])
+        out: dict[str, Any] = ranking(y, scored["p_agent"])
         out.update(evaluate.confusion_at(y, scored["is_agent"]))  # at the model's own threshold
-        out["ece"] = evaluate.ece(y, scored["p_agent"], n_bins)
+        out["ece"] = ece(y, scored["p_agent"], n_bins)
         if len(first10):
-            out["auc_at_10_events"] = evaluate.auc(
-                first10["is_agent"].astype(int), package.score(model, first10)["p_agent"]
-            )
+            out["auc_at_10_events"] = auc(first10["is_agent"].astype(int), package.score(model, first10)["p_agent"])
         out.update(recipe_metrics(uri))
         say(
             f"  {uri}: roc_auc {out['roc_auc']:.4f}, precision {out['precision']:.4f}, "

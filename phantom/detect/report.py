@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from phantom.detect import evaluate, plots
+from phantom.metrics import calibration_table
+from phantom.metrics import targets_table as print_targets
 
 TARGET_KEYS = (
     "roc_auc",
@@ -52,23 +54,13 @@ def targets_table(
     metrics: Mapping[str, Any], targets: Mapping[str, Any], say: Callable[[str], None]
 ) -> dict[str, bool]:
     """Print headline metrics (with 95% bootstrap intervals) against the targets; return which are met."""
-    met: dict[str, bool] = {}
     ci = metrics.get("ci95", {})
-    say(f"{'metric':30s} {'test':>7s}  {'95% interval':16s} target")
-    for key in (*TARGET_KEYS, "ece_noise_floor", "recall_at_min_precision", "rule_precision", "rule_recall"):
-        value = metrics.get(key, float("nan"))
-        interval = f"[{ci[key]['lo']:.3f}, {ci[key]['hi']:.3f}]" if key in ci else ""
-        target = ""
-        if key in targets.get("minimum", {}):
-            bound = targets["minimum"][key]
-            met[key] = bool(value >= bound)
-            target = f">= {bound:g} {'ok' if met[key] else 'MISSED'}"
-        elif key in targets.get("maximum", {}):
-            bound = targets["maximum"][key]
-            met[key] = bool(value <= bound)
-            target = f"<= {bound:g} {'ok' if met[key] else 'MISSED'}"
-        say(f"{key:30s} {value:7.4f}  {interval:16s} {target}")
-    return met
+
+    def interval(key: str) -> str:
+        return f"[{ci[key]['lo']:.3f}, {ci[key]['hi']:.3f}]" if key in ci else ""
+
+    keys = (*TARGET_KEYS, "ece_noise_floor", "recall_at_min_precision", "rule_precision", "rule_recall")
+    return print_targets(metrics, targets, keys, say, columns={"95% interval": interval})
 
 
 def score_distribution(family: np.ndarray, p: np.ndarray, bins: int = 20) -> pd.DataFrame:
@@ -95,7 +87,7 @@ def curves(
         "roc.csv": evaluate.roc_points(y, p),
         "roc_first10.csv": evaluate.roc_points(y, scores["p_first10"]),
         "pr.csv": evaluate.pr_points(y, p),
-        "calibration.csv": evaluate.calibration_table(y, p, n_bins),
+        "calibration.csv": calibration_table(y, p, n_bins),
         "importance.csv": importance.rename_axis("feature").reset_index(),
         "score_by_family.csv": score_distribution(scores["family"], p),
         "loo_frontier.csv": scores["loo_frontier"],

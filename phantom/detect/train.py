@@ -18,6 +18,7 @@ import pandas as pd
 from phantom.detect import calibration, classifier, evaluate, prior_shift, pu, unseen
 from phantom.detect.package import Detector, input_ranges
 from phantom.detect.rules import velocity_rule
+from phantom.metrics import auc
 
 Scorer = Callable[[pd.DataFrame], np.ndarray]  # frame of features -> calibrated P(agent)
 
@@ -163,7 +164,7 @@ def assess(
     metrics["family_recall"] = evaluate.family_recall(p_test >= threshold, test["label_family"], y_test)
 
     p_early = score(early_test)
-    metrics["auc_at_10_events"] = evaluate.auc(y_test, p_early)
+    metrics["auc_at_10_events"] = auc(y_test, p_early)
     metrics["first10"] = evaluate.summarize(y_test, p_early, threshold, n_bins)
 
     weight = trained.detector.pu_weight

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from phantom.detect import classifier, evaluate, pu
+from phantom.metrics import auc, ranking
 
 
 @dataclass
@@ -86,7 +87,7 @@ def family_operating_point(
         "threshold_met": bool(met),
         "recall": float((p_family >= threshold).mean()) if p_family.size else float("nan"),
         "human_fpr": float((p_people >= threshold).mean()) if p_people.size else float("nan"),
-        "auc": evaluate.auc(y, np.r_[p_people, p_family]),
+        "auc": auc(y, np.r_[p_people, p_family]),
         "sessions": int(p_family.size),
     }
 
@@ -131,7 +132,7 @@ def choose_weight(
             threshold, _ = evaluate.operating_threshold(
                 val["is_agent"], p, float(op["min_precision"]), float(op["max_human_fpr"])
             )
-            row.update(evaluate.ranking(val["is_agent"], p))
+            row.update(ranking(val["is_agent"], p))
             row["recall"] = evaluate.confusion_at(val["is_agent"], p >= threshold)["recall"]
         table[w] = row
     base = table[0.0]

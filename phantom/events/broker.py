@@ -16,12 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-
-def free_port() -> int:
-    """A TCP port on the loopback that nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from phantom.processes import free_port
 
 
 def wait_for_port(port: int, proc: subprocess.Popen, log: Path, timeout_s: float = 15.0) -> None:

@@ -24,6 +24,8 @@ from phantom.features.registry import (
     SESSION_FEATURES,
 )
 
+ENGINES = ("pandas", "dask")
+
 
 @dataclass(frozen=True)
 class FeatureConfig:
@@ -33,6 +35,8 @@ class FeatureConfig:
     demand: context.DemandConfig = field(default_factory=context.DemandConfig)
     chunk_events: int = 1 << 20  # sessions are processed in chunks of about this many events
     popularity: str = "catalogue"  # catalogue: its `popularity` column (required); traffic: views in the events
+    engine: str = "pandas"  # pandas: one process, the whole table in memory; dask: session partitions
+    dask: dict[str, Any] = field(default_factory=dict)  # features.dask (phantom.features.dask_engine.DaskConfig)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> FeatureConfig:
@@ -41,6 +45,8 @@ class FeatureConfig:
         early = int(params.pop("early_events", 10))
         chunk = int(params.pop("chunk_events", 1 << 20))
         source = str(params.pop("popularity", "catalogue"))
+        engine = str(params.pop("engine", "pandas"))
+        dask = dict(params.pop("dask", None) or {})
         demand_keys = set(context.DemandConfig.__dataclass_fields__)
         demand = {k: params.pop(k) for k in list(params) if k in demand_keys}
         params.pop("expectations", None)  # read by the expectation suite
@@ -52,7 +58,16 @@ class FeatureConfig:
             raise ValueError("features.chunk_events must be >= 1")
         if source not in popularity.SOURCES:
             raise ValueError(f"features.popularity must be one of {popularity.SOURCES}, got {source!r}")
-        return cls(early_events=early, demand=context.DemandConfig(**demand), chunk_events=chunk, popularity=source)
+        if engine not in ENGINES:
+            raise ValueError(f"features.engine must be one of {ENGINES}, got {engine!r}")
+        return cls(
+            early_events=early,
+            demand=context.DemandConfig(**demand),
+            chunk_events=chunk,
+            popularity=source,
+            engine=engine,
+            dask=dask,
+        )
 
 
 @dataclass

@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from phantom.features.registry import SESSION_FEATURE_SPECS
+from phantom.monitor.check import TableResult
 from phantom.monitor.price_response import TEST_NAME as PRICE_RESPONSE
 from phantom.monitor.report import P_VALUE_METHODS
 
 GROUP = {f.name: f.group for f in SESSION_FEATURE_SPECS}
 RETRAIN = "retrain: `make retrain` rebuilds features and challengers on the newest data; the promotion gates decide"
 FIX_DATA = "fix the client or ingest first (do not retrain on broken data), then rerun the monitor"
-
-
-@dataclass
-class TableResult:
-    """What one table's snapshot says."""
-
-    table: str
-    failed_tests: list[str] = field(default_factory=list)
-    drift: dict[str, dict[str, Any]] = field(default_factory=dict)  # column -> score, method, threshold, drifted
-    drifted_count: float = 0.0
-    drifted_share: float = 0.0
-    means: dict[str, float] = field(default_factory=dict)
-
-    @property
-    def passed(self) -> bool:
-        """True when every test passed."""
-        return not self.failed_tests
 
 
 def read(snapshot: Any, table: str) -> TableResult:
@@ -104,7 +87,7 @@ def verdict(window: str, results: list[TableResult], reference_agent_share: floa
         "decision": "pass" if passed else "fail",
         "failed_tests": [t for r in results for t in r.failed_tests],
         "drifted_columns": drifted_columns(results),
-        "drifted_share": {r.table: r.drifted_share for r in results},
+        "drifted_share": {r.table: r.drifted_share for r in results if r.report},
         "agent_share_estimate": next((r.means["p_agent"] for r in results if "p_agent" in r.means), None),
         "reference_agent_share": reference_agent_share,
     }

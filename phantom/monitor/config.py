@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pathlib import Path
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+THRESHOLDS_FILE = "config/monitor_thresholds.yaml"  # written by `python -m benchmarks.drift`, read by the monitor
 
 
 class ReferenceConfig(BaseModel):
@@ -84,5 +87,44 @@ class MonitorConfig(BaseModel):
     """Reference rows per table Evidently compares with (a seeded sample; the mean bounds use them all)."""
     human_cohort: str = "xp_human_only"
     """experiment_id of the verified-human cohort."""
+    thresholds: str | None = THRESHOLDS_FILE
+    """The versioned file of tuned tests the tuning run (`python -m benchmarks.drift`) writes:
+    the monitor ships exactly the thresholds its reported rates were measured with."""
     tests: DriftTests = Field(default_factory=DriftTests)
-    """The tests' thresholds."""
+    """The tests' thresholds: `from_params` fills them from `thresholds` (never typed by hand)."""
+
+
+def from_params(section: dict[str, Any], root: Path | str = ".") -> MonitorConfig:
+    """The monitor's config from params.yaml `monitor`, its tests read from the tuned thresholds file."""
+    import yaml
+
+    cfg = MonitorConfig(**section)
+    if cfg.thresholds is None:
+        return cfg
+    if "tests" in section:
+        raise ValueError(f"params.yaml monitor: `tests` and `thresholds: {cfg.thresholds}` are two sources; keep one")
+    path = Path(root) / cfg.thresholds
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: the tuned monitor thresholds are missing; run python -m benchmarks.drift")
+    tuned = yaml.safe_load(path.read_text())
+    if float(tuned["window_hours"]) != cfg.window_hours:
+        raise ValueError(
+            f"{path} was tuned for {tuned['window_hours']} h windows, params.yaml monitor.window_hours is "
+            f"{cfg.window_hours}: rerun python -m benchmarks.drift"
+        )
+    return cfg.model_copy(update={"tests": DriftTests(**tuned["tests"])})
+
+
+def write_thresholds(path: Path | str, tests: DriftTests, window_hours: float, source: dict[str, Any]) -> Path:
+    """Write the tuned tests (and the window length and run they belong to) to the versioned thresholds file."""
+    import yaml
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    head = (
+        "# The drift monitor's tuned thresholds: written by `python -m benchmarks.drift` (the tuning run that\n"
+        "# measured the false-alarm and detection rates in metrics/drift.json), read by the monitor. Not by hand.\n"
+    )
+    body = {"window_hours": float(window_hours), "source": dict(source), "tests": tests.model_dump()}
+    path.write_text(head + yaml.safe_dump(body, sort_keys=True))
+    return path

@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from phantom.monitor.frames import PURCHASE
+from phantom.monitor.check import DriftCheck, Inputs, Outcome, TableResult
+from phantom.monitor.frames import MS_PER_HOUR, PURCHASE
 
 TEST_NAME = "price_response"
 MIN_PURCHASES = 20  # fewer purchases in the cohort: no curve is fitted, the test is skipped (reported)
@@ -157,3 +158,37 @@ def failed_test_name(r: Result) -> str:
         f"(slope {r.window['slope']:.2f} vs {r.reference['slope']:.2f}, conversion at the typical price "
         f"{r.window['conversion_at_typical_price']:.3f} vs {r.reference['conversion_at_typical_price']:.3f})"
     )
+
+
+def lookback_data(inputs: Inputs) -> tuple[pd.DataFrame, pd.DataFrame, int]:
+    """(current, reference, start ms) of the window's test: its lookback when it has one.
+
+    A lookback of a day or more covers every hour of day, so it meets the whole reference.
+    """
+    window = inputs.window
+    if window.lookback is None or window.lookback_start_ms is None:
+        return window.decisions, inputs.matched_decisions_raw, window.start_ms
+    if window.end_ms - window.lookback_start_ms >= 24 * MS_PER_HOUR:
+        return window.lookback, inputs.reference_decisions, window.lookback_start_ms
+    return window.lookback, inputs.matched_decisions_raw, window.lookback_start_ms
+
+
+class PriceResponse(DriftCheck):
+    """People's purchase curve over log price, window (or its lookback) vs reference: one Wald test."""
+
+    name = TEST_NAME
+
+    def run(self, inputs: Inputs) -> Outcome:
+        """The test's figures (or why it was skipped) under `price_response`; a failed test when it moved."""
+        result = TableResult(self.name, report=False)
+        if not len(inputs.window.decisions) or not len(inputs.matched_decisions_raw):
+            return Outcome(result, summary="price response skipped: no decisions in the window or the reference")
+        current, reference, start_ms = lookback_data(inputs)
+        cfg = inputs.cfg
+        answer = check(reference, current, cfg.human_cohort, cfg.tests.price_response_chi2)
+        if isinstance(answer, str):
+            return Outcome(result, summary=answer)
+        if answer.failed:
+            result.failed_tests.append(failed_test_name(answer))
+        hours = round((inputs.window.end_ms - start_ms) / MS_PER_HOUR, 2)
+        return Outcome(result, summary={**answer.as_dict(), "hours": hours})

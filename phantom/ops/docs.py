@@ -1,8 +1,11 @@
-"""docs/operate.md's figures, rendered from the metrics files (a test holds the doc equal to them).
+"""Docs' figures, rendered from the metrics files (tests hold every doc equal to them).
 
-    python -m phantom.ops.docs        # rewrite the marked blocks of docs/operate.md
+    python -m phantom.ops.docs        # (make docs) rewrite docs/operate.md's blocks and every doc's inline figures
 
 A block sits between `<!-- name -->` and `<!-- /name -->`; everything else in the doc is prose.
+An inline figure names its metrics file, key (dotted path) and format in a marker around the value:
+`<!--fig metrics/pricing.json revenue_vs_fixed .3f-->1.056<!--/fig-->` (a format `%` multiplies by
+100: `.1%`); rendering rewrites the value, so a quoted figure cannot drift from its file.
 """
 
 from __future__ import annotations
@@ -93,10 +96,48 @@ def update(text: str, new: dict[str, str]) -> str:
     return text
 
 
+FIGURE = re.compile(r"<!--fig (\S+) (\S+) (\S+?)-->(.*?)<!--/fig-->", re.S)
+DOCS = Path("docs")
+
+
+def figure(root: Path, path: str, key: str, fmt: str) -> str:
+    """One metrics value, formatted: `key` is a dotted path into the JSON file (list items by index)."""
+    value: Any = _load(root / path)
+    for part in key.split("."):
+        value = value[int(part)] if isinstance(value, list) else value[part]
+    if value is None:
+        return "n/a"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return value if isinstance(value, str) else format(value, fmt)
+
+
+def render_figures(text: str, root: Path = Path(".")) -> str:
+    """The doc with every inline figure rewritten from the metrics file its marker names."""
+    return FIGURE.sub(
+        lambda m: (
+            f"<!--fig {m.group(1)} {m.group(2)} {m.group(3)}-->"
+            f"{figure(root, m.group(1), m.group(2), m.group(3))}<!--/fig-->"
+        ),
+        text,
+    )
+
+
+def figures_of(text: str) -> list[tuple[str, str, str, str]]:
+    """(file, key, format, quoted value) of every inline figure of a doc."""
+    return [(m.group(1), m.group(2), m.group(3), m.group(4)) for m in FIGURE.finditer(text)]
+
+
 def main() -> None:
-    """Rewrite docs/operate.md's blocks from the metrics files."""
+    """Rewrite docs/operate.md's blocks and every doc's inline figures from the metrics files."""
     DOC.write_text(update(DOC.read_text(), rendered()))
     print(f"wrote {DOC}")
+    for doc in [*sorted(DOCS.glob("*.md")), Path("README.md")]:
+        text = doc.read_text()
+        new = render_figures(text)
+        if new != text:
+            doc.write_text(new)
+            print(f"wrote {doc} ({len(figures_of(new))} figures)")
 
 
 if __name__ == "__main__":

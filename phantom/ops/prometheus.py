@@ -170,7 +170,7 @@ def start(
     targets: Sequence[str], interval: str = "2s", pushgateway: bool = False, folder: Path | None = None
 ) -> Iterator[Running]:
     """Prometheus on free ports for the block (tests)."""
-    from phantom.events.broker import free_port
+    from phantom.processes import free_port
 
     folder = folder or Path(tempfile.mkdtemp(prefix="prometheus-"))
     running = launch(targets, free_port(), folder, interval, pushgateway_port=free_port() if pushgateway else None)

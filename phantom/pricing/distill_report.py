@@ -133,7 +133,12 @@ def outputs(
         table=table,
         figures={"tree.png": rules_text.plot_tree(shipped.distilled.tree, shipped.distilled.features, grid)},
         frozen=rules_gate.frozen_set(
-            x.assign(**{c: test[c] for c in keys}), shipped.distilled.features, demand, taught.index, grid
+            x.assign(**{c: test[c] for c in keys}),
+            shipped.distilled.features,
+            demand,
+            taught.index,
+            grid,
+            teacher.pricer.sha256(),
         ),
         example=x,
     )
@@ -196,7 +201,7 @@ def log_run(
     """Log the run (params, metrics, figures, rules) and the tree as pyfunc `pricing-rules`; register as challenger."""
     import mlflow
 
-    from phantom.pricing import rules_package
+    from phantom.pricing import rules_gate, rules_package
     from phantom.registry import models, tracking
 
     with tracking.parent_run("pricing-rules", run_name="distill", params=params, inputs=inputs) as run:
@@ -205,8 +210,9 @@ def log_run(
             tracking.log_figure(fig, name)
         for path in files:
             mlflow.log_artifact(path, "distill")
-        info = rules_package.log(spec, example, {"run_id": run.info.run_id})
+        teacher = {rules_gate.TEACHER_TAG: str(payload[rules_gate.TEACHER_TAG])}
+        info = rules_package.log(spec, example, {"run_id": run.info.run_id, **teacher})
     if not register:
         return None
-    version = models.register(info.model_uri, rules_package.MODEL_NAME, tags={"run_id": run.info.run_id})
+    version = models.register(info.model_uri, rules_package.MODEL_NAME, tags={"run_id": run.info.run_id, **teacher})
     return str(version.version)

@@ -310,7 +310,7 @@ def model_metrics(
     and the mean predicted and observed purchase rates, on decision rows."""
     from sklearn.metrics import log_loss
 
-    from phantom.detect.evaluate import auc, ece
+    from phantom.metrics import auc, ece
     from phantom.pricing.tuning import agent_labels
 
     y_agent = agent_labels(frame)

@@ -21,6 +21,16 @@ MODEL_METRICS = ("agent_roc_auc", "purchase_roc_auc", "purchase_ece")
 
 def version_metrics(model: Any, frame: pd.DataFrame, cfg: evaluate.EvaluationConfig) -> tuple[dict[str, float], Pricer]:
     """Gate metrics of one loaded version on a frozen set (model quality, the pricer's estimated outcomes), and its pricer."""
+    out, ev, _ = version_evidence(model, frame, cfg)
+    return out, ev.pricer
+
+
+def version_evidence(
+    model: Any, frame: pd.DataFrame, cfg: evaluate.EvaluationConfig
+) -> tuple[dict[str, float], evaluate.Evaluation, dict[str, Any]]:
+    """Gate metrics, the evaluation behind them, and the price-response calibration on the randomised test logs."""
+    from phantom.pricing import ope
+
     val = frame.loc[frame["view"] == "val"].reset_index(drop=True)
     test = frame.loc[frame["view"] == "test"].reset_index(drop=True)
     ev = evaluate.run(model, val, test, cfg, float(frame["rules_mean_demand"].iloc[0]))
@@ -29,7 +39,42 @@ def version_metrics(model: Any, frame: pd.DataFrame, cfg: evaluate.EvaluationCon
     out.update({k: float(ev.model[k]) for k in MODEL_METRICS})
     out["mu"] = ev.pricer.objective.mu
     out["guardrail_lambda"] = ev.pricer.objective.guardrail_lambda
-    return out, ev.pricer
+    calibration = ope.price_response_calibration(ev.demand_test, cfg.objective.ratios, ope.Logged.from_frame(test))
+    out["price_response_miscalibration"] = float(calibration["max_excess"])
+    return out, ev, calibration
+
+
+def paired_evidence(challenger: evaluate.Evaluation, champion: evaluate.Evaluation) -> dict[str, dict[str, float]]:
+    """Challenger against champion on the same test sessions and the same bootstrap draws (the configured
+    estimator): revenue and leakage ratios and the human-conversion difference of their optimisers, 95 %."""
+    import numpy as np
+
+    from phantom.pricing import ope
+
+    i = {k: j for j, k in enumerate(ope.OUTCOMES)}
+    a, b = challenger.estimates, champion.estimates
+    pa = np.array([a.point[evaluate.OPTIMISER][o] for o in ope.OUTCOMES])
+    pb = np.array([b.point[evaluate.OPTIMISER][o] for o in ope.OUTCOMES])
+    ra, rb = a.replicates[evaluate.OPTIMISER], b.replicates[evaluate.OPTIMISER]
+
+    def figures(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
+        def conv(v: np.ndarray) -> np.ndarray:
+            return v[..., i["human_purchases"]] / np.clip(v[..., i["human_views"]], 1e-12, None)
+
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return {
+                "revenue_vs_champion": x[..., i["revenue"]] / y[..., i["revenue"]],
+                "leakage_vs_champion": x[..., i["leakage"]] / y[..., i["leakage"]],
+                "human_conversion_vs_champion": conv(x) - conv(y),
+            }
+
+    point, reps = figures(pa, pb), figures(ra, rb)
+    out = {}
+    for key, value in point.items():
+        r = reps[key][np.isfinite(reps[key])]
+        lo, hi = np.percentile(r, [2.5, 97.5]) if r.size else (np.nan, np.nan)
+        out[key] = {"estimate": float(value), "ci_low": float(lo), "ci_high": float(hi)}
+    return out
 
 
 POLICY_TAG = "pricer.policy"  # model-version tag: the pricer fitted for this version (JSON), what the service loads
@@ -41,6 +86,9 @@ class FrozenEvaluator:
     def __init__(self, frame: pd.DataFrame, cfg: evaluate.EvaluationConfig, log: Callable[[str], Any] = print) -> None:
         self.frame, self.cfg, self.log = frame, cfg, log
         self.version_tags: dict[str, dict[str, str]] = {}  # model URI -> tags the gate writes on that version
+        self.evaluations: dict[str, evaluate.Evaluation] = {}  # model URI -> its evaluation (paired evidence)
+        self.calibration: dict[str, dict[str, Any]] = {}  # model URI -> price-response calibration
+        self.evidence: dict[str, dict[str, float]] | None = None  # the last paired comparison
 
     def __call__(self, uri: str) -> dict[str, float]:
         """Load the version, fit its pricer on the frozen validation views, measure it on the test views."""
@@ -48,9 +96,19 @@ class FrozenEvaluator:
 
         from phantom.pricing import package
 
-        out, pricer = version_metrics(package.load(uri), self.frame, self.cfg)
+        out, ev, self.calibration[uri] = version_evidence(package.load(uri), self.frame, self.cfg)
+        self.evaluations[uri] = ev
+        pricer = ev.pricer
         self.version_tags[uri] = {POLICY_TAG: json.dumps(pricer.to_policy(), sort_keys=True)}
         self.log("  " + uri + ": " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(out.items())))
+        return out
+
+    def paired(self, challenger: str, champion: str) -> dict[str, float]:
+        """Paired evidence of the challenger against the champion, as gate metrics (`<figure>_ci_low`, ...)."""
+        self.evidence = paired_evidence(self.evaluations[challenger], self.evaluations[champion])
+        out = {}
+        for key, v in self.evidence.items():
+            out.update({key: v["estimate"], f"{key}_ci_low": v["ci_low"], f"{key}_ci_high": v["ci_high"]})
         return out
 
 

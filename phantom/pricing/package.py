@@ -93,14 +93,20 @@ def trained_split(model: Any) -> tuple[float, float, float]:
 
 
 def lineage(model_dir: Path | str) -> dict[str, Any]:
-    """The MLflow run and registered name that produced the model in `model_dir` (from its spec), if recorded."""
+    """The registered name and the md5 of the spec of the model in `model_dir` (its training run carries
+    the same md5 as tag `model_md5`); `model_run_id` only for folders that recorded one."""
     import json
+
+    from phantom.digest import file_digest
 
     spec = Path(model_dir) / "artifacts" / "model.json"
     if not spec.exists():
         return {}
     meta = json.loads(spec.read_text()).get("meta", {})
-    return {"model_run_id": meta.get("run_id"), "model_name": meta.get("model")}
+    out = {"model_name": meta.get("model"), "model_md5": file_digest(spec, "md5")}
+    if meta.get("run_id"):
+        out["model_run_id"] = meta["run_id"]
+    return out
 
 
 def all_feature_columns(model: Any) -> list[str]:

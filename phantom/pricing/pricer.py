@@ -104,6 +104,13 @@ class Pricer:
             out["agent_calibration"] = {"x": list(self.agent_calibration.x), "y": list(self.agent_calibration.y)}
         return out
 
+    def sha256(self) -> str:
+        """Hash of the canonical policy JSON: names the teacher a distilled tree was fitted to."""
+        import hashlib
+        import json
+
+        return hashlib.sha256(json.dumps(self.to_policy(), sort_keys=True).encode()).hexdigest()
+
     @property
     def grid(self) -> np.ndarray:
         """Candidate price ratios the demand curves must be given on."""

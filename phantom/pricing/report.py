@@ -12,6 +12,8 @@ from typing import Any
 
 import pandas as pd
 
+from phantom.metrics import target_lines
+
 EXPERIMENT = "pricing-policy"
 TABLES = ("policies.csv", "response_curves.csv", "response_curves_wide.csv", "frontier.csv")
 
@@ -88,7 +90,7 @@ def log_run(
 
     from phantom.registry import tracking
 
-    tags = {"model_run_id": str(policy.get("model_run_id") or "")}
+    tags = {k: str(policy.get(k) or "") for k in ("model_run_id", "model_md5") if policy.get(k)}
     with tracking.parent_run(
         EXPERIMENT, run_name=f"evaluate-{time.strftime('%Y%m%d-%H%M%S')}", params=params, inputs=inputs, tags=tags
     ) as run:
@@ -112,16 +114,14 @@ def summary_lines(metrics: Mapping[str, Any], targets: Mapping[str, Any], order:
             f"{name:16s} {p['revenue']:12,.0f} {p['margin']:12,.0f} {p['margin_leakage']:10,.0f} "
             f"{p['human_conversion']:10.4f} {p['agent_conversion']:10.4f}"
         )
-    lines.append(f"{'optimiser':28s} {'estimate':>9s} {'95% interval':>18s} {'truth':>8s}   target")
-    for key in ("revenue_vs_fixed", "revenue_vs_oracle", "leakage_reduction_vs_rules", "human_conversion_delta"):
-        truth = metrics[key]
-        est = metrics["ope"].get(key)
-        ci = metrics["ope_ci95"].get(key)
-        est_text = f"{est:9.4f} [{ci[0]:7.4f}, {ci[1]:7.4f}]" if est is not None else f"{'(truth only)':>28s}"
-        bound = targets.get("minimum", {}).get(key)
-        status = "" if bound is None else f">= {bound:<7g} {'ok' if truth >= bound else 'MISSED'}"
-        lines.append(f"{key:28s} {est_text} {truth:8.4f}   {status}")
-    return lines
+    keys = ("revenue_vs_fixed", "revenue_vs_oracle", "leakage_reduction_vs_rules", "human_conversion_delta")
+
+    def estimate(key: str) -> str:
+        est, ci = metrics["ope"].get(key), metrics["ope_ci95"].get(key)
+        return f"{est:9.4f} [{ci[0]:7.4f}, {ci[1]:7.4f}]" if est is not None else "(truth only)"
+
+    table, _ = target_lines(metrics, targets, keys, {"off-policy estimate [95%]": estimate}, value_header="truth")
+    return [*lines, "optimiser (truth: the simulator's outcomes)", *table]
 
 
 def print_lines(lines: Sequence[str], log: Callable[[str], Any] = print) -> None:

@@ -114,10 +114,9 @@ def tune(
     """Run the Optuna study (TPE, median pruner); return the best trial's trained network."""
     import optuna
 
-    from phantom.detect.classifier import suggest
+    from phantom.hyperparams import run_study, suggest
     from phantom.pricing import multitask as mt
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     template = mt.build_bundle(train, session_columns, product_columns, {}, categorical=categorical)
     tr = prepare(template, train)
     va = prepare(template, val)
@@ -149,26 +148,24 @@ def tune(
             best.update(value=history.best_score, net=net, settings=settings, history=history)
         return history.best_score
 
-    def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-        if progress is None:
-            return
-        value = f"{trial.value:.4f}" if trial.value is not None else "-"
-        best_value = f"{study.best_value:.4f}" if any(t.value is not None for t in study.trials) else "-"
-        epochs = trial.user_attrs.get("epochs_run", len(trial.intermediate_values))
-        progress(
-            f"trial {trial.number + 1}/{cfg.n_trials} {trial.state.name.lower():8s} "
-            f"val_score {value}  epochs {epochs:>2}  best {best_value}"
-        )
+    def epochs(trial: Any) -> str:
+        return f"epochs {trial.user_attrs.get('epochs_run', len(trial.intermediate_values)):>2}"
 
-    study = optuna.create_study(
-        study_name="pricing-multitask",
+    study = run_study(
+        objective,
+        name="pricing-multitask",
         direction="minimize",
-        sampler=optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=min(5, max(cfg.n_trials // 2, 1))),
-        pruner=optuna.pruners.MedianPruner(
-            n_startup_trials=cfg.pruner_startup_trials, n_warmup_steps=cfg.pruner_warmup_epochs
-        ),
+        n_trials=cfg.n_trials,
+        seed=cfg.seed,
+        startup_trials=min(5, max(cfg.n_trials // 2, 1)),
+        pruner_startup_trials=cfg.pruner_startup_trials,
+        pruner_warmup_steps=cfg.pruner_warmup_epochs,
+        timeout_s=cfg.timeout_s,
+        callbacks=callbacks,
+        progress=progress,
+        metric="val_score",
+        detail=epochs,
     )
-    study.optimize(objective, n_trials=cfg.n_trials, timeout=cfg.timeout_s, callbacks=[*callbacks, report])
     if "net" not in best:
         raise RuntimeError("no trial finished; raise n_trials or timeout_s")
     bundle = mt.Bundle(

@@ -15,6 +15,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from phantom.registry import tracking
+
 LINEAGE_PREFIXES = ("git.commit", "git.dirty", "data.md5.")
 REPORT_FOLDER = "promotion"
 MAX_TAG_CHARS = 5000  # MLflow's limit on a model version tag value is 5000
@@ -70,15 +72,9 @@ def verdict_line(outcome: Any) -> str:
     return f"Gate {outcome.evaluated_at}: {verb}, against {against}{hand}: {outcome.reason}"
 
 
-def _client() -> Any:
-    from phantom.registry.models import _client as client
-
-    return client()
-
-
 def describe_new_version(name: str, version: str | int, text: str) -> Any:
     """Copy the run's lineage tags onto a fresh version and write its description with a run link."""
-    client = _client()
+    client = tracking.client()
     mv = client.get_model_version(name, str(version))
     lines = [text] if text else []
     if mv.run_id:
@@ -97,16 +93,14 @@ def record_decision(outcome: Any, report: str, eval_set: Path | str | None = Non
     Returns the artifact path of the report (None when the version has no run to attach it to).
     The description keeps what training wrote and gets one verdict line per decision, newest last.
     """
-    from phantom.registry.tracking import file_md5
-
-    client = _client()
+    client = tracking.client()
     name, version = outcome.model, str(outcome.challenger_version)
     mv = client.get_model_version(name, version)
     artifact = None
     if mv.run_id:
         artifact = f"{REPORT_FOLDER}/{name}-v{version}.md"
         client.log_text(mv.run_id, report, artifact)
-    md5 = file_md5(eval_set) if eval_set is not None and Path(eval_set).is_file() else None
+    md5 = tracking.file_md5(eval_set) if eval_set is not None and Path(eval_set).is_file() else None
     for key, value in gate_tags(outcome, md5, artifact).items():
         client.set_model_version_tag(name, version, key, value)
     description = (mv.description or "").rstrip()

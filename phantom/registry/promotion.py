@@ -37,6 +37,13 @@ class GateConfig:
     minimum: Mapping[str, float] = field(default_factory=dict)  # higher is better: value >= bound
     maximum: Mapping[str, float] = field(default_factory=dict)  # lower is better: value <= bound
     tolerance: Mapping[str, float] = field(default_factory=dict)  # allowed regression vs champion
+    # metrics that, above 0 on the champion (or an earlier one), make it replaceable by any challenger
+    # passing the floors: e.g. `teacher_mismatch`, a distilled tree whose teacher no longer ships
+    replace_when: tuple[str, ...] = ()
+    # non-inferiority on paired evidence (the evaluator's `paired(challenger, champion)`: both versions on
+    # the same sessions and bootstrap draws); checked only against a champion the challenger must beat
+    paired_minimum: Mapping[str, float] = field(default_factory=dict)
+    paired_maximum: Mapping[str, float] = field(default_factory=dict)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> GateConfig:
@@ -55,7 +62,19 @@ class GateConfig:
             )
         if any(v < 0 for v in tolerance.values()):
             raise ValueError("tolerances must be >= 0")
-        return cls(minimum=minimum, maximum=maximum, tolerance=tolerance)
+        replace_when = tuple(str(m) for m in (params.get("replace_when") or ()))
+        return cls(
+            minimum=minimum,
+            maximum=maximum,
+            tolerance=tolerance,
+            replace_when=replace_when,
+            paired_minimum={k: float(v) for k, v in (params.get("paired_minimum") or {}).items()},
+            paired_maximum={k: float(v) for k, v in (params.get("paired_maximum") or {}).items()},
+        )
+
+    def stale(self, metrics: Mapping[str, Any] | None) -> list[str]:
+        """The `replace_when` metrics above 0 in `metrics`: why that version must be replaced."""
+        return [m for m in self.replace_when if metrics is not None and _value(metrics, m) > 0]
 
     def higher_is_better(self, metric: str) -> bool:
         """Direction of a gated metric."""
@@ -150,6 +169,11 @@ def decide(
         checks.append(Check(metric, "minimum", ">=", _value(challenger, metric), bound))
     for metric, bound in config.maximum.items():
         checks.append(Check(metric, "maximum", "<=", _value(challenger, metric), bound))
+    if champion is not None:
+        for metric, bound in config.paired_minimum.items():
+            checks.append(Check(metric, "paired vs champion", ">=", _value(challenger, metric), bound))
+        for metric, bound in config.paired_maximum.items():
+            checks.append(Check(metric, "paired vs champion", "<=", _value(challenger, metric), bound))
     for metric, tol in config.tolerance.items():
         from_champion = _value(champion, metric) if champion is not None else math.nan
         ref = _better(config, metric, from_champion, _value(best or {}, metric))
@@ -292,13 +316,22 @@ def promote(
             return outcome
 
     earlier = _earlier_champions(name, history_from_tags(tags), {ch_v, cp_v}, evaluate, log)
+    earlier = {v: m for v, m in earlier.items() if not config.stale(m)}  # a stale version holds no ratchet
     best = best_of(earlier, config)
-    result = decide(challenger_metrics, champion_metrics, config, best)
+    stale = config.stale(champion_metrics)
+    paired = getattr(evaluate, "paired", None)
+    if champion_metrics is not None and not stale and paired is not None:  # same sessions, same bootstrap draws
+        challenger_metrics.update(
+            {k: float(v) for k, v in paired(models.version_uri(name, ch_v), models.version_uri(name, cp_v)).items()}
+        )
+    # a stale champion is replaced by any challenger passing the floors: it is not the one to beat
+    result = decide(challenger_metrics, None if stale else champion_metrics, config, best)
+    why = f"champion v{cp_v} is stale ({', '.join(stale)}): floors only; " if stale else ""
     outcome = Outcome(
         **common,
         champion_after=ch_v if result.passed else cp_v,
         action="promoted" if result.passed else "kept",
-        reason=result.summary(),
+        reason=why + result.summary(),
         result=result,
         challenger_metrics=challenger_metrics,
         champion_metrics=champion_metrics,
@@ -365,7 +398,9 @@ def render_report(outcome: Outcome, config: GateConfig, eval_set: str = "") -> s
     lines = [
         f"# Promotion: {outcome.model}",
         "",
-        f"- evaluated: {outcome.evaluated_at}" + (f" on `{eval_set}`" if eval_set else ""),
+        # no wall clock here: the report is a DVC out (reproducible rebuilds); the decision's time is
+        # the version's MLflow tag gate.evaluated_at
+        "- evaluated" + (f" on `{eval_set}`" if eval_set else "") + " (time: MLflow tag `gate.evaluated_at`)",
         f"- challenger: v{outcome.challenger_version}",
         f"- champion before: {cp}{hand}",
         f"- decision: **{outcome.action}**; champion is now "

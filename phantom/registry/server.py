@@ -294,7 +294,7 @@ def start_server(
 
     With `auth` (the default) it runs the phantom-auth app with `accounts` (from the environment unless given).
     """
-    from phantom.events.broker import free_port
+    from phantom.processes import free_port
 
     port = port or free_port()
     artifacts.mkdir(parents=True, exist_ok=True)

@@ -58,6 +58,15 @@ def configure(uri: str | None = None) -> str:
     return uri
 
 
+def client() -> Any:
+    """An MlflowClient on the configured tracking server (configured from the environment when not yet set)."""
+    import mlflow
+
+    if not mlflow.is_tracking_uri_set():
+        configure()
+    return mlflow.MlflowClient()
+
+
 def experiment(name: str) -> str:
     """Make `name` the active experiment (created on first use, artifacts pinned); return its id."""
     import mlflow

@@ -120,6 +120,38 @@ def distilled_of(registry_uri: str) -> tuple[dict[str, Any] | None, Any | None]:
     return tree.to_json(), version
 
 
+def detector_threshold(stored: Any) -> float:
+    """The operating threshold inside the imported detector (its MLmodel metadata in the BentoML store)."""
+    import yaml
+
+    mlmodel = yaml.safe_load(Path(stored.path, "mlflow_model", "MLmodel").read_text())
+    return float(mlmodel["metadata"]["threshold"])
+
+
+def refuse_disagreements(det: Any, mt: Any, info: Mapping[str, Any]) -> None:
+    """Stop the build when what it packs differs from what the registry champions say they ship."""
+    from phantom.serve import shipped
+
+    lines = shipped.disagreements({"registry": shipped.from_versions(det, mt), "bento": shipped.from_build_info(info)})
+    if lines:
+        raise ValueError("the Bento would ship other numbers than the registry champions: " + "; ".join(lines))
+
+
+def distilled_left_out(rules_version: Any, policy: Mapping[str, Any]) -> str | None:
+    """Why the distilled champion may not ship beside this pricing policy (None when its teacher is this policy)."""
+    from phantom.pricing.pricer import Pricer
+    from phantom.pricing.rules_gate import TEACHER_TAG
+
+    packed = Pricer.from_policy(policy).sha256()
+    teacher = (rules_version.tags or {}).get(TEACHER_TAG)
+    if teacher == packed:
+        return None
+    return (
+        f"{RULES} v{rules_version.version} was distilled from policy {str(teacher)[:12]}, not from the packed "
+        f"pricing champion's {packed[:12]}: `distilled` mode left out (dvc repro distill promote_rules)"
+    )
+
+
 def bento_version(versions: Mapping[str, str], commit: str) -> str:
     """A readable Bento version: detector and pricing versions, commit, build time."""
     return f"d{versions[DETECTOR]}-p{versions[MULTITASK]}-{commit[:8]}-{time.strftime('%Y%m%d%H%M%S')}"
@@ -151,6 +183,10 @@ def build(
     mt_model = import_champion(MULTITASK, mt, registry_uri)
     spec = context_spec(policy_of(mt, policy_file), params, decisions)
     rules_tree, rules_version = distilled_of(registry_uri)
+    left_out = distilled_left_out(rules_version, spec["policy"]) if rules_version is not None else None
+    if left_out:
+        print(left_out)
+        rules_tree, rules_version = None, None
     if rules_tree is not None:
         spec["distilled"] = {"tree": rules_tree, "registry": RULES, "version": str(rules_version.version)}
     ctx_model = save_context(
@@ -194,8 +230,11 @@ def build(
             ),
         },
         "policy": dict(spec["policy"]),  # objective and the agent calibration: what the service prices with
+        "detector_threshold": detector_threshold(det_model),
+        **({"distilled_left_out": left_out} if left_out else {}),
         "examples": {"product_id": str(catalogue["product_id"].iloc[0])},  # OpenAPI examples: fuzzers reach pricing
     }
+    refuse_disagreements(det, mt, info)
     info_path.write_text(json.dumps(info, indent=2))
     labels = {
         "git_commit": git["commit"],

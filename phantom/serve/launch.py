@@ -20,8 +20,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from phantom.events.broker import free_port, wait_for_port
-from phantom.processes import descendants, wait_http
+from phantom.events.broker import wait_for_port
+from phantom.processes import descendants, free_port, wait_http
 
 REDIS_USER = "phantom"
 

@@ -73,8 +73,38 @@ def grade(
         "ope_abs_error_by_estimator": {
             name: {k: abs(cmp[k]["estimate"] - record[k]) for k in keys} for name, cmp in ev.by_estimator.items()
         },
+        **estimator_grades(ev, record, keys),
         "oracle_guardrail_lambda": oracle_lam,
         "ratios": ratios,
+    }
+
+
+CHOSEN_KEYS = ("revenue_vs_fixed", "leakage_reduction_vs_rules", "human_conversion_delta")
+
+
+def estimator_grades(ev: Evaluation, record: Mapping[str, float], keys: Sequence[str]) -> dict[str, Any]:
+    """Each estimator's bias, interval width and coverage against the truth replay (truth only grades):
+    `estimators`, the configured `chosen_estimator` and whether its 95 % intervals hold the truth."""
+    estimators = {
+        name: {
+            k: {
+                "estimate": cmp[k]["estimate"],
+                "ci_low": cmp[k]["ci_low"],
+                "ci_high": cmp[k]["ci_high"],
+                "truth": record[k],
+                "bias": cmp[k]["estimate"] - record[k],
+                "ci_width": cmp[k]["ci_high"] - cmp[k]["ci_low"],
+                "covers": bool(cmp[k]["ci_low"] <= record[k] <= cmp[k]["ci_high"]),
+            }
+            for k in keys
+        }
+        for name, cmp in ev.by_estimator.items()
+    }
+    chosen = estimators[ev.estimator]
+    return {
+        "estimators": estimators,
+        "chosen_estimator": ev.estimator,
+        "chosen_covers_truth": {k: chosen[k]["covers"] for k in CHOSEN_KEYS},
     }
 
 

@@ -94,21 +94,24 @@ def tune(
     make_env: Callable[[], DynamicPricingEnv], cfg: PPOConfig, callbacks: Sequence[Any] = ()
 ) -> tuple[dict[str, Any], Any]:
     """Optuna (TPE) over the search space on `trial_steps` each; (best params, study)."""
-    import optuna
-
-    from phantom.detect.classifier import suggest
+    from phantom.hyperparams import run_study, suggest
 
     def objective(trial: Any) -> float:
         hp = suggest(trial, cfg.search_space)
         model = train(make_env, hp, cfg.trial_steps, cfg)
         return mean_reward(model, make_env, cfg.tuning_seeds)
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=cfg.seed))
-    if cfg.n_trials and cfg.search_space:
-        study.optimize(objective, n_trials=cfg.n_trials, callbacks=list(callbacks), show_progress_bar=True)
-        return dict(study.best_params), study
-    return {}, study
+    n_trials = cfg.n_trials if cfg.search_space else 0  # no space: nothing to search, the fixed params train
+    study = run_study(
+        objective,
+        direction="maximize",
+        n_trials=n_trials,
+        seed=cfg.seed,
+        callbacks=callbacks,
+        progress=print,
+        metric="mean_reward",
+    )
+    return (dict(study.best_params) if n_trials else {}), study
 
 
 @contextmanager
@@ -120,9 +123,14 @@ def _pyfunc_kwargs(model: Any, lo: float, hi: float, obs_names: Sequence[str]) -
     import pandas as pd
     from mlflow.models import infer_signature
 
+    from phantom.registry.models import reproducible_zip
+
     with tempfile.TemporaryDirectory(prefix="ppo-") as tmp:
         zip_path = Path(tmp) / "ppo.zip"
-        model.save(zip_path)
+        # wall-clock attributes (the run's start time, the Monitor's episode times) stay out: the
+        # saved agent is a function of its weights and hyper-parameters only
+        model.save(zip_path, exclude=["start_time", "ep_info_buffer", "ep_success_buffer"])
+        reproducible_zip(zip_path)
         spec = Path(tmp) / "spec.json"
         spec.write_text(json.dumps({"lo": lo, "hi": hi, "obs_names": list(obs_names)}))
         example = pd.DataFrame([np.zeros(len(obs_names))], columns=list(obs_names)).astype("float32")

@@ -17,7 +17,7 @@ from phantom.deploy import buildah
 from phantom.deploy.deployment import Deployment, replica_env
 from phantom.deploy.image import model_versions
 from phantom.deploy.replica import Replica
-from phantom.events.broker import free_port
+from phantom.processes import free_port
 from tests import serve_support as ss
 
 pytestmark = pytest.mark.deploy

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from phantom.events.kafka import ensure_topic
-from phantom.simulate import closed_loop
+from phantom.loadgen import closed_loop
 from phantom.simulate.traffic import TrafficConfig, simulate
 from tests.unit.test_ab_readout import FixedShop
 

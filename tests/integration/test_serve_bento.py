@@ -18,8 +18,8 @@ import bentoml
 import pandas as pd
 import pytest
 
-from phantom.events.broker import free_port
 from phantom.events.tokens import signer_from_env
+from phantom.processes import free_port
 from phantom.serve.launch import local_redis, serve_bento
 from tests import serve_support as ss
 

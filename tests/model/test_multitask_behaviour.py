@@ -67,7 +67,7 @@ def test_shipped_purchase_curves_never_rise_with_price(trained):
 
 
 def test_agent_head_separates(trained):
-    from phantom.detect.evaluate import auc
+    from phantom.metrics import auc
     from phantom.pricing.tuning import agent_labels
 
     _, model, test = trained
@@ -80,7 +80,7 @@ def test_agent_head_separates(trained):
 
 
 def test_purchases_are_ranked(trained):
-    from phantom.detect.evaluate import auc
+    from phantom.metrics import auc
     from phantom.pricing.data import PURCHASE_LABEL
 
     _, model, test = trained

@@ -3,7 +3,7 @@
 A small generated world's decision matrix, a throwaway MLflow sqlite store and a params file
 (PHANTOM_PARAMS) with a tiny Optuna budget, all in tmp_path. Checks what each stage writes, what
 MLflow records, that `models:/pricing-multitask@challenger` loads and scores, and that the gate
-promotes the first version and records its decision.
+decides the first version with the shipped floors, records its decision and tags the version.
 """
 
 from __future__ import annotations
@@ -41,23 +41,17 @@ def workspace(tmp_path_factory):
     ev["sweep_mu"] = [0, 5]
     ev["mu_selection"]["candidates"] = [0, 2, 8]
     ev["detector_markup"]["model"] = str(root / "no-detector-here")  # falls back to the multi-task head
-    gate = params["promote"]["pricing-multitask"]["gate"]
-    # a day and a half of traffic: floors that still mean something (the pricer must earn at least
-    # fixed price's revenue and cut the rules' leakage); tolerances stay as in params.yaml
-    gate["minimum"] = {
-        "agent_roc_auc": 0.85,
-        "purchase_roc_auc": 0.65,
-        "revenue_vs_fixed": 1.0,
-        "leakage_reduction_vs_rules": 0.2,
-        "human_conversion_delta": -0.02,
-    }
-    gate["maximum"] = {"purchase_ece": 0.05}
-    gate["tolerance"] = {k: v for k, v in gate["tolerance"].items() if k in gate["minimum"] or k in gate["maximum"]}
+    # the gates run with the shipped floors (params.yaml as it is): the tests below check that each
+    # decision is the one its recorded figures call for, whichever it is on this small world
     params["distill"].update(depth=3, depths=[2, 3], dagger_rounds=1, min_samples_leaf=20)
-    params["promote"]["pricing-rules"]["gate"]["minimum"] = {"fidelity_within_one_step": 0.5, "revenue_vs_teacher": 0.9}
     params_file = root / "params.yaml"
     params_file.write_text(yaml.safe_dump(params))
-    env = {**os.environ, "PHANTOM_PARAMS": str(params_file), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}"}
+    env = {
+        **os.environ,
+        "PHANTOM_PARAMS": str(params_file),
+        "PHANTOM_TIMINGS": str(root / "timings"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+    }
     return root, env
 
 
@@ -176,10 +170,21 @@ def test_evaluate_stage_reports_every_policy(stages):
     assert (root / "eval" / "pricing.config.json").exists()
 
 
-def test_gate_promotes_the_first_version_and_it_loads_by_alias(stages):
+def _shipped_decision(outcome: dict, model: str):
+    """What the shipped gate (params.yaml's, unrelaxed) decides on the figures the stage recorded."""
+    from phantom.registry.promotion import GateConfig, decide
+
+    gate = GateConfig.from_params(yaml.safe_load((REPO / "params.yaml").read_text())["promote"][model]["gate"])
+    return decide(outcome["challenger"], outcome["champion"], gate, outcome["best_of_earlier"])
+
+
+def test_shipped_gate_decides_the_first_version_and_it_loads_by_alias(stages):
     root, env, *_ = stages
     outcome = json.loads((root / "promotion.json").read_text())
-    assert outcome["model"] == "pricing-multitask" and outcome["action"] == "promoted"
+    expected = _shipped_decision(outcome, "pricing-multitask")
+    assert outcome["model"] == "pricing-multitask" and outcome["champion_before"] is None
+    assert outcome["action"] == ("promoted" if expected.passed else "kept")
+    assert outcome["reason"] == expected.summary()
     # the gate re-scores the version on the frozen set and gets the stage's own off-policy estimates
     metrics = json.loads((root / "pricing.json").read_text())
     for key in ("revenue_vs_fixed", "leakage_reduction_vs_rules", "human_conversion_delta"):
@@ -196,7 +201,7 @@ def test_gate_promotes_the_first_version_and_it_loads_by_alias(stages):
     assert "pricing-multitask" in (root / "promotion.md").read_text()
     code = (
         "import mlflow, pandas as pd, sys;"
-        "m = mlflow.pyfunc.load_model('models:/pricing-multitask@champion');"
+        "m = mlflow.pyfunc.load_model('models:/pricing-multitask@challenger');"
         "names = m.metadata.get_input_schema().input_names();"
         f"f = pd.read_parquet('{root / 'eval' / 'pricing.parquet'}').head(20);"
         "out = m.predict(f[names].astype(float));"
@@ -255,15 +260,21 @@ def test_distill_stage_writes_rules_metrics_and_a_gated_pyfunc(distilled):
     frozen = pd.read_parquet(root / "eval" / "distill.parquet")
     assert not {"kind", "wtp", "true_agent", "sensitivity"} & set(frozen)  # the gate never sees the truth
     outcome = json.loads((root / "promotion-rules.json").read_text())
-    assert outcome["model"] == "pricing-rules" and outcome["action"] == "promoted"
+    expected = _shipped_decision(outcome, "pricing-rules")
+    assert outcome["model"] == "pricing-rules" and outcome["action"] == ("promoted" if expected.passed else "kept")
+    assert outcome["reason"] == expected.summary()
+    # the tree was distilled from the stage's policy, and the gate checked it against that teacher
+    teacher = json.loads((root / "distill.json").read_text())["teacher_policy_sha256"]
+    assert outcome["teacher_policy_sha256"]["challenger"] == teacher
+    assert outcome["challenger"]["teacher_mismatch"] == float(teacher != outcome["teacher_policy_sha256"]["current"])
     assert outcome["challenger"]["fidelity_within_one_step"] == pytest.approx(
         metrics["fidelity_within_one_step"], abs=1e-4
     )
-    # the registered champion prices exactly as the JSON the stage wrote
+    # the registered version prices exactly as the JSON the stage wrote
     code = (
         "import json, mlflow, pandas as pd;"
         "from phantom.pricing.distill import DistilledPricer;"
-        "m = mlflow.pyfunc.load_model('models:/pricing-rules@champion');"
+        "m = mlflow.pyfunc.load_model('models:/pricing-rules@challenger');"
         f"p = DistilledPricer.from_json(json.load(open('{root / 'rules.json'}')));"
         f"f = pd.read_parquet('{root / 'eval' / 'distill.parquet'}');"
         "out = m.predict(f[list(p.features)].astype(float));"
@@ -271,3 +282,46 @@ def test_distill_stage_writes_rules_metrics_and_a_gated_pyfunc(distilled):
         "print('ok', len(f))"
     )
     assert _run(["-c", code], env).stdout.strip().startswith("ok")
+
+
+class _Flattened:
+    """The same loaded network with its price response scaled by `s` about list price (0: flat, -1: reversed)."""
+
+    def __init__(self, model, s: float) -> None:
+        self.model, self.s, self.metadata = model, s, model.metadata
+        self.inner = model.unwrap_python_model()
+
+    def _ratio(self, r):
+        return 1.0 + self.s * (r - 1.0)
+
+    def unwrap_python_model(self):
+        return self
+
+    def predict_grid(self, frame, grid):
+        return self.inner.predict_grid(frame, [float(self._ratio(g)) for g in grid])
+
+    def predict(self, frame):
+        column = self.inner.spec["price_column"]
+        return self.model.predict(frame.assign(**{column: self._ratio(frame[column].astype(float))}))
+
+
+def test_a_flattened_price_response_is_refused_by_the_shipped_gate(stages):
+    """The trained network and the same network with its price slope flattened (or reversed), scored
+    by the gate on the frozen set with params.yaml's gate: only the changed ones fail the
+    price-response calibration, which reads the randomised experiment's purchases per price bucket."""
+    from phantom.pricing import gate, package
+    from phantom.registry.promotion import GateConfig, decide
+
+    root, *_ = stages
+    frame = pd.read_parquet(root / "eval" / "pricing.parquet")
+    evaluator = gate.frozen_evaluator(frame, json.loads((root / "eval" / "pricing.config.json").read_text()), 15)
+    shipped = GateConfig.from_params(
+        yaml.safe_load((REPO / "params.yaml").read_text())["promote"]["pricing-multitask"]["gate"]
+    )
+    model = package.load(str(root / "models" / "multitask"))
+    failed = {}
+    for s in (1.0, 0.0, -1.0):
+        metrics, _ = gate.version_metrics(model if s == 1.0 else _Flattened(model, s), frame, evaluator.cfg)
+        failed[s] = {c.metric for c in decide(metrics, None, shipped).failures}
+    assert "price_response_miscalibration" not in failed[1.0], failed
+    assert "price_response_miscalibration" in failed[0.0] and "price_response_miscalibration" in failed[-1.0], failed

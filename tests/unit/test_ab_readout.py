@@ -1,6 +1,6 @@
 """The A/B readout on closed-loop logs whose effect is known, an A/A that must not decide, and its statistics.
 
-The closed loop (phantom.simulate.closed_loop) runs simulated visitors against an in-process shop
+The closed loop (phantom.loadgen.closed_loop) runs simulated visitors against an in-process shop
 with fixed-price arms, so the true effect of each arm is known from the visitors' hidden
 purchase curves (`expected_revenue` on the same views); the readout sees only what a shop logs:
 decisions, purchase events and the verified-human cohort.
@@ -14,8 +14,8 @@ import pytest
 
 from phantom.experiment import outcomes, sequential
 from phantom.experiment.readout import ReadoutConfig, readout
+from phantom.loadgen import closed_loop
 from phantom.serve.engine import ab_arm
-from phantom.simulate import closed_loop
 from phantom.simulate.traffic import TrafficConfig, simulate
 
 SALT = "test-ab"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phantom.simulate import closed_loop
+from phantom.loadgen import closed_loop
 from phantom.simulate.traffic import TrafficConfig, simulate
 
 ARMS = {"static": 1.0, "discount": 0.8}

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from phantom import metrics
 from phantom.detect import calibration, evaluate, splits
 from phantom.detect.rules import velocity_rule
 
@@ -47,9 +48,9 @@ def test_labeled_and_unlabeled_partition_the_sessions() -> None:
 
 def test_ece_of_perfect_and_overconfident_scores() -> None:
     y = np.array([0] * 50 + [1] * 50)
-    assert evaluate.ece(y, y.astype(float)) == 0.0
-    assert evaluate.ece(y, np.full(100, 0.5)) == pytest.approx(0.0)  # right on average in its one bin
-    assert evaluate.ece(y, np.r_[np.full(50, 0.9), np.full(50, 0.9)]) == pytest.approx(0.4)
+    assert metrics.ece(y, y.astype(float)) == 0.0
+    assert metrics.ece(y, np.full(100, 0.5)) == pytest.approx(0.0)  # right on average in its one bin
+    assert metrics.ece(y, np.r_[np.full(50, 0.9), np.full(50, 0.9)]) == pytest.approx(0.4)
 
 
 def test_operating_threshold_maximises_recall_under_constraints() -> None:
@@ -99,13 +100,13 @@ def test_equal_count_ece_finds_low_probability_under_prediction_equal_width_bins
     p = np.concatenate([np.full(n, pred) for pred, _, n in groups])
     y = np.concatenate([_exact_labels(n, obs) for _, obs, n in groups])
     assert y.mean() == pytest.approx(p.mean())  # right on average: one equal-width bin sees nothing
-    width = evaluate.ece(y, p, 8)
-    count = evaluate.ece(y, p, 8, binning="count")
+    width = metrics.ece(y, p, 8)
+    count = metrics.ece(y, p, 8, binning="count")
     assert width == pytest.approx(0.0, abs=1e-12)
     # equal-count bins of 4000 rows: 0.002 x 8000 + 0.004 x 8000 under, 0.003 x 16000 over
     assert count == pytest.approx((16 + 32 + 48) / 32000, abs=1e-4)
     # the reliability table shows the 10% deficit in the low bins
-    table = evaluate.calibration_table(y, p, 8, binning="count")
+    table = metrics.calibration_table(y, p, 8, binning="count")
     assert (table["count"] == 4000).all()
     low = table.loc[table["mean_predicted"] < 0.05]
     np.testing.assert_allclose(low["observed"] / low["mean_predicted"], 1.1, atol=0.01)
@@ -114,14 +115,14 @@ def test_equal_count_ece_finds_low_probability_under_prediction_equal_width_bins
 def test_equal_count_bins_and_default_binning() -> None:
     rng = np.random.default_rng(0)
     p = rng.beta(0.5, 10, 1003)
-    bins = evaluate.bin_index(p, 10, "count")
+    bins = metrics.bin_index(p, 10, "count")
     counts = np.bincount(bins, minlength=10)
     assert counts.max() - counts.min() <= 1 and counts.sum() == 1003
     assert (np.diff(bins[np.argsort(p, kind="stable")]) >= 0).all()  # bins follow p
     y = (rng.random(1003) < p).astype(int)
-    assert evaluate.ece(y, p) == evaluate.ece(y, p, 15, "width")  # the detector's measure is unchanged
+    assert metrics.ece(y, p) == metrics.ece(y, p, 15, "width")  # the detector's measure is unchanged
     with pytest.raises(ValueError, match="binning"):
-        evaluate.ece(y, p, 15, "quantiles")
+        metrics.ece(y, p, 15, "quantiles")
 
 
 def test_velocity_rule() -> None:
@@ -137,7 +138,7 @@ def test_calibration_fixes_overconfidence_and_is_chosen_by_cv() -> None:
     cal = calibration.choose(raw, y, folds=5, seed=0)
     assert set(cal.cv_ece) == {"isotonic", "platt", "identity"}
     assert cal.cv_ece[cal.method] == min(cal.cv_ece["isotonic"], cal.cv_ece["platt"])
-    assert evaluate.ece(y, cal.apply(raw)) < evaluate.ece(y, raw) / 3
+    assert metrics.ece(y, cal.apply(raw)) < metrics.ece(y, raw) / 3
 
 
 def test_identity_wins_when_the_scores_are_already_calibrated() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,7 +207,72 @@ def test_gate_metrics_on_a_frozen_set():
     frozen = rules_gate.frozen_set(frame, FEATURES, demand, decided.index, GRID)
     m = rules_gate.version_metrics(pricer, frozen)
     assert m["depth"] <= 4 and m["leaves"] == len(pricer.leaves)
-    assert 0.5 < m["revenue_vs_teacher"] < 1.5
+    # the revenue the network predicts at the tree's prices, against the teacher's, from the frozen columns
+    grid = np.asarray(GRID)
+    curves = frozen[rules_gate.curve_columns(GRID)].to_numpy()
+    base = frozen["base_price"].to_numpy()
+    mine, theirs = pricer.price(frozen).ratio, grid[decided.index]
+    at = [np.interp(r, grid, c) for r, c in zip(mine, curves, strict=True)]
+    want = np.sum(base * mine * at) / np.sum(base * theirs * curves[np.arange(len(frozen)), decided.index])
+    assert m["revenue_vs_teacher"] == pytest.approx(want, rel=1e-9)
+    assert m["revenue_gap_abs"] == pytest.approx(abs(want - 1.0), rel=1e-9)
+    assert m["fidelity_exact"] < 1.0 and m["revenue_gap_abs"] > 0 and m["leakage_gap_abs"] > 0
     perfect = rules_gate.version_metrics(pricer, frozen.assign(teacher_index=pricer.price(frozen).index))
     assert perfect["fidelity_exact"] == 1.0 and perfect["revenue_vs_teacher"] == pytest.approx(1.0)
+    assert perfect["revenue_gap_abs"] == pytest.approx(0.0) and perfect["leakage_gap_abs"] == pytest.approx(0.0)
     assert FORMAT in json.dumps(pricer.to_json())
+
+
+def test_a_tree_the_teacher_curves_like_better_is_not_ranked_above_its_teacher():
+    """A tree that prices above its teacher where the network predicts more revenue scores
+    revenue_vs_teacher > 1, yet its two-sided gap counts that deviation against it."""
+    frame = _frame(1500)
+    teacher = _teacher()
+    decided, demand = teacher(frame)
+    pricer = dagger.distill(
+        frame, teacher, FEATURES, 4, dagger.DistillConfig(depth=4, dagger_rounds=0), "purchased_this_product"
+    ).pricer
+    frozen = rules_gate.frozen_set(frame, FEATURES, demand, decided.index, GRID, teacher.pricer.sha256())
+    assert rules_gate.teacher_of_frozen(frozen) == teacher.pricer.sha256()
+    tree = rules_gate.version_metrics(pricer, frozen)
+    curves = frozen[rules_gate.curve_columns(GRID)].to_numpy()  # a teacher at its curves' least revenue
+    worse_teacher = frozen.assign(teacher_index=np.argmin(curves * np.asarray(GRID)[None, :], axis=1))
+    off = rules_gate.version_metrics(pricer, worse_teacher)
+    assert off["revenue_vs_teacher"] > 1.0 > tree["fidelity_exact"]
+    assert off["revenue_gap_abs"] == pytest.approx(off["revenue_vs_teacher"] - 1.0)
+    assert off["leakage_gap_abs"] > tree["leakage_gap_abs"]
+
+
+def test_the_teacher_hash_names_the_policy():
+    a, b = Pricer(Objective(grid=tuple(GRID), mu=5.0)), Pricer(Objective(grid=tuple(GRID), mu=4.0))
+    assert a.sha256() == Pricer.from_policy(json.loads(json.dumps(a.to_policy()))).sha256() != b.sha256()
+
+
+def test_the_shipped_rules_gate_refuses_a_worse_tree_and_passes_a_faithful_one():
+    """params.yaml's pricing-rules gate, unrelaxed, on a teacher a depth-5 tree can represent (the
+    teacher's choices are such a tree's): that tree passes every check, a depth-1 tree distilled
+    from the same choices fails the agreement floors, and a faithful tree from another teacher fails."""
+    import yaml
+
+    from phantom.registry.promotion import GateConfig, decide
+
+    root = Path(__file__).resolve().parents[2]
+    gate = GateConfig.from_params(
+        yaml.safe_load((root / "params.yaml").read_text())["promote"]["pricing-rules"]["gate"]
+    )
+    frame = _frame(3000)
+    teacher = _teacher()
+    _, demand = teacher(frame)
+
+    def tree(depth: int):
+        cfg = dagger.DistillConfig(depth=depth, dagger_rounds=0)
+        return dagger.distill(frame, teacher, FEATURES, depth, cfg, "purchased_this_product").pricer
+
+    faithful = tree(5)
+    frozen = rules_gate.frozen_set(frame, FEATURES, demand, faithful.price(frame).index, GRID, teacher.pricer.sha256())
+    good = decide({**rules_gate.version_metrics(faithful, frozen), "teacher_mismatch": 0.0}, None, gate)
+    shallow = decide({**rules_gate.version_metrics(tree(1), frozen), "teacher_mismatch": 0.0}, None, gate)
+    assert good.passed, good.summary()
+    assert not shallow.passed and "fidelity_exact" in {c.metric for c in shallow.failures}
+    other = decide({**rules_gate.version_metrics(faithful, frozen), "teacher_mismatch": 1.0}, None, gate)
+    assert [c.metric for c in other.failures] == ["teacher_mismatch"]

@@ -51,14 +51,28 @@ def test_layouts():
     assert len(set(DECISION_COLUMNS)) == len(DECISION_COLUMNS)
 
 
-def test_each_module_owns_its_group():
+def test_each_module_computes_exactly_its_group():
+    """What each module's code returns on real events is its registry group, in order (not NAMES,
+    which is the registry call itself): a feature added to the code or the registry alone fails."""
+    import numpy as np
+
+    from phantom.features import encode
+    from phantom.features.groups import GROUP_MODULES, empty_catalogue
+    from phantom.features.prepare import prepare
+    from tests.unit.feature_events import frame, shopper
+
+    p = prepare(frame(shopper("s1") + shopper("s2")), encode.catalogue_index(empty_catalogue()))
+    at = np.arange(p.n)  # the running state after every event
     for module, group in (
         (temporal, "temporal"),
         (behavioral, "behavioral"),
         (product, "product"),
         (useragent, "useragent"),
     ):
-        assert group_features(group) == module.NAMES
+        assert GROUP_MODULES[group] is module
+        computed = module.finalize(module.running(p, at))
+        assert list(computed) == group_features(group), group
+        assert all(len(v) == at.size for v in computed.values())
 
 
 def test_docs_are_generated_from_the_registry():

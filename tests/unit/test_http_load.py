@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from benchmarks.http_load import Connection, open_loop
-from phantom.events.broker import free_port
+from phantom.processes import free_port
 
 KEEP_ALIVE_S = 1
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from phantom.detect import splits
-from phantom.monitor import checks, decision_log, frames, judge, price_response, report, windows
+from phantom.monitor import check, checks, decision_log, frames, judge, price_response, report, suite, windows
 from phantom.monitor import reference as monitor_reference
 from phantom.monitor.config import DriftTests, MonitorConfig, ReferenceConfig
 from phantom.monitor.frames import DECISIONS, SESSIONS
@@ -254,7 +254,7 @@ def test_clipping_keeps_mass_at_the_edge(reference) -> None:
     ref_s, _ = reference
     s = _sessions(100, seed=40)
     s.loc[:9, "duration_s"] = 1e9  # a tail of absurd values
-    out = judge.clip_to_reference(s, ref_s, SESSIONS.numerical)
+    out = check.clip_to_reference(s, ref_s, SESSIONS.numerical)
     top = ref_s["duration_s"].quantile(0.999)
     assert (out.loc[:9, "duration_s"] == top).all() and len(out) == len(s)
 
@@ -322,3 +322,51 @@ def test_the_monitor_never_imports_the_simulator() -> None:
             if isinstance(node, ast.ImportFrom):
                 names = [node.module or ""]
             assert not any(n.startswith("phantom.simulate") for n in names), path.name
+
+
+class _LateNight(check.DriftCheck):
+    """A toy check: fails when any decision of the window was made at 03h UTC."""
+
+    name = "late_night"
+
+    def run(self, inputs: check.Inputs) -> check.Outcome:
+        hits = int((inputs.window.decisions["hour"] == 3).sum())
+        result = check.TableResult(self.name, report=False)
+        if hits:
+            result.failed_tests.append(f"late_night: {hits} decisions at 03h")
+        return check.Outcome(result, summary={"hits": hits})
+
+
+def test_a_new_check_listed_in_the_suite_is_judged(monkeypatch, reference) -> None:
+    ref_s, ref_d = reference
+    cfg = MonitorConfig(tests=DriftTests(num_threshold=0.12, cat_threshold=0.12, prediction_threshold=0.12))
+    s = _sessions(1500, seed=10, start=START + 7 * DAY)
+    window = _window(s, _decisions(s, seed=11))
+    before = judge.judge(window, ref_s, ref_d, cfg, per_column=False).verdict
+    assert before["decision"] == "pass" and "late_night" not in before
+
+    monkeypatch.setattr(suite, "CHECKS", (*suite.CHECKS, _LateNight()))  # the one line a new check adds
+    after = judge.judge(window, ref_s, ref_d, cfg, per_column=False).verdict
+    hits = int((window.decisions["hour"] == 3).sum())
+    assert hits > 0 and after["late_night"] == {"hits": hits}
+    assert after["decision"] == "fail" and after["failed_tests"] == [f"late_night: {hits} decisions at 03h"]
+    assert set(after["drifted_share"]) == {"sessions", "decisions"}  # a single test has no per-column table
+    decided = ("decision", "failed_tests", "likely_cause", "recommended_action")
+    unchanged = {k: v for k, v in before.items() if k not in decided}
+    assert {k: v for k, v in after.items() if k not in (*decided, "late_night")} == unchanged  # the others judge alike
+
+
+def test_the_suite_lists_each_check_once_and_the_interface_cannot_be_built() -> None:
+    names = [c.name for c in suite.CHECKS]
+    assert names == ["sessions", "decisions", "price_response"] and len(set(names)) == len(names)
+    with pytest.raises(TypeError):
+        check.DriftCheck()  # type: ignore[abstract]
+
+
+def test_a_check_whose_summary_would_overwrite_the_verdict_is_refused(monkeypatch, reference) -> None:
+    ref_s, ref_d = reference
+    clash = type("Clash", (_LateNight,), {"name": "decision"})
+    monkeypatch.setattr(suite, "CHECKS", (*suite.CHECKS, clash()))
+    s = _sessions(300, seed=10, start=START + 7 * DAY)
+    with pytest.raises(ValueError, match="overwrite verdict entries"):
+        judge.judge(_window(s, _decisions(s, seed=11)), ref_s, ref_d, MonitorConfig(), per_column=False)

@@ -98,7 +98,7 @@ def test_type_oracle_prices_each_kind_on_its_own_curve():
 
 
 def test_model_metrics_use_equal_count_ece_and_report_mean_rates():
-    from phantom.detect.evaluate import ece
+    from phantom.metrics import ece
     from phantom.pricing.evaluate import model_metrics
 
     rng = np.random.default_rng(4)

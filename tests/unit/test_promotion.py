@@ -142,6 +142,28 @@ def test_config_rejects_tolerance_without_direction() -> None:
         GateConfig.from_params({"minimum": {"ece": 0.0}, "maximum": {"ece": 0.02}})
 
 
+RULES_GATE = GateConfig.from_params(
+    {
+        "minimum": {"fidelity_exact": 0.85, "fidelity_within_one_step": 0.95},
+        "maximum": {"teacher_mismatch": 0, "revenue_gap_abs": 0.02},
+        "tolerance": {"fidelity_exact": 0.01, "revenue_gap_abs": 0.005},
+        "replace_when": ["teacher_mismatch"],
+    }
+)
+STALE = {"fidelity_exact": 0.95, "fidelity_within_one_step": 0.99, "teacher_mismatch": 1.0, "revenue_gap_abs": 0.0}
+FRESH = {"fidelity_exact": 0.90, "fidelity_within_one_step": 0.99, "teacher_mismatch": 0.0, "revenue_gap_abs": 0.01}
+
+
+def test_stale_says_which_replace_when_metric_is_set() -> None:
+    assert RULES_GATE.stale(STALE) == ["teacher_mismatch"] and RULES_GATE.stale(FRESH) == []
+    assert RULES_GATE.stale(None) == [] and GATE.stale(STALE) == []
+
+
+def test_a_challenger_from_another_teacher_is_refused() -> None:
+    result = decide(STALE, None, RULES_GATE)
+    assert not result.passed and [c.metric for c in result.failures] == ["teacher_mismatch"]
+
+
 # ---- the registry side, on a throwaway sqlite store ----------------------------------------------
 
 
@@ -334,3 +356,64 @@ def test_no_challenger_is_a_clear_error(store) -> None:
 
     with pytest.raises(SystemExit, match="no 'challenger'"):
         promote("toy", _evaluator({}), GATE, log=lambda _: None)
+
+
+def test_a_champion_from_another_teacher_is_replaced_by_any_challenger_passing_the_floors(store) -> None:
+    """The stale champion scores higher on everything, yet the fresh challenger replaces it; with the
+    same figures but the champion's teacher current, the champion is kept."""
+    from phantom.registry.promotion import promote
+
+    client, new_version = store
+    v1 = new_version("champion")
+    client.set_registered_model_tag("toy", "champion_set_by_gate", v1)
+    client.set_registered_model_tag("toy", "gate.history", v1)
+    v2 = new_version()
+    current = {**STALE, "teacher_mismatch": 0.0}
+    kept = promote("toy", _evaluator({v1: current, v2: FRESH}), RULES_GATE, dry_run=True, log=lambda _: None)
+    assert kept.action == "kept" and "vs champion" in kept.reason
+    outcome = promote("toy", _evaluator({v1: STALE, v2: FRESH}), RULES_GATE, log=lambda _: None)
+    assert outcome.action == "promoted" and outcome.reason.startswith(f"champion v{v1} is stale (teacher_mismatch)")
+    assert str(client.get_model_version_by_alias("toy", "champion").version) == v2
+    v3 = new_version()  # the ratchet holds for the fresh champion: a worse fresh challenger is kept out
+    worse = {**FRESH, "fidelity_exact": 0.87}
+    again = promote("toy", _evaluator({v1: STALE, v2: FRESH, v3: worse}), RULES_GATE, log=lambda _: None)
+    assert again.action == "kept" and v1 not in again.earlier
+
+
+PAIRED = GateConfig.from_params(
+    {
+        "minimum": {"roc_auc": 0.97},
+        "paired_minimum": {"revenue_vs_champion_ci_low": 0.99},
+        "paired_maximum": {"leak_ci_high": 1.1},
+    }
+)
+
+
+def test_paired_evidence_is_checked_only_against_a_champion() -> None:
+    assert decide({"roc_auc": 0.98}, None, PAIRED).passed  # the first version: floors only
+    ok = {"roc_auc": 0.98, "revenue_vs_champion_ci_low": 0.995, "leak_ci_high": 1.0}
+    assert decide(ok, {"roc_auc": 0.98}, PAIRED).passed
+    worse = decide({**ok, "revenue_vs_champion_ci_low": 0.97}, {"roc_auc": 0.98}, PAIRED)
+    assert not worse.passed and [c.rule for c in worse.failures] == ["paired vs champion"]
+    assert not decide({"roc_auc": 0.98}, {"roc_auc": 0.98}, PAIRED).passed  # no evidence: no promotion
+
+
+def test_promote_asks_the_evaluator_for_paired_evidence(store) -> None:
+    from phantom.registry.promotion import promote
+
+    _, new_version = store
+    v1 = new_version("champion")
+    v2 = new_version()
+    asked = []
+
+    class Evaluator:
+        def __call__(self, uri: str) -> dict[str, float]:
+            return {"roc_auc": 0.98}
+
+        def paired(self, challenger: str, champion: str) -> dict[str, float]:
+            asked.append((challenger, champion))
+            return {"revenue_vs_champion_ci_low": 0.98, "leak_ci_high": 1.0}
+
+    outcome = promote("toy", Evaluator(), PAIRED, log=lambda _: None)
+    assert asked == [(f"models:/toy/{v2}", f"models:/toy/{v1}")]
+    assert outcome.action == "kept" and "revenue_vs_champion_ci_low 0.9800 (needs >= 0.9900" in outcome.reason

@@ -137,7 +137,12 @@ def test_oracle_is_the_ceiling_of_flat_prices_and_summary_intervals(pool: pd.Dat
     assert lo < summary["cheap"]["revenue_mean"] < hi
     assert summary["fixed"]["revenue_vs_fixed"] == 1.0
     head = benchmark.headline(summary)
-    assert head["best_policy"] in ("fixed", "cheap") and head["best_vs_oracle"] > 0
+    # the best observable policy is the one with the higher reward, and its ratios to the oracle are those figures
+    best = max(("fixed", "cheap"), key=lambda k: summary[k]["reward_mean"])
+    assert head["best_policy"] == best
+    assert head["best_vs_oracle"] == summary[best]["revenue_mean"] / summary["oracle"]["revenue_mean"]
+    assert head["best_reward_vs_oracle"] == summary[best]["reward_mean"] / summary["oracle"]["reward_mean"]
+    assert head["best_reward_vs_oracle"] <= 1.0 / 0.99  # the oracle's reward is the ceiling (as above)
 
 
 def test_world_params_match_the_generator() -> None:
@@ -153,7 +158,9 @@ def test_world_params_match_the_generator() -> None:
 def test_simulate_params_parse_and_refuse_unknown_keys() -> None:
     params = yaml.safe_load((ROOT / "params.yaml").read_text())["simulate"]
     cfg = study.SimulateConfig.from_params(params)
-    assert cfg.ppo.total_steps >= 100_000 and cfg.seeds >= 10
+    # 40k steps per agent: both PPO agents reach the oracle's reward (138,209.1) as at 100k (issue 20's
+    # run vs the committed one), in 149 s of stage time instead of 336 s; the full study is one param away
+    assert cfg.ppo.total_steps >= 40_000 and cfg.seeds >= 10
     with pytest.raises(ValueError, match="unknown simulate params"):
         study.SimulateConfig.from_params({**params, "sedes": 3})
     with pytest.raises(ValueError, match="hourz"):
@@ -191,3 +198,16 @@ def test_stage_with_a_misspelt_param_ends_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "simulate.sedes" in result.stderr  # the whole params file is validated first (phantom/params.py)
     assert "Traceback" not in result.stderr
+
+
+def test_ppo_search_runs_its_trials_through_the_shared_runner(pool: pd.DataFrame) -> None:
+    from phantom.simulate import rl
+
+    space = {"learning_rate": {"type": "float", "low": 1e-4, "high": 1e-3, "log": True}}
+    fixed = {"n_steps": 64, "batch_size": 64, "n_epochs": 1}
+    cfg = rl.PPOConfig(n_envs=1, n_trials=2, trial_steps=64, tuning_seeds=(0,), fixed=fixed, search_space=space)
+    best, searched = rl.tune(lambda: DynamicPricingEnv(pool), cfg)
+    assert len(searched.trials) == 2 and set(best) == {"learning_rate"}
+    assert best == max(searched.trials, key=lambda t: t.value).params
+    nothing, idle = rl.tune(lambda: DynamicPricingEnv(pool), rl.PPOConfig(n_trials=2, search_space={}))
+    assert nothing == {} and idle.trials == []
