@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+import pandas as pd
+
 from phantom.features.registry import SESSION_FEATURE_SPECS
 from phantom.monitor.check import TableResult
 from phantom.monitor.price_response import TEST_NAME as PRICE_RESPONSE
@@ -42,8 +45,50 @@ def drifted_columns(results: list[TableResult]) -> list[str]:
     return [c for c, _ in rows]
 
 
-def likely_cause(results: list[TableResult], reference_agent_share: float | None) -> tuple[str, str]:
-    """(likely cause, recommended action) of a failing window, from which tests failed."""
+def cohort_shift(
+    current: pd.DataFrame, reference: pd.DataFrame, columns: list[str], cohort: str, min_sessions: int
+) -> dict[str, dict[str, float]] | None:
+    """Per column, the mean shift (in reference standard deviations) of every visitor and of one labeled cohort.
+
+    A client or pipeline bug moves a feature for every visitor, the shop's verified people included: their
+    shift is everyone's. New agents leave that cohort where it was: their shift is 0. `se` is the standard
+    error of the cohort's shift, so that the two can be told apart. None when either side has fewer than
+    `min_sessions` of the cohort.
+    """
+    if "cohort" not in current or "cohort" not in reference:
+        return None
+    cur_people = current["cohort"].astype("string") == cohort
+    ref_people = reference["cohort"].astype("string") == cohort
+    if min(int(cur_people.sum()), int(ref_people.sum())) < min_sessions:
+        return None
+    out = {}
+    for c in columns:
+        spread = float(reference[c].std()) or 1e-9
+        a, b = current.loc[cur_people, c].dropna(), reference.loc[ref_people, c].dropna()
+        se = float(np.sqrt(a.var() / max(len(a), 1) + b.var() / max(len(b), 1))) / spread
+        out[c] = {
+            "everyone": float(current[c].mean() - reference[c].mean()) / spread,
+            "people": float(a.mean() - b.mean()) / spread,
+            "se": se,
+        }
+    return out
+
+
+def _new_traffic(shift: dict[str, float], z: float = 3.0) -> bool:
+    """The cohort stayed put while everyone moved: everyone's shift is `z` standard errors clear of 0 and the
+    cohort's is nearer 0 than everyone's."""
+    return abs(shift["everyone"]) >= z * shift["se"] and abs(shift["people"]) < abs(shift["everyone"] - shift["people"])
+
+
+def likely_cause(
+    results: list[TableResult],
+    reference_agent_share: float | None,
+    people: dict[str, dict[str, float]] | None = None,
+) -> tuple[str, str]:
+    """(likely cause, recommended action) of a failing window, from which tests failed.
+
+    `people`: the drifted columns' shift for everyone and for the verified-human cohort (`cohort_shift`).
+    """
     failed = " | ".join(t for r in results for t in r.failed_tests)
     columns = [c for c in drifted_columns(results) if c not in ("p_agent", "p_buy", "chosen_ratio")]
     feature_cols = [c for c in columns if c in GROUP]
@@ -51,20 +96,35 @@ def likely_cause(results: list[TableResult], reference_agent_share: float | None
     if "mean value of 'p_agent'" in failed.lower() and share is not None:
         ref = "" if reference_agent_share is None else f" (reference {reference_agent_share:.3f})"
         return f"agent share changed: estimated {share:.3f}{ref}", RETRAIN
-    people = _people_cause(results)
-    if people and len(feature_cols) <= 2:
-        return people, RETRAIN
+    outcome = _people_cause(results)
+    if outcome and len(feature_cols) <= 2:
+        return outcome, RETRAIN
     groups = {GROUP[c] for c in feature_cols}
     if feature_cols and len(feature_cols) <= 3 and len(groups) == 1:
-        return f"client or pipeline bug likely: only {', '.join(feature_cols)} moved", FIX_DATA
+        if people is not None and all(c in people and _new_traffic(people[c]) for c in feature_cols):
+            shifts = ", ".join(
+                f"{c} {people[c]['everyone']:+.2f} sd, people {people[c]['people']:+.2f}" for c in feature_cols
+            )
+            return (
+                f"traffic the models were not trained on (new agents?): {shifts} "
+                "(the verified-human cohort did not move)",
+                RETRAIN,
+            )
+        unclear = "".join(
+            f"; verified people cannot tell ({c}: everyone {people[c]['everyone']:+.2f} sd, "
+            f"people {people[c]['people']:+.2f} +/- {people[c]['se']:.2f})"
+            for c in feature_cols
+            if people is not None and c in people and not _new_traffic(people[c])
+        )
+        return f"client or pipeline bug likely: only {', '.join(feature_cols)} moved{unclear}", FIX_DATA
     if feature_cols:
         return (
             f"traffic the models were not trained on (a new agent family or visitor type?): "
             f"{len(feature_cols)} features moved across {', '.join(sorted(groups))}",
             RETRAIN,
         )
-    if people:
-        return people, RETRAIN
+    if outcome:
+        return outcome, RETRAIN
     return "model outputs moved without a feature shift: " + (failed or "see the report"), RETRAIN
 
 
@@ -79,7 +139,12 @@ def _people_cause(results: list[TableResult]) -> str | None:
     return None
 
 
-def verdict(window: str, results: list[TableResult], reference_agent_share: float | None = None) -> dict[str, Any]:
+def verdict(
+    window: str,
+    results: list[TableResult],
+    reference_agent_share: float | None = None,
+    people: dict[str, dict[str, float]] | None = None,
+) -> dict[str, Any]:
     """The window's decision as a JSON-able dict (written to latest.json and shown as one line)."""
     passed = all(r.passed for r in results)
     out: dict[str, Any] = {
@@ -94,7 +159,7 @@ def verdict(window: str, results: list[TableResult], reference_agent_share: floa
     if passed:
         out["likely_cause"], out["recommended_action"] = None, "none"
     else:
-        out["likely_cause"], out["recommended_action"] = likely_cause(results, reference_agent_share)
+        out["likely_cause"], out["recommended_action"] = likely_cause(results, reference_agent_share, people)
     return out
 
 

@@ -87,6 +87,9 @@ class MonitorConfig(BaseModel):
     """Reference rows per table Evidently compares with (a seeded sample; the mean bounds use them all)."""
     human_cohort: str = "xp_human_only"
     """experiment_id of the verified-human cohort."""
+    cohort_min_sessions: int = Field(50, ge=2)
+    """A lone drifted column is read as new traffic (retrain) rather than a client bug only when the
+    verified-human cohort, with at least this many sessions on each side, did not move on it."""
     thresholds: str | None = THRESHOLDS_FILE
     """The versioned file of tuned tests the tuning run (`python -m benchmarks.drift`) writes:
     the monitor ships exactly the thresholds its reported rates were measured with."""

@@ -36,7 +36,9 @@ def judge(
     ran = [o for o in outcomes.values() if o is not None]
     results = [o.result for o in ran]
     ref_s = inputs.matched_sessions
-    verdict = checks.verdict(window.label, results, float(ref_s["p_agent"].mean()) if len(ref_s) else None)
+    drifted = [c for c in checks.drifted_columns(results) if c in checks.GROUP]
+    people = checks.cohort_shift(inputs.sessions, ref_s, drifted, cfg.human_cohort, cfg.cohort_min_sessions)
+    verdict = checks.verdict(window.label, results, float(ref_s["p_agent"].mean()) if len(ref_s) else None, people)
     summaries = {name: o.summary for name, o in outcomes.items() if o is not None and o.summary is not None}
     if clash := set(summaries) & (set(verdict) | {"sessions", "decisions", "column_drift"}):
         raise ValueError(f"drift checks {sorted(clash)} would overwrite verdict entries of the same name")

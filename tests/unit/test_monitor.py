@@ -149,6 +149,36 @@ def test_same_distribution_passes_and_a_shift_fails_naming_the_column(tmp_path, 
     assert "DriftedColumnsCount" in (tmp_path / "w" / "sessions.json").read_text()
 
 
+def _with_people(sessions: pd.DataFrame, seed: int, share: float = 0.25) -> pd.DataFrame:
+    """The same sessions with a share of them in the shop's verified-human cohort."""
+    rng = np.random.default_rng(seed)
+    return sessions.assign(cohort=np.where(rng.random(len(sessions)) < share, "xp_human_only", None))
+
+
+def test_a_lone_column_that_moved_for_agents_only_is_new_traffic_and_for_everyone_a_client_bug() -> None:
+    ref_s = _with_people(_sessions(3000, seed=30, days=6), seed=31)
+    ref_d = _decisions(ref_s, seed=32)
+    cfg = MonitorConfig(tests=DriftTests(num_threshold=0.12, cat_threshold=0.12, prediction_threshold=5.0))
+    moved = _sessions(1500, seed=33, start=START + 7 * DAY, scale=0.6)
+    same = _sessions(1500, seed=33, start=START + 7 * DAY)
+
+    everyone = _with_people(moved, seed=34)  # a client bug: every visitor's dwell shrinks, people's too
+    v = judge.judge(_window(everyone, _decisions(everyone, seed=35).iloc[:0]), ref_s, ref_d, cfg).verdict
+    assert v["drifted_columns"] == ["hover_mean_ms"]
+    assert "client or pipeline bug" in v["likely_cause"] and v["recommended_action"] == checks.FIX_DATA
+
+    agents = _with_people(moved, seed=34)  # new agents: the verified people's sessions are as before
+    people = agents["cohort"] == "xp_human_only"
+    agents.loc[people, "hover_mean_ms"] = same.loc[people, "hover_mean_ms"]
+    v = judge.judge(_window(agents, _decisions(agents, seed=35).iloc[:0]), ref_s, ref_d, cfg).verdict
+    assert v["drifted_columns"] == ["hover_mean_ms"]
+    assert "the verified-human cohort did not move" in v["likely_cause"] and v["recommended_action"] == checks.RETRAIN
+
+    too_few = MonitorConfig(tests=cfg.tests, cohort_min_sessions=10_000)  # no evidence either way: fix data first
+    v = judge.judge(_window(agents, _decisions(agents, seed=35).iloc[:0]), ref_s, ref_d, too_few).verdict
+    assert v["recommended_action"] == checks.FIX_DATA
+
+
 def test_agent_share_and_conversion_tests_fire_without_feature_drift(reference) -> None:
     ref_s, ref_d = reference
     cfg = MonitorConfig(tests=DriftTests(num_threshold=0.12, cat_threshold=0.12, prediction_threshold=5.0))
