@@ -555,9 +555,11 @@ def main() -> None:
         finally:
             replica.stop()
 
-        # replicas behind HAProxy: capacity, a replica killed, a rollout
+        # replicas behind HAProxy: capacity, a replica killed, a rollout; HAProxy believes the visitors' forwarded
+        # addresses from loopback, as the replicas do (else its per-address limit would see one client)
+        lb_cfg = cfg.model_copy(update={"lb": cfg.lb.model_copy(update={"trusted_upstreams": ["127.0.0.1/32"]})})
         dep = Deployment(
-            cfg, work / "lb", replica_env(cfg, {k: v for k, v in env.items() if k != "PHANTOM_DECISION_LOG"})
+            lb_cfg, work / "lb", replica_env(cfg, {k: v for k, v in env.items() if k != "PHANTOM_DECISION_LOG"})
         )
         try:
             dep.up(from_image)

@@ -14,10 +14,12 @@
   of `champion` tried with no credentials, a wrong password, a READ-only user and a user with EDIT on
   another model, through the REST API: moves that went through (a permitted user's move is checked
   to work and to be recorded, else the benchmark fails);
-- `flood_other_sessions_p99_ms`: the Bento (2 workers, Redis with a password, default limits) with
-  one session flooded at 2,000 events/s (one event per request: the cheapest flood for an attacker,
-  costliest for us; its own process) while 200 other sessions, each from its own address, are priced
-  at 200 requests/s in total: the p99 of those prices;
+- `flood_other_sessions_p99_ms`: the Bento (2 workers, Redis with a password, default limits) behind
+  HAProxy as it is deployed (phantom.deploy.haproxy: the edge enforces the replicas' own request-rate
+  limits), with one session flooded at 2,000 events/s (one event per request: the cheapest flood for
+  an attacker, costliest for us; its own process) while 200 other sessions, each from its own
+  address, are priced at 200 requests/s in total: the p99 of those prices. The detail keeps the same
+  flood against the bare `bentoml serve` (`flood_bare`: only the app's own gate) for comparison;
 - `secrets_found_in_artifacts`: every secret value in play (the build's environment, the service's
   keys and Redis password, the tracking server's accounts, machine-local secret files) searched for
   in the Bento's files (labels, build_info, models' metadata, code) and in the registries (tags and
@@ -33,6 +35,7 @@ when present) that the default limits are checked against. Run it on a quiet mac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -40,6 +43,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -186,8 +190,13 @@ def others(url: str, events: Any, products: list[str]) -> list[tuple]:
     ]
 
 
-def flood(url: str, reqs: list[tuple], seconds: float, work: Path, batch: int) -> dict[str, Any]:
-    """The others' p99 at OTHERS_RPS alone, then with one session flooded (`batch` events per request, own process)."""
+def flood(
+    url: str, reqs: list[tuple], seconds: float, work: Path, batch: int, reached: Callable[[], int] | None = None
+) -> dict[str, Any]:
+    """The others' p99 at OTHERS_RPS alone, then with one session flooded (`batch` events per request, own process).
+
+    `reached`: requests that reached the service so far (HAProxy's count), read on both sides of the flood.
+    """
     import multiprocessing
 
     from benchmarks.http_load import cycle, run_open
@@ -199,12 +208,51 @@ def flood(url: str, reqs: list[tuple], seconds: float, work: Path, batch: int) -
     out = work / f"flood-{batch}.json"
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_flood_process, args=(url, flooded.token, seconds + 2.0, batch, str(out)))
+    before = reached() if reached else None
     child.start()
     time.sleep(1.0)  # the flood is running before the measured window starts
     during = run_open(url, cycle(reqs), OTHERS_RPS, seconds, max_idle_s=4.0).summary()
     child.join(timeout=seconds + 60)
     attack = json.loads(out.read_text()) if out.exists() else {}
-    return {"baseline": baseline, "during_flood": during, "flood": attack}
+    result = {"baseline": baseline, "during_flood": during, "flood": attack}
+    if reached is not None and before is not None:
+        result["reached_service_during_flood"] = reached() - before
+    return result
+
+
+@contextlib.contextmanager
+def edge(url: str, service_env: dict[str, str], work: Path) -> Iterator[Any]:
+    """HAProxy in front of the service at `url`, configured as deployed (params deploy.lb, the service's own limits).
+
+    Loopback is its trusted upstream: the bench's clients stand for many visitors, each with its forwarded address.
+    """
+    from urllib.parse import urlsplit
+
+    from phantom.deploy import haproxy
+    from phantom.params import load
+    from phantom.processes import free_port
+    from phantom.serve.limits import LimitConfig
+
+    lb = load(ROOT / "params.yaml")[1].deploy.lb.model_copy(update={"trusted_upstreams": ["127.0.0.1/32"]})
+    limits = LimitConfig.from_env(service_env)  # what the service's gate read from the same environment
+    where, port = urlsplit(url), free_port()
+    folder = work / "edge"
+    folder.mkdir(parents=True, exist_ok=True)
+    config, sock = folder / "haproxy.cfg", folder / "haproxy.sock"
+    config.write_text(
+        haproxy.render(lb, [("r1", where.hostname, where.port)], ("127.0.0.1", port), sock, limits=limits)
+    )
+    proxy = haproxy.HAProxy(config, sock, port, log=folder / "haproxy.log").start()
+    try:
+        proxy.wait_status("r1", ["UP"])
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+def reached(proxy: Any) -> int:
+    """Requests HAProxy passed to the service so far."""
+    return sum(row["total"] for row in proxy.stats().values())
 
 
 def gate_cost(redis_url: str, n: int = 3000) -> dict[str, float]:
@@ -461,11 +509,23 @@ def render_figures(metrics: dict[str, Any], detail: dict[str, Any]) -> str:
     rows = [f"| `{k}` | {metrics[k]} | {target} |" for k, target in TARGETS.items()]
     f, fb = detail["flood"], detail["flood_batched"]
     lines = ["| figure | measured | target |", "|---|---|---|", *rows, ""]
+    if "flood_bare" in detail:  # measured through HAProxy, as deployed
+        where = (
+            "The service (2 workers) runs behind HAProxy as deployed, which enforces the service's own request-rate "
+            f"limits at the edge. The flood sends one event per request ({FLOOD_EVENTS_PER_S} requests/s, answered "
+            f"{f['flood'].get('statuses')}; while it ran, {f.get('reached_service_during_flood')} requests reached "
+            f"the service, the others' included); the other sessions' p99 alone: {f['baseline']['p99_ms']:.2f} ms. "
+            f"{_bare_sentence(detail)}"
+        )
+    else:  # an older run: straight at `bentoml serve`
+        where = (
+            f"The flood sends one event per request ({FLOOD_EVENTS_PER_S} requests/s, answered "
+            f"{f['flood'].get('statuses')}); the other sessions' p99 alone: {f['baseline']['p99_ms']:.2f} ms. "
+        )
     lines.append(
         f"Measured {detail['measured_at']} on {detail['machine_cores']} cores (server, Redis, the flood's client and "
         f"the measuring client on the same machine), load average before {detail['load_before'][0]:.2f}, during "
-        f"{detail['load_during'][0]:.2f}. The flood sends one event per request ({FLOOD_EVENTS_PER_S} requests/s, "
-        f"answered {f['flood'].get('statuses')}); the other sessions' p99 alone: {f['baseline']['p99_ms']:.2f} ms. "
+        f"{detail['load_during'][0]:.2f}. {where}"
         f"With the flood batched 10 events per request: {fb['during_flood']['p99_ms']:.2f} ms (answered "
         f"{fb['flood'].get('statuses')}). With the limiter's Redis round trip switched off (limits 0): "
         f"{detail['limiter_off_baseline']['p99_ms']:.2f} ms at {OTHERS_RPS} requests/s without flood. Admitting one "
@@ -491,12 +551,32 @@ def render_figures(metrics: dict[str, Any], detail: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _bare_sentence(detail: dict[str, Any]) -> str:
+    """The same flood straight at `bentoml serve` (only the app's gate), when the detail has it."""
+    bare = detail.get("flood_bare")
+    if not bare:
+        return ""
+    return (
+        f"The same flood straight at the service (no HAProxy), refused only by its own gate: the others' p99 "
+        f"{bare['during_flood']['p99_ms']:.2f} ms (alone {bare['baseline']['p99_ms']:.2f} ms; the flood answered "
+        f"{bare['flood'].get('statuses')}). "
+    )
+
+
 def render_doc(metrics: dict[str, Any], detail: dict[str, Any], text: str) -> str:
     """docs/security.md with its figures block replaced by the rendered one."""
     head, rest = text.split(BEGIN, 1)
     marker, rest = rest.split("\n", 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}{marker}\n{render_figures(metrics, detail)}\n{END}{tail}"
+
+
+def _print_flood(result: dict[str, Any]) -> None:
+    for k, v in result.items():
+        if isinstance(v, dict):
+            print(f"  {k}: p99 {v.get('p99_ms')} ms, statuses {v.get('statuses')}", flush=True)
+        else:
+            print(f"  {k}: {v}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -561,14 +641,19 @@ def main(argv: list[str] | None = None) -> None:
             detail["cross_session"] = cross["detail"]
             print(f"  cross_session_writes_accepted {cross['accepted']}: {json.dumps(cross['detail'])}", flush=True)
             reqs = others(url, events, products)
-            for key, batch in (("flood", 1), ("flood_batched", 10)):
-                print(
-                    f"flood: {FLOOD_EVENTS_PER_S} events/s on one session, {batch} per request; others at {OTHERS_RPS} rps"
-                )
-                detail[key] = flood(url, reqs, args.seconds, work, batch)
-                detail["load_during"] = os.getloadavg()
-                for k, v in detail[key].items():
-                    print(f"  {k}: p99 {v.get('p99_ms')} ms, statuses {v.get('statuses')}", flush=True)
+            print(f"flood_bare: {FLOOD_EVENTS_PER_S} events/s on one session straight at bentoml serve", flush=True)
+            detail["flood_bare"] = flood(url, reqs, args.seconds, work, 1)
+            _print_flood(detail["flood_bare"])
+            with edge(url, {**env, **senv}, work) as proxy:
+                print(f"HAProxy at {proxy.url} in front of it, enforcing the service's limits", flush=True)
+                for key, batch in (("flood", 1), ("flood_batched", 10)):
+                    print(
+                        f"{key}: {FLOOD_EVENTS_PER_S} events/s on one session, {batch} per request, through HAProxy; "
+                        f"others at {OTHERS_RPS} rps"
+                    )
+                    detail[key] = flood(proxy.url, reqs, args.seconds, work, batch, lambda: reached(proxy))
+                    detail["load_during"] = os.getloadavg()
+                    _print_flood(detail[key])
         with serve_bento(tag, env={**env, **senv, "PHANTOM_LIMIT_ADDR_RPS": "0", "PHANTOM_LIMIT_SESSION_RPS": "0"},
                          log_dir=work / "nolimit", cwd=work) as (url, _):  # fmt: skip
             from benchmarks.http_load import cycle, run_open
@@ -606,7 +691,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{k:32s} {v}")
     f = detail["flood"]
     print(
-        f"others p99: {f['baseline']['p99_ms']:.2f} ms alone, {f['during_flood']['p99_ms']:.2f} ms during the flood; "
+        f"others p99: {f['baseline']['p99_ms']:.2f} ms alone, {f['during_flood']['p99_ms']:.2f} ms during the flood "
+        f"through HAProxy ({detail['flood_bare']['during_flood']['p99_ms']:.2f} ms straight at the service); "
         f"limiter off: {detail['limiter_off_baseline']['p99_ms']:.2f} ms; flood statuses {f['flood'].get('statuses')}"
     )
     if args.out == ROOT / "metrics/security.json":

@@ -17,7 +17,7 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from phantom.experiment.config import ReadoutConfig  # the A/B readout (docs/operate.md)
 from phantom.monitor.config import MonitorConfig, ReferenceConfig  # the monitor's sections (docs/monitor.md)
@@ -611,6 +611,22 @@ class LoadBalancerParams(Section):
     drain_timeout_s: PositiveInt = Field(
         description="a replica taken out of rotation finishes its requests within this"
     )
+    trusted_upstreams: list[str] = Field(
+        description="addresses/CIDRs in front of the LB (CDN, TLS terminator) whose last X-Forwarded-For hop is the client"
+        " address the edge's per-address limit counts; empty: the TCP peer is the client",
+    )
+    limit_table_size: PositiveInt = Field(
+        description="entries of each edge rate-limit stick table (addresses, sessions seen in the last 10 s)"
+    )
+
+    @field_validator("trusted_upstreams")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        import ipaddress
+
+        for net in value:
+            ipaddress.ip_network(net, strict=False)  # ValueError names the bad entry
+        return value
 
 
 class KubernetesParams(Section):

@@ -29,6 +29,7 @@ from typing import Any
 from phantom.deploy import haproxy
 from phantom.deploy.replica import BENTO_UID, Replica
 from phantom.processes import free_port
+from phantom.serve.limits import LimitConfig
 
 PASSED_THROUGH = ("REDIS_URL", "KAFKA_BOOTSTRAP_SERVERS")  # and every PHANTOM_* variable of the caller
 KEY_INSIDE = "/run/phantom/session-key"
@@ -108,14 +109,19 @@ class Deployment:
         config = self.folder / "haproxy.cfg"
         socket_path = self.folder / "haproxy.sock"
         servers = [(slot, r.host, r.port) for slot, r in slots.items()]
-        spare = [(SPARE, "127.0.0.1", free_port())]  # nothing listens there; in maintenance until a rollout uses it
-        config.write_text(haproxy.render(self.cfg.lb, servers, ("127.0.0.1", port), socket_path, spares=spare))
+        config.write_text(self.lb_config(servers, port, socket_path))
         self.lb = haproxy.HAProxy(config, socket_path, port, log=self.folder / "haproxy.log").start()
         for slot in slots:
             self.lb.wait_status(slot, ["UP"])
         self.spare = SPARE
         self.say(f"load balancer on {self.lb.url} (HAProxy), {n} replicas UP")
         return self
+
+    def lb_config(self, servers: list[tuple[str, str, int]], port: int, socket_path: Path) -> str:
+        """HAProxy's configuration for `servers` on 127.0.0.1:`port`, with one spare slot and the replicas' own limits."""
+        spare = [(SPARE, "127.0.0.1", free_port())]  # nothing listens there; in maintenance until a rollout uses it
+        limits = LimitConfig.from_env(self.env)  # what each replica's gate reads from the same variables
+        return haproxy.render(self.cfg.lb, servers, ("127.0.0.1", port), socket_path, spares=spare, limits=limits)
 
     def replace(self, name: str, image: str) -> dict[str, float]:
         """Replace the replica behind server `name` by `image`, adding the new one first; timings of each step (s).

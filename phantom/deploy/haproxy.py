@@ -15,7 +15,21 @@
   replicas are purged within `server_idle_s` (`pool-purge-delay`), below the service's own
   keep-alive (`deploy.keepalive_s`), so the proxy never reuses a connection a replica is closing;
 - `option forwardfor`: replicas see the visitor's address in X-Forwarded-For (the service trusts it
-  only from the proxy's address, `PHANTOM_TRUSTED_PROXIES`).
+  only from the proxy's address, `PHANTOM_TRUSTED_PROXIES`);
+- the service's request-rate limits enforced at the edge (`edge_limits`): per client address `addr_rps`
+  and per session token `session_rps`, the numbers of the `LimitConfig` the replicas' gate builds from
+  the same environment (phantom.serve.limits; never retyped here). A request over either is answered
+  429 by HAProxy in the service's error envelope, with `Retry-After: 1`, and never reaches a replica:
+  a flood costs HAProxy a table lookup, not a Python worker's parse and Redis round trip.
+
+Edge limits, as the gate counts them: only requests under `/api/`; a refused request is not counted
+(at most `limit` requests per second pass, however fast a client sends); the address is the TCP peer,
+or the last X-Forwarded-For hop when the peer is one of `lb.trusted_upstreams` (a CDN or TLS
+terminator in front); the session key is the token of `X-Session-Token`, else of the `phantom_session`
+cookie, hashed (SHA-1) whole: a forged token cannot charge a real session's budget, and a rotating one
+still spends its address's. HAProxy does not verify the token (its key stays with the replicas).
+HAProxy's rate is a sliding one-second estimate, the gate's a fixed window: the edge may admit a
+little less at a window's edge, never more than about the limit; the gate behind it still decides.
 
 `HAProxy` runs `haproxy -db` in its own process session and drives the runtime API on a UNIX
 socket (`set server ... state drain|ready`, `show stat`), which the rollout uses.
@@ -26,6 +40,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import json
 import shutil
 import socket
 import subprocess
@@ -35,7 +50,80 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phantom.serve.limits import LimitConfig
+
 BACKEND = "replicas"
+ADDR_TABLE = "limit_addr_rps"
+SESSION_TABLE = "limit_session_rps"
+# the gate's names (phantom.serve.gate, which imports the service's stack: `make manifests` runs without it;
+# tests/unit/test_deploy_config.py holds them equal)
+COOKIE = "phantom_session"
+TOKEN_HEADER = "x-session-token"
+GATED_PREFIX = "/api/"
+RATE_LIMITED = "rate_limited"
+ISSUE_PATH = "/api/session"  # the gate charges only the address there
+
+
+def _refusal(rule: str) -> str:
+    """`http-request return` of a 429 in the service's error envelope (phantom.serve.gate.Refused.body)."""
+    body = json.dumps(
+        {"error": f"{RATE_LIMITED}: {rule} spent at the load balancer", "reason": RATE_LIMITED}, separators=(",", ":")
+    )
+    return f"    http-request return status 429 content-type application/json string '{body}' hdr Retry-After 1"
+
+
+def edge_limits(lb: Any, limits: LimitConfig) -> tuple[list[str], list[str]]:
+    """(frontend lines, table backends) that enforce `limits`' addr_rps and session_rps in HAProxy.
+
+    A limit of 0 is off, as in the gate. The frontend lines run before any request is routed.
+    """
+    addr, session = limits.addr_rps, limits.session_rps
+    if not addr and not session:
+        return [], []
+    front = [
+        f"    acl phantom_api path_beg {GATED_PREFIX}",
+        f"    acl phantom_issue path {ISSUE_PATH}",
+    ]
+    tables = []
+    if addr:
+        front.append("    http-request set-var(txn.phantom_addr) src if phantom_api")
+        if lb.trusted_upstreams:
+            front.append(f"    acl phantom_upstream src {' '.join(lb.trusted_upstreams)}")
+            # a hop that is not an address (garbage from a trusted upstream) fails the fetch: the peer stays
+            front.append(
+                "    http-request set-var(txn.phantom_addr) req.hdr_ip(x-forwarded-for,-1) if phantom_api phantom_upstream"
+            )
+        front.append(f"    http-request track-sc0 var(txn.phantom_addr) table {ADDR_TABLE} if phantom_api")
+        tables += [
+            f"backend {ADDR_TABLE}",
+            f"    stick-table type ipv6 size {lb.limit_table_size} expire 10s store gpc0_rate(1s)",
+            "",
+        ]
+    if session:
+        front += [
+            f"    http-request set-var(txn.phantom_token) req.cook({COOKIE}) if phantom_api",
+            f"    http-request set-var(txn.phantom_token) req.fhdr({TOKEN_HEADER}) if phantom_api"
+            f" {{ req.fhdr({TOKEN_HEADER}) -m len gt 0 }}",
+            f"    http-request track-sc1 var(txn.phantom_token),sha1 table {SESSION_TABLE}"
+            " if phantom_api !phantom_issue { var(txn.phantom_token) -m found }",
+        ]
+        tables += [
+            f"backend {SESSION_TABLE}",
+            f"    stick-table type binary len 20 size {lb.limit_table_size} expire 10s store gpc0_rate(1s)",
+            "",
+        ]
+    if addr:
+        front.append(_refusal("addr_rps") + f" if phantom_api {{ sc_gpc0_rate(0) ge {addr} }}")
+    if session:
+        front.append(
+            _refusal("session_rps") + f" if phantom_api {{ sc_tracked(1) }} {{ sc_gpc0_rate(1) ge {session} }}"
+        )
+    # only what passes is counted (the gate's limit is what it admits per second)
+    if addr:
+        front.append("    http-request sc-inc-gpc0(0) if phantom_api")
+    if session:
+        front.append("    http-request sc-inc-gpc0(1) if phantom_api { sc_tracked(1) }")
+    return front, tables
 
 
 def render(
@@ -44,12 +132,17 @@ def render(
     bind: tuple[str, int],
     stats_socket: Path | str,
     spares: Sequence[tuple[str, str, int]] = (),
+    *,
+    limits: LimitConfig,
 ) -> str:
     """The haproxy.cfg text for `servers` [(name, host, port)] behind `bind` (host, port) with `lb` (params deploy.lb).
 
     `spares` are declared in maintenance (`disabled`): a rollout points one at a new replica at run time.
+    `limits` are the replicas' own (`LimitConfig.from_env(<the replicas' environment>)`), enforced at the edge.
+    The replicas' backend comes last (the compose variant appends its `server-template` to it).
     """
     inter = lb.check_interval_ms
+    front, tables = edge_limits(lb, limits)
     lines = [
         "global",
         "    maxconn 4096",
@@ -72,8 +165,10 @@ def render(
         "",
         "frontend pricing",
         f"    bind {bind[0]}:{bind[1]}",
+        *front,
         f"    default_backend {BACKEND}",
         "",
+        *tables,
         f"backend {BACKEND}",
         "    balance leastconn",
         "    http-request disable-l7-retry unless { method GET HEAD }",

@@ -24,6 +24,7 @@ from typing import Any
 
 from phantom.deploy import haproxy
 from phantom.deploy.image import LABEL_PREFIX, model_versions
+from phantom.serve.limits import LimitConfig
 
 PORT = 3000
 APP = "phantom-pricing"
@@ -229,7 +230,8 @@ def compose(image: str, image_labels: Mapping[str, str], cfg: Any, measured: Map
 
 def compose_haproxy(cfg: Any) -> str:
     """HAProxy's configuration for the compose file: the same as here, servers resolved through compose's DNS."""
-    text = haproxy.render(cfg.lb, [], ("0.0.0.0", PORT), "/var/run/haproxy.sock")  # all interfaces of the LB container
+    limits = LimitConfig.from_env(config_env(cfg, cfg.workers))  # the replicas' environment: their own limits
+    text = haproxy.render(cfg.lb, [], ("0.0.0.0", PORT), "/var/run/haproxy.sock", limits=limits)  # every interface
     resolvers = "resolvers compose\n    nameserver dns 127.0.0.11:53\n    hold valid 1s\n\n"
     template = f"    server-template r 1-{cfg.replicas * 2} pricing:{PORT} check resolvers compose init-addr none\n"
     return text.replace("defaults\n", resolvers + "defaults\n", 1) + template

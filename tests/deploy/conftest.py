@@ -57,9 +57,12 @@ def champions(uri: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def deploy_params(tmp_path_factory) -> tuple[Path, object]:
-    """(params file, its deploy section): the repo's params with the test tier's own image repository."""
+    """(params file, its deploy section): the repo's params with the test tier's own image repository, loopback trusted."""
     raw = yaml.safe_load((REPO / "params.yaml").read_text())
     raw["deploy"]["image"]["repository"] = TEST_REPOSITORY
+    # the visitors' load comes from this host with one X-Forwarded-For address per visitor (benchmarks.deploy.Visitors):
+    # HAProxy believes that hop from 127.0.0.1 as it would from a CDN in front of it, as the replicas do
+    raw["deploy"]["lb"]["trusted_upstreams"] = ["127.0.0.1/32"]
     path = tmp_path_factory.mktemp("params") / "params.yaml"
     path.write_text(yaml.safe_dump(raw, sort_keys=False))
     from phantom.params import load

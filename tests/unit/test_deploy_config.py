@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 from phantom.deploy import haproxy, image, manifests, wheels
+from phantom.serve.limits import LimitConfig
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILE = """FROM python:3.11-slim AS base-container
@@ -74,6 +75,7 @@ def test_haproxy_accepts_the_rendered_configuration(cfg, tmp_path):
         ("127.0.0.1", 3100),
         tmp_path / "s",
         spares=[("spare", "127.0.0.1", 3103)],
+        limits=LimitConfig(),
     )
     assert "server spare 127.0.0.1:3103 check disabled" in text and f"maxconn {cfg.lb.server_maxconn}" in text
     assert "retry-on conn-failure empty-response response-timeout 503" in text
@@ -169,3 +171,74 @@ def test_make_manifests_writes_files_that_validate(cfg, tmp_path):
     for doc in yaml.safe_load_all((tmp_path / "out/kubernetes/pricing.yaml").read_text()):
         kubernetes_validate.validate(doc, "1.30.0", strict=True)
     assert "localhost/phantom-pricing:d3-p7-abc-1" in (tmp_path / "out/compose.yaml").read_text()
+
+
+def _edge(text: str, rule: str) -> int | None:
+    """The limit HAProxy enforces for `rule` in a rendered configuration (None: no such rule)."""
+    import re
+
+    found = re.findall(rf"{rule} spent at the load balancer.*sc_gpc0_rate\(\d\) ge (\d+) \}}", text)
+    assert len(found) <= 1, found
+    return int(found[0]) if found else None
+
+
+def test_edge_limits_are_the_replicas_own_limits(cfg, tmp_path):
+    from phantom.deploy.deployment import Deployment, replica_env
+    from phantom.serve.limits import LimitConfig
+
+    env = replica_env(cfg, {"REDIS_URL": "redis://x", "PHANTOM_LIMIT_SESSION_RPS": "7", "PHANTOM_SESSION_KEY": "k:s"})
+    gate_limits = LimitConfig.from_env(env)  # what each replica's gate reads (Gate.from_env)
+    text = Deployment(cfg, tmp_path, env).lb_config([("r1", "127.0.0.1", 3101)], 3100, tmp_path / "s")
+    assert _edge(text, "session_rps") == gate_limits.session_rps == 7
+    assert _edge(text, "addr_rps") == gate_limits.addr_rps == LimitConfig().addr_rps  # the default: not retyped
+    assert (
+        "table limit_session_rps" in text
+        and "req.fhdr(x-session-token)" in text
+        and "req.cook(phantom_session)" in text
+    )
+    # the limit tables come before the replicas' backend, which stays last (compose appends its servers to it)
+    assert text.rstrip().splitlines()[-1].startswith("    server spare ") and text.index(
+        "\nbackend limit_"
+    ) < text.index("\nbackend replicas")
+    compose = manifests.compose_haproxy(cfg)
+    assert (
+        _edge(compose, "addr_rps") == LimitConfig().addr_rps
+        and _edge(compose, "session_rps") == LimitConfig().session_rps
+    )
+
+
+def test_edge_limits_off_and_upstream_trust_follow_the_config(cfg, tmp_path):
+    from phantom.params import DeployParams
+    from phantom.serve.limits import LimitConfig
+
+    servers = [("r1", "127.0.0.1", 3101)]
+    text = haproxy.render(cfg.lb, servers, ("127.0.0.1", 3100), tmp_path / "s", limits=LimitConfig(addr_rps=0))
+    assert _edge(text, "addr_rps") is None and _edge(text, "session_rps") == LimitConfig().session_rps
+    assert "track-sc0" not in text and "x-forwarded-for" not in text  # no address table at all
+    off = haproxy.render(cfg.lb, servers, ("127.0.0.1", 3100), tmp_path / "s", limits=LimitConfig(0, 1, 1, 0, 1))
+    assert "stick-table" not in off and "http-request return" not in off
+    # the peer is the client unless it is a trusted upstream: only then is its last X-Forwarded-For hop believed
+    assert cfg.lb.trusted_upstreams == [] and "req.hdr_ip(x-forwarded-for,-1)" not in haproxy.render(
+        cfg.lb, servers, ("127.0.0.1", 3100), tmp_path / "s", limits=LimitConfig()
+    )
+    lb = cfg.lb.model_copy(update={"trusted_upstreams": ["10.1.0.0/16", "127.0.0.1"]})
+    text = haproxy.render(lb, servers, ("127.0.0.1", 3100), tmp_path / "s", limits=LimitConfig())
+    assert "acl phantom_upstream src 10.1.0.0/16 127.0.0.1" in text
+    assert "req.hdr_ip(x-forwarded-for,-1) if phantom_api phantom_upstream" in text
+    raw = cfg.model_dump()
+    raw["lb"]["trusted_upstreams"] = ["10.1.0.0/33"]
+    with pytest.raises(ValueError, match=r"10\.1\.0\.0/33"):
+        DeployParams.model_validate(raw)
+
+
+def test_the_edge_speaks_the_gates_names():
+    from phantom.serve import gate
+
+    assert (haproxy.COOKIE, haproxy.TOKEN_HEADER, haproxy.GATED_PREFIX, haproxy.RATE_LIMITED) == (
+        gate.COOKIE,
+        gate.TOKEN_HEADER,
+        gate.GATED_PREFIX,
+        gate.RATE_LIMITED,
+    )
+    body = json.loads(haproxy._refusal("addr_rps").split(" string '")[1].split("'")[0])
+    assert body == gate.Refused(429, gate.RATE_LIMITED, "addr_rps spent at the load balancer", 1).body()

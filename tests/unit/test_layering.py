@@ -40,7 +40,7 @@ LAYERS: dict[str, frozenset[str]] = {
         "serve": ("detect", "events", "features", "pricing", "processes", "registry"),
         "experiment": (),
         "ops": ("processes", "serve"),
-        "deploy": ("params", "processes"),
+        "deploy": ("params", "processes", "serve"),
         "params": ("experiment", "monitor"),
         "simulate": ("events", "pricing", "hyperparams", "registry"),
         "loadgen": ("events", "features", "pricing", "serve", "simulate"),
