@@ -58,9 +58,7 @@ def paired_evidence(challenger: evaluate.Evaluation, champion: evaluate.Evaluati
     ra, rb = a.replicates[evaluate.OPTIMISER], b.replicates[evaluate.OPTIMISER]
 
     def figures(x: np.ndarray, y: np.ndarray) -> dict[str, np.ndarray]:
-        def conv(v: np.ndarray) -> np.ndarray:
-            return v[..., i["human_purchases"]] / np.clip(v[..., i["human_views"]], 1e-12, None)
-
+        conv = ope.human_conversion
         with np.errstate(divide="ignore", invalid="ignore"):
             return {
                 "revenue_vs_champion": x[..., i["revenue"]] / y[..., i["revenue"]],

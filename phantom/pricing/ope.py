@@ -347,12 +347,16 @@ def price_response_calibration(
     return {"buckets": rows, "max_excess": max((r["excess"] for r in rows), default=float("nan")), "z": z}
 
 
+def human_conversion(x: np.ndarray) -> np.ndarray:
+    """People's purchases per view from outcome sums (the last axis indexes OUTCOMES)."""
+    i = {k: j for j, k in enumerate(OUTCOMES)}
+    return x[..., i["human_purchases"]] / np.clip(x[..., i["human_views"]], 1e-12, None)
+
+
 def _comparisons(me: np.ndarray, fixed: np.ndarray, rules: np.ndarray) -> dict[str, np.ndarray]:
     """Headline comparisons from outcome sums (the last axis indexes OUTCOMES)."""
     i = {k: j for j, k in enumerate(OUTCOMES)}
-
-    def conv(x: np.ndarray) -> np.ndarray:
-        return x[..., i["human_purchases"]] / np.clip(x[..., i["human_views"]], 1e-12, None)
+    conv = human_conversion
 
     with np.errstate(divide="ignore", invalid="ignore"):
         return {
