@@ -26,7 +26,7 @@ each rate:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -318,19 +318,24 @@ COMPONENTS = {  # a frame on the stack -> what it is (share of the worker's samp
 }
 
 
+def _stacks(profile: Path) -> Iterator[tuple[list[str], int]]:
+    """py-spy's raw output: (frames of one stack, its sample count) per line."""
+    for line in profile.read_text().splitlines():
+        if line.strip():
+            stack, count = line.rsplit(" ", 1)
+            yield stack.split(";"), int(count)
+
+
 def components(profile: Path) -> dict[str, float]:
     """Share of the worker's samples with each of COMPONENTS' frames on the stack."""
     shares = dict.fromkeys(COMPONENTS.values(), 0)
     total = 0
-    for line in profile.read_text().splitlines():
-        if not line.strip():
-            continue
-        stack, count = line.rsplit(" ", 1)
-        total += int(count)
-        names = {frame.split(" (")[0] for frame in stack.split(";")}
+    for frames, count in _stacks(profile):
+        total += count
+        names = {frame.split(" (")[0] for frame in frames}
         for frame, label in COMPONENTS.items():
             if frame in names:
-                shares[label] += int(count)
+                shares[label] += count
     return {k: round(v / total, 3) for k, v in shares.items()} if total else {}
 
 
@@ -340,17 +345,14 @@ def top_functions(profile: Path, n: int = 12) -> list[tuple[str, float]]:
 
     inclusive: Counter[str] = Counter()
     total = 0
-    for line in profile.read_text().splitlines():
-        if not line.strip():
-            continue
-        stack, count = line.rsplit(" ", 1)
-        total += int(count)
+    for frames, count in _stacks(profile):
+        total += count
         names = {
             frame.split(" (")[0] + " " + frame.split("(")[-1].split(":")[0].split("site-packages/")[-1]
-            for frame in stack.split(";")
+            for frame in frames
         }
         for name in names:
-            inclusive[name] += int(count)
+            inclusive[name] += count
     keep = [
         k
         for k, _ in inclusive.most_common()

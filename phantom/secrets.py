@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets as _random
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -18,13 +19,18 @@ def state_dir(env: Mapping[str, str] = os.environ) -> Path:
     return Path(env.get("PHANTOM_STATE_DIR") or Path.home() / ".local" / "state" / "phantom")
 
 
-def _create_once(path: Path, value: str) -> str:
-    """Write `value` to a new 0600 file unless it exists; the file's value either way."""
+def create_once(path: Path, value: str) -> str:
+    """Write `value` to a new 0600 file unless it exists; the file's value either way (one writer wins)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        return path.read_text().strip()
+        for _ in range(50):  # another process created it and may not have written it yet: wait for its line
+            text = path.read_text().strip()
+            if text:
+                return text
+            time.sleep(0.02)
+        raise ValueError(f"{path}: empty secret file (delete it to have a new one made)") from None
     with os.fdopen(fd, "w") as out:
         out.write(value + "\n")
     return value
@@ -41,7 +47,7 @@ def secret(env: Mapping[str, str], name: str, generate: bool = False) -> str | N
         except OSError as exc:
             raise ValueError(f"{name}_FILE={path}: cannot read ({exc.strerror})") from None
     if generate:
-        return _create_once(state_dir(env) / name.lower(), _random.token_urlsafe(24))
+        return create_once(state_dir(env) / name.lower(), _random.token_urlsafe(24))
     return None
 
 

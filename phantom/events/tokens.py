@@ -24,6 +24,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from phantom.secrets import create_once, state_dir
+from phantom.secrets import secret as configured_secret  # the stdlib's `secrets` mints the key
+
 VERSION = "v1"
 MAC_BYTES = 16
 DEFAULT_MAX_AGE_S = 86_400
@@ -139,53 +142,26 @@ class Signer:
         return Verified(session_id, kid, issued, token)
 
 
-def _secret_text(env: Mapping[str, str], name: str) -> str | None:
-    """The value of `name`, or the content of the file named by `name`_FILE."""
-    if env.get(name):
-        return env[name]
-    path = env.get(f"{name}_FILE")
-    if path:
-        try:
-            return Path(path).read_text().strip()
-        except OSError as exc:
-            raise ValueError(f"{name}_FILE={path}: cannot read ({exc.strerror})") from None
-    return None
-
-
 def local_key_file(env: Mapping[str, str] = os.environ) -> Path:
     """Where the machine-local key lives when no key is configured."""
-    root = env.get("PHANTOM_STATE_DIR") or str(Path.home() / ".local" / "state" / "phantom")
-    return Path(root) / "session-key"
+    return state_dir(env) / "session-key"
 
 
 def _local_key(path: Path) -> str:
     """Read the machine-local key, creating it (0600, exclusively: one writer wins) when missing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        for _ in range(50):  # another process is writing it: wait for its line
-            text = path.read_text().strip()
-            if text:
-                return text
-            time.sleep(0.02)
-        raise ValueError(f"{path}: empty session key file") from None
-    line = f"local-{secrets.token_hex(4)}:{secrets.token_urlsafe(32)}"
-    with os.fdopen(fd, "w") as out:
-        out.write(line + "\n")
-    return line
+    return create_once(path, f"local-{secrets.token_hex(4)}:{secrets.token_urlsafe(32)}")
 
 
 def signer_from_env(env: Mapping[str, str] = os.environ, create_local: bool = True) -> Signer:
     """The Signer the environment configures (see the module doc); a bad setting stops with its variable's name."""
-    current_text = _secret_text(env, "PHANTOM_SESSION_KEY")
+    current_text = configured_secret(env, "PHANTOM_SESSION_KEY")
     if current_text is None:
         if not create_local:
             raise ValueError("PHANTOM_SESSION_KEY (or PHANTOM_SESSION_KEY_FILE) is not set")
         current_text = _local_key(local_key_file(env))
     kid, secret = parse_key(current_text, "PHANTOM_SESSION_KEY")
     previous = None
-    previous_text = _secret_text(env, "PHANTOM_SESSION_KEY_PREVIOUS")
+    previous_text = configured_secret(env, "PHANTOM_SESSION_KEY_PREVIOUS")
     if previous_text is not None:
         pkid, psecret = parse_key(previous_text, "PHANTOM_SESSION_KEY_PREVIOUS")
         until = env.get("PHANTOM_SESSION_KEY_PREVIOUS_UNTIL", "").strip()

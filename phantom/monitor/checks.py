@@ -65,6 +65,8 @@ def cohort_shift(
     for c in columns:
         spread = float(reference[c].std()) or 1e-9
         a, b = current.loc[cur_people, c].dropna(), reference.loc[ref_people, c].dropna()
+        if min(len(a), len(b)) < min_sessions:  # the cohort's values are missing here: no evidence on this column
+            continue
         se = float(np.sqrt(a.var() / max(len(a), 1) + b.var() / max(len(b), 1))) / spread
         out[c] = {
             "everyone": float(current[c].mean() - reference[c].mean()) / spread,

@@ -7,6 +7,7 @@ metrics/serve.json (`schemathesis_all_checks_failures`, `degraded_alert_fired`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import subprocess
@@ -109,11 +110,9 @@ def wait_for(check: Callable[[], bool], timeout_s: float, every_s: float = 1.0) 
     """Poll `check` until it is true or the time is up."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        try:
+        with contextlib.suppress(OSError):  # the service is down or not up yet: poll again
             if check():
                 return True
-        except OSError:
-            pass
         time.sleep(every_s)
     return False
 

@@ -200,9 +200,8 @@ def main(argv: list[str] | None = None) -> None:
         + (f"; pushgateway {running.pushgateway}" if running.pushgateway else "")
     )
     try:
-        running.proc.wait()
-    except KeyboardInterrupt:
-        pass
+        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is how a user stops it: stop quietly
+            running.proc.wait()
     finally:
         stop(running)
 

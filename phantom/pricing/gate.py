@@ -66,13 +66,7 @@ def paired_evidence(challenger: evaluate.Evaluation, champion: evaluate.Evaluati
                 "human_conversion_vs_champion": conv(x) - conv(y),
             }
 
-    point, reps = figures(pa, pb), figures(ra, rb)
-    out = {}
-    for key, value in point.items():
-        r = reps[key][np.isfinite(reps[key])]
-        lo, hi = np.percentile(r, [2.5, 97.5]) if r.size else (np.nan, np.nan)
-        out[key] = {"estimate": float(value), "ci_low": float(lo), "ci_high": float(hi)}
-    return out
+    return ope.intervals(figures(pa, pb), figures(ra, rb))
 
 
 POLICY_TAG = "pricer.policy"  # model-version tag: the pricer fitted for this version (JSON), what the service loads

@@ -372,9 +372,15 @@ def compare(est: Estimates, policy: str, fixed: str = "fixed", rules: str = "rul
     vec = {k: np.array([est.point[k][o] for o in OUTCOMES]) for k in (policy, fixed, rules)}
     point = _comparisons(vec[policy], vec[fixed], vec[rules])
     reps = _comparisons(est.replicates[policy], est.replicates[fixed], est.replicates[rules])
+    return intervals(point, reps)
+
+
+def intervals(point: dict[str, np.ndarray], replicates: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """{figure: {estimate, ci_low, ci_high}}: each point estimate with the 95 % percentile interval of its
+    finite bootstrap replicates (NaN bounds when none is finite)."""
     out = {}
     for key, value in point.items():
-        r = reps[key][np.isfinite(reps[key])]
+        r = replicates[key][np.isfinite(replicates[key])]
         lo, hi = np.percentile(r, [2.5, 97.5]) if r.size else (np.nan, np.nan)
         out[key] = {"estimate": float(value), "ci_low": float(lo), "ci_high": float(hi)}
     return out

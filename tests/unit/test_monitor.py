@@ -174,6 +174,7 @@ def test_a_lone_column_that_moved_for_agents_only_is_new_traffic_and_for_everyon
     assert v["drifted_columns"] == ["hover_mean_ms"]
     assert "the verified-human cohort did not move" in v["likely_cause"] and v["recommended_action"] == checks.RETRAIN
 
+    assert checks.cohort_shift(agents.assign(hover_mean_ms=np.nan), ref_s, ["hover_mean_ms"], "xp_human_only", 50) == {}
     too_few = MonitorConfig(tests=cfg.tests, cohort_min_sessions=10_000)  # no evidence either way: fix data first
     v = judge.judge(_window(agents, _decisions(agents, seed=35).iloc[:0]), ref_s, ref_d, too_few).verdict
     assert v["recommended_action"] == checks.FIX_DATA

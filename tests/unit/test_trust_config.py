@@ -79,6 +79,21 @@ def test_secrets_from_env_files_or_a_generated_machine_local_file(tmp_path):
     assert oct(secrets.local_secret_path(env, "X").stat().st_mode)[-3:] == "600"
 
 
+def test_a_secret_file_another_process_is_still_writing_is_waited_for_and_an_empty_one_named(tmp_path):
+    import threading
+
+    path = tmp_path / "key"
+    path.touch(mode=0o600)  # created by the first writer, its line not written yet
+    threading.Timer(0.1, lambda: path.write_text("theirs\n")).start()
+    assert secrets.create_once(path, "mine") == "theirs"  # one writer wins; the second reads its value
+
+    empty = tmp_path / "empty"
+    empty.touch()
+    with pytest.raises(ValueError, match="empty secret file"):
+        secrets.create_once(empty, "mine")
+    assert empty.read_text() == ""  # nothing overwritten
+
+
 def test_kafka_sasl_from_env():
     assert security_config({}) == {}
     cfg = security_config(
